@@ -1,0 +1,25 @@
+# The two quickstart commands are `make demo` and `make test`; both set everything up first.
+VENV ?= .venv
+QUESTION ?= What is 17 + 25?
+
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@scripts/setup
+
+demo: setup
+	$(VENV)/bin/swarmrank ask "$(QUESTION)"
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not model"
+
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_overhead.py
+	$(VENV)/bin/python benchmarks/bench_bt.py
+	$(VENV)/bin/python benchmarks/bench_llamacpp.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from swarmrank.cli import main
+
+main()

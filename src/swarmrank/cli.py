@@ -1,0 +1,211 @@
+"""The ``swarmrank`` command: a thin Typer layer over the library.
+
+Library errors (:class:`~swarmrank.errors.SwarmError`) become one line on stderr and exit code 1;
+usage errors exit 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from swarmrank.errors import SwarmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
+config_app = typer.Typer(no_args_is_help=True, help="Show swarm configs.")
+rounds_app = typer.Typer(no_args_is_help=True, help="Read stored rounds back.")
+app.add_typer(config_app, name="config")
+app.add_typer(rounds_app, name="rounds")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _store():  # noqa: ANN202 - Store, imported lazily
+    from swarmrank.config import load_config
+    from swarmrank.settings import Settings
+    from swarmrank.store import Store
+
+    return Store.open(Settings.from_env(), load_config(None).store.url)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
+    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate")] = None,
+    config: ConfigOpt = None,
+    task_type: Annotated[Optional[str], typer.Option("--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="pair schedule for peer-rank: cluster or fortytwo")] = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show full texts")] = False,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="store the round in the database")] = True,
+) -> None:
+    """Put QUESTION to the swarm and print the consensus answer with its full trace."""
+    from dataclasses import replace
+
+    from swarmrank.config import load_config
+    from swarmrank.protocols import get_protocol
+    from swarmrank.render import round_view
+    from swarmrank.swarm import Swarm
+    from swarmrank.tasks import Task
+
+    Task.create(question, task_type)  # reject a bad question before any model loads
+    cfg = load_config(config)
+    if protocol is not None:
+        get_protocol(protocol)
+    swarm = Swarm.from_config(cfg, store="default" if save else None)
+    options = swarm.options
+    if schedule is not None:
+        from swarmrank.schedule import SCHEDULES
+
+        if schedule not in SCHEDULES:
+            raise SwarmError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+        options = replace(options, schedule=schedule)
+    progress = {"answer": 0, "judge": 0}
+
+    with err.status("starting the swarm…", spinner="dots") as status:
+        def on_event(event: str, data: dict[str, object]) -> None:
+            if event == "phase":
+                status.update(f"{data['phase']}: {data['calls']} call(s) in flight…")
+            elif event == "answer":
+                progress["answer"] += 1
+                status.update(f"answers: {progress['answer']} received (last from {data['node']})…")
+
+        result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
+    swarm.close()
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(round_view(result, verbose=verbose))
+    if result.answer is None:
+        raise typer.Exit(1)
+
+
+async def _ask(swarm, question, protocol, task_type, options, on_event):  # noqa: ANN001, ANN202
+    try:
+        return await swarm.ask(question, protocol=protocol, task_type=task_type, options=options, on_event=on_event)
+    finally:
+        await swarm.aclose_backends()
+
+
+@app.command()
+def nodes(
+    config: ConfigOpt = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="ask every node a trivial question")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the swarm's nodes and check that each one answers."""
+    from swarmrank.config import load_config
+    from swarmrank.render import print_table
+    from swarmrank.swarm import Swarm
+
+    swarm = Swarm.from_config(load_config(config), store=None)
+    rows = swarm.describe()
+    checks = {}
+    if check:
+        with err.status(f"checking {len(swarm.nodes)} node(s)…"):
+            checks = {c.node: c for c in asyncio.run(_check(swarm))}
+    if as_json:
+        for row in rows:
+            c = checks.get(str(row["id"]))
+            if c is not None:
+                row["check"] = {"ok": c.ok, "detail": c.detail, "seconds": round(c.seconds, 3)}
+        print(json.dumps(rows, indent=2))
+    else:
+        table_rows = []
+        for row in rows:
+            c = checks.get(str(row["id"]))
+            status = "" if c is None else (f"[green]ok[/] {c.seconds:.1f}s" if c.ok else f"[red]FAIL[/] {c.detail}")
+            table_rows.append([row["id"], row["backend"], ",".join(row["roles"]), row["temperature"], row["key"], status])
+        print_table(console, f"Swarm {swarm.name!r}", ["node", "backend", "roles", "temp", "key", "check"], table_rows)
+    if checks and not all(c.ok for c in checks.values()):
+        raise typer.Exit(1)
+
+
+async def _check(swarm):  # noqa: ANN001, ANN202
+    try:
+        return await swarm.check()
+    finally:
+        await swarm.aclose_backends()
+
+
+@app.command()
+def protocols() -> None:
+    """List the consensus protocols."""
+    from swarmrank.protocols import _PROTOCOLS
+    from swarmrank.render import print_table
+
+    print_table(console, "Protocols", ["name", "what it does"], [[p.name, p.summary] for p in _PROTOCOLS.values()])
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print a swarm config (the embedded default unless --config is given), validated."""
+    from swarmrank.config import default_config_text, load_config
+
+    load_config(config)
+    text = default_config_text() if config is None else config.read_text(encoding="utf-8")
+    sys.stdout.write(text)
+
+
+@rounds_app.command("list")
+def rounds_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many rounds")] = 20,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored rounds, newest first."""
+    from swarmrank.render import print_table
+
+    store = _store()
+    summaries = store.list_rounds(limit=limit, protocol=protocol)
+    store.close()
+    if as_json:
+        print(json.dumps([{"round_id": s.round_id, "created_at": s.created_at.isoformat(), "protocol": s.protocol,
+                           "question": s.question, "answer": s.answer, "confidence": s.confidence,
+                           "calls": s.calls, "wall_seconds": s.wall_seconds} for s in summaries], indent=2))
+        return
+    rows = [[s.round_id[:12], s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.protocol, s.question[:40],
+             s.answer if s.answer is not None else "-", f"{s.confidence:.2f}", s.calls, f"{s.wall_seconds:.1f}"]
+            for s in summaries]
+    print_table(console, f"Rounds ({len(rows)})", ["id", "when (UTC)", "protocol", "question", "answer", "conf",
+                                                   "calls", "wall s"], rows)
+
+
+@rounds_app.command("show")
+def rounds_show(
+    round_id: Annotated[str, typer.Argument(help="a round id or a unique prefix of it")],
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Show one stored round with its full trace."""
+    from swarmrank.render import round_view
+
+    store = _store()
+    result = store.get_round(round_id)
+    store.close()
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(round_view(result, verbose=verbose))
+
+
+def main() -> None:
+    try:
+        app()
+    except SwarmError as exc:
+        err.print("error: " + str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

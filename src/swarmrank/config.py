@@ -1,0 +1,174 @@
+"""Swarm configuration: a TOML file → typed, validated objects, with one-line errors.
+
+A config has four parts (``swarmrank config show`` prints the embedded default)::
+
+    [swarm]            name and default protocol
+    [round]            round options (schedule, judges per pair, timeouts, k, rounds, prior)
+    [store]            url = any SQLAlchemy URL (optional; SWARMRANK_DB overrides it)
+    [models.NAME]      a backend and its options, shared by every node that names the model
+    [[nodes]]          id, model (or an inline backend), roles, persona, backend options
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from swarmrank.errors import ConfigError
+from swarmrank.identity import check_node_id
+from swarmrank.schedule import SCHEDULES
+
+PERSONA_KEYS = {"system", "temperature", "max_tokens", "judge_max_tokens", "seed"}
+ROLES = {"answer", "judge"}
+
+
+class SwarmSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "default"
+    protocol: str = "peer-rank"
+
+
+class RoundSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schedule: str = "cluster"
+    judges_per_pair: int = Field(2, ge=1)
+    max_full_pairs: int = Field(8, ge=2)
+    node_timeout: float = Field(120.0, gt=0)
+    deadline: float = Field(600.0, gt=0)
+    max_answer_chars: int = Field(4000, ge=1)
+    k: int = Field(3, ge=1)
+    max_samples: int = Field(24, ge=1)
+    rounds: int = Field(2, ge=0)
+    goodbad: bool = True
+    prior: float = Field(0.1, gt=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        if value not in SCHEDULES:
+            raise ValueError(f"unknown schedule {value!r} (known: {', '.join(SCHEDULES)})")
+        return value
+
+
+class StoreSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = None
+
+
+class ModelSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    backend: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class NodeSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    model: str | None = None
+    backend: str | None = None
+    roles: list[str] = Field(default_factory=lambda: ["answer", "judge"])
+    system: str = ""
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(128, ge=1)
+    judge_max_tokens: int = Field(96, ge=1)
+    seed: int = 0
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        try:
+            return check_node_id(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        bad = set(value) - ROLES
+        if bad or not value:
+            raise ValueError(f"roles must be a non-empty subset of {sorted(ROLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _model_or_backend(self) -> NodeSection:
+        if self.model is None and self.backend is None:
+            raise ValueError("give 'model' (a [models.NAME] entry) or an inline 'backend'")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """Backend options given on the node; with an inline backend, 'model' is one of them."""
+        extra = dict(self.model_extra or {})
+        if self.backend is not None and self.model is not None:
+            extra["model"] = self.model
+        return extra
+
+
+class SwarmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    swarm: SwarmSection = Field(default_factory=SwarmSection)
+    round: RoundSection = Field(default_factory=RoundSection)
+    store: StoreSection = Field(default_factory=StoreSection)
+    models: dict[str, ModelSection] = Field(default_factory=dict)
+    nodes: list[NodeSection]
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> SwarmConfig:
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.id in seen:
+                raise ValueError(f"node id {node.id!r} appears twice")
+            seen.add(node.id)
+            if node.backend is None and node.model not in self.models:
+                raise ValueError(f"node {node.id!r} names model {node.model!r}, which has no [models.{node.model}] entry")
+        if not self.nodes:
+            raise ValueError("a swarm needs at least one node")
+        return self
+
+    def backend_for(self, node: NodeSection) -> tuple[str, str, dict[str, Any]]:
+        """(backend name, shared-model key, options) for one node; node options override the model's."""
+        if node.backend is None:
+            assert node.model is not None
+            model = self.models[node.model]
+            return model.backend, f"model:{node.model}", {**model.options(), **node.options()}
+        return node.backend, f"node:{node.id}", node.options()
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
+    message = err["msg"].removeprefix("Value error, ")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{source}: {where + ': ' if where else ''}{message}{more}"
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> SwarmConfig:
+    try:
+        return SwarmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None
+
+
+def default_config_text() -> str:
+    return files("swarmrank").joinpath("default_swarm.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> SwarmConfig:
+    """Load a swarm config file, or the embedded default swarm when ``path`` is None."""
+    if path is None:
+        text, source = default_config_text(), "embedded default config"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        text, source = p.read_text(encoding="utf-8"), str(p)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(data, source)

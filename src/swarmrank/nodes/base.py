@@ -1,0 +1,159 @@
+"""The node extension point: a backend turns one request into one completion.
+
+A :class:`Node` is an identity (id + Ed25519 key), a :class:`Persona` (system prompt and sampling)
+and a :class:`Backend`. Backends are registered by name with :func:`register_backend`; the built-in
+``llamacpp``, ``openai`` and ``scripted`` backends register through the same call as outside ones.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from swarmrank.errors import ConfigError
+
+Purpose = Literal["answer", "grade", "judge", "rank", "revise", "probe"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """What a node is asked to do.
+
+    ``messages`` is the chat form. Backends whose model has no chat template (a base model) build
+    a completion prompt from the same messages. ``purpose`` and ``context`` tell scripted backends
+    what is being asked (the question, the two candidates being compared...); real backends ignore
+    them.
+    """
+
+    messages: tuple[Message, ...]
+    purpose: Purpose = "answer"
+    temperature: float = 0.2
+    max_tokens: int = 128
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    top_logprobs: int | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    finish_reason: str = "stop"
+    # probabilities of the candidate verdict letters, when the backend can give them
+    choice_probs: Mapping[str, float] | None = None
+
+
+class Backend(ABC):
+    """How to get a completion. Implementations must be safe to call concurrently."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Return one completion or raise a :class:`~swarmrank.errors.NodeError`."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, models)."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Persona:
+    system: str = ""
+    temperature: float = 0.2
+    max_tokens: int = 128
+    judge_max_tokens: int = 96
+    seed: int = 0
+
+
+@dataclass
+class Node:
+    """One member of the swarm."""
+
+    id: str
+    backend: Backend
+    persona: Persona = field(default_factory=Persona)
+    roles: frozenset[str] = frozenset({"answer", "judge"})
+    public_key: str = ""
+    signer: Callable[[bytes], bytes] | None = field(default=None, repr=False)
+
+    @property
+    def answers(self) -> bool:
+        return "answer" in self.roles
+
+    @property
+    def judges(self) -> bool:
+        return "judge" in self.roles
+
+    def sign(self, payload: bytes) -> bytes:
+        if self.signer is None:
+            raise ConfigError(f"node {self.id!r} has no signing key")
+        return self.signer(payload)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        start = time.perf_counter()
+        result = await self.backend.complete(request)
+        if result.seconds == 0.0:
+            result = Completion(
+                text=result.text,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                seconds=time.perf_counter() - start,
+                finish_reason=result.finish_reason,
+                choice_probs=result.choice_probs,
+            )
+        return result
+
+
+BackendFactory = Callable[[Mapping[str, Any], "BuildContext"], Backend]
+
+
+@dataclass
+class BuildContext:
+    """Shared state while a swarm is built: models loaded once and shared between personas."""
+
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``backend = "<name>"`` usable in swarm configs."""
+    _BACKENDS[name] = factory
+
+
+def backend_names() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_BACKENDS)
+
+
+def create_backend(name: str, options: Mapping[str, Any], ctx: BuildContext) -> Backend:
+    _load_builtin_backends()
+    try:
+        factory = _BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(_BACKENDS))})") from None
+    return factory(options, ctx)
+
+
+def _load_builtin_backends() -> None:
+    # Imported lazily so that importing swarmrank never imports llama_cpp or httpx.
+    from swarmrank.nodes import llamacpp, openai_compat, scripted
+
+    for module in (llamacpp, openai_compat, scripted):
+        module.register(register_backend)

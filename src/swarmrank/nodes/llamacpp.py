@@ -1,0 +1,240 @@
+"""In-process GGUF models through llama-cpp-python.
+
+One model file is loaded once per swarm and shared by every persona that names it; calls to one
+model are serialised by a lock (a llama.cpp context is not re-entrant) and run in a worker thread
+so the event loop stays free. Consecutive prompts that share a prefix (the same question, the same
+first solution) reuse llama.cpp's KV cache, which is why the round orders judge calls by prefix.
+
+Verdict probabilities: llama-cpp-python only returns logprobs when every position's logits are
+kept (``logits_all``, several times slower). Instead, after the judge's short reasoning we append
+``Verdict:`` and read the next-token logits of " A", " B" and " U" from one extra decode: the
+verdict is the most probable letter and its probability is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarmrank.errors import ConfigError, ModelNotFoundError, NodeError
+from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest, Message
+from swarmrank.settings import Settings
+
+VERDICT_LETTERS = ("A", "B", "U")
+BASE_STOPS = ("\n### ", "\nQuestion:", "\n\n\n")
+
+
+BASE_EXAMPLE = (
+    "### Question:\nHow many legs do 2 cats have?\n"
+    "Think briefly, then end with a line 'Answer: N' where N is a number.\n\n"
+    "### Response:\nEach cat has 4 legs, and 2 × 4 = 8.\nAnswer: 8"
+)
+
+
+def format_base_prompt(messages: Sequence[Message], *, example: bool = True) -> str:
+    """A completion-style prompt for base models (no chat template), with one worked example."""
+    parts: list[str] = []
+    for message in messages:
+        if message.role == "system":
+            parts.append(message.content.strip())
+            if example:
+                parts.append(BASE_EXAMPLE)
+        elif message.role == "user":
+            parts.append(f"### Question:\n{message.content.strip()}")
+        else:
+            parts.append(f"### Response:\n{message.content.strip()}")
+    return "\n\n".join(parts) + "\n\n### Response:\n"
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_log() -> None:
+    """llama.cpp prints load-time notes to stderr even with verbose=False; route them nowhere."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        import llama_cpp
+
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, None)
+
+
+@dataclass
+class LoadedModel:
+    """A llama.cpp model shared by several nodes, with the lock that serialises its use."""
+
+    path: Path
+    format: str
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    n_batch: int = 256
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _llm: Any = None
+    _chat: Any = None
+
+    def llm(self) -> Any:
+        if self._llm is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ConfigError(f"llama-cpp-python is not installed ({exc}); run scripts/setup") from None
+            _silence_llama_log()
+            if not self.path.is_file():
+                raise ModelNotFoundError(f"model file {self.path} does not exist")
+            try:
+                self._llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                  n_batch=self.n_batch, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelNotFoundError(f"could not load {self.path}: {exc}") from None
+            if self.format == "chat":
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                template = self._llm.metadata.get("tokenizer.chat_template")
+                if not template:
+                    raise ConfigError(f"{self.path.name} has no chat template; set format = \"base\"")
+                model = self._llm._model
+                self._chat = Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=model.token_get_text(self._llm.token_eos()),
+                    bos_token=model.token_get_text(self._llm.token_bos()),
+                )
+        return self._llm
+
+    def prompt(self, messages: Sequence[Message], *, example: bool = True) -> tuple[str, list[str]]:
+        self.llm()
+        if self.format == "base":
+            return format_base_prompt(messages, example=example), list(BASE_STOPS)
+        response = self._chat(messages=[{"role": m.role, "content": m.content} for m in messages])
+        stops = response.stop if isinstance(response.stop, list) else [response.stop]
+        return response.prompt, [s for s in stops if s]
+
+    def letter_tokens(self) -> dict[str, list[int]]:
+        llm = self.llm()
+        table: dict[str, list[int]] = {}
+        for letter in VERDICT_LETTERS:
+            ids = set()
+            for variant in (f" {letter}", letter):
+                toks = llm.tokenize(variant.encode(), add_bos=False, special=False)
+                if len(toks) == 1:
+                    ids.add(toks[0])
+            table[letter] = sorted(ids)
+        return table
+
+    def next_token_logits(self, text: str) -> np.ndarray:
+        """Logits for the token after ``text``, reusing the KV cache for the shared prefix."""
+        llm = self.llm()
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        cached = list(llm.input_ids[: llm.n_tokens])
+        prefix = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)
+        llm.n_tokens = prefix
+        llm.eval(tokens[prefix:])
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+
+
+@dataclass
+class LlamaCppBackend(Backend):
+    model: LoadedModel
+    name: str = "llamacpp"
+
+    def describe(self) -> str:
+        return f"llamacpp({self.model.path.name}, {self.model.format})"
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._complete, request, cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker stops at its next token and frees the model
+            raise
+
+    def _complete(self, request: CompletionRequest, cancel: threading.Event) -> Completion:
+        with self.model.lock:
+            if cancel.is_set():
+                raise NodeError("cancelled before start")
+            start = time.perf_counter()
+            llm = self.model.llm()
+            prompt, stops = self.model.prompt(request.messages, example=request.purpose in ("answer", "revise", "probe"))
+            judging = request.purpose == "judge" and request.top_logprobs is not None
+            stop = list(dict.fromkeys([*stops, *request.stop, *(["Verdict", "verdict:"] if judging else [])]))
+            stopping: Callable[..., bool] = lambda _ids, _logits: cancel.is_set()  # noqa: E731
+            try:
+                from llama_cpp import StoppingCriteriaList
+
+                out = llm.create_completion(
+                    prompt=prompt, max_tokens=request.max_tokens, temperature=request.temperature,
+                    seed=request.seed if request.seed is not None else -1, stop=stop or None,
+                    stopping_criteria=StoppingCriteriaList([stopping]),
+                )
+            except ValueError as exc:  # e.g. the prompt does not fit the context
+                raise NodeError(f"llama.cpp refused the request: {exc}") from None
+            if cancel.is_set():
+                raise NodeError("cancelled")
+            choice = out["choices"][0]
+            text = choice["text"]
+            usage = out["usage"]
+            prompt_tokens, completion_tokens = usage["prompt_tokens"], usage["completion_tokens"]
+            probs = None
+            if judging:
+                text, probs, extra = self._verdict(prompt, text)
+                prompt_tokens += extra
+            return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                              seconds=time.perf_counter() - start, finish_reason=choice.get("finish_reason") or "stop",
+                              choice_probs=probs)
+
+    def _verdict(self, prompt: str, reasoning: str) -> tuple[str, dict[str, float], int]:
+        reasoning = reasoning.rstrip()
+        tail = "\nVerdict:"
+        logits = self.model.next_token_logits(prompt + reasoning + tail)
+        table = self.model.letter_tokens()
+        scores = np.array([np.logaddexp.reduce(logits[ids]) if ids else -np.inf
+                           for ids in (table[letter] for letter in VERDICT_LETTERS)], dtype=float)
+        scores -= scores.max()
+        probs = np.exp(scores) / np.exp(scores).sum()
+        verdict = VERDICT_LETTERS[int(np.argmax(probs))]
+        return (f"{reasoning}\nVerdict: {verdict}", {k: float(p) for k, p in zip(VERDICT_LETTERS, probs)},
+                len(self.model.llm().tokenize(tail.encode(), add_bos=False)))
+
+
+_OPTIONS = {"source", "path", "format", "n_ctx", "n_threads", "n_batch"}
+
+
+def build(options: Mapping[str, Any], ctx: BuildContext) -> LlamaCppBackend:
+    from swarmrank.nodes.models import resolve_model
+
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"unknown llamacpp option(s): {', '.join(sorted(unknown))}")
+    if ("source" in options) == ("path" in options):
+        raise ConfigError("a llamacpp model needs exactly one of 'source' (a packaged model) or 'path' (a GGUF file)")
+    settings: Settings = ctx.shared.get("settings") or Settings.from_env()
+    if "source" in options:
+        path, fmt = resolve_model(str(options["source"]), settings)
+    else:
+        path, fmt = Path(str(options["path"])).expanduser(), "chat"
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file {path} does not exist")
+    fmt = str(options.get("format", fmt))
+    if fmt not in ("chat", "base"):
+        raise ConfigError(f"llamacpp format must be 'chat' or 'base', not {fmt!r}")
+    key = ("llamacpp", str(path), fmt, options.get("n_ctx", 2048), options.get("n_threads"), options.get("n_batch", 256))
+    cache: dict[Any, LoadedModel] = ctx.shared.setdefault("llamacpp_models", {})
+    if key not in cache:
+        cache[key] = LoadedModel(path=path, format=fmt, n_ctx=int(options.get("n_ctx", 2048)),
+                                 n_threads=options.get("n_threads"), n_batch=int(options.get("n_batch", 256)))
+    return LlamaCppBackend(model=cache[key])
+
+
+def register(register_backend: Callable[..., None]) -> None:
+    register_backend("llamacpp", build)

@@ -1,0 +1,423 @@
+"""Consensus protocols: named compositions of the same round steps.
+
+Every protocol takes a :class:`~swarmrank.round.RoundContext` and returns a
+:class:`~swarmrank.result.RoundResult`; ``docs/protocols.md`` describes each with its source.
+Protocols register with :func:`register_protocol`, the built-ins included.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from swarmrank import aggregate
+from swarmrank.errors import ConfigError
+from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank_messages
+from swarmrank.nodes.base import CompletionRequest, Message, Node
+from swarmrank.result import Answer, Candidate, Judgment, Ranking, RoundResult
+from swarmrank.round import RoundContext
+from swarmrank.schedule import SCHEDULES, Comparison, cluster_schedule, fortytwo_schedule
+from swarmrank.tasks import cluster, extract_confidence
+
+MAX_SHOWN_CHARS = 1500
+
+
+class Protocol(ABC):
+    name: str
+    summary: str
+
+    @abstractmethod
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        """Run one round and return its full record."""
+
+
+_PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(protocol: Protocol) -> None:
+    _PROTOCOLS[protocol.name] = protocol
+
+
+def get_protocol(name: str) -> Protocol:
+    try:
+        return _PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(f"unknown protocol {name!r} (known: {', '.join(protocol_names())})") from None
+
+
+def protocol_names() -> list[str]:
+    return list(_PROTOCOLS)
+
+
+# -- shared steps ------------------------------------------------------------------------------
+
+def answerers(ctx: RoundContext) -> list[Node]:
+    return [n for n in ctx.nodes if n.answers]
+
+
+def judges(ctx: RoundContext) -> list[Node]:
+    return [n for n in ctx.nodes if n.judges]
+
+
+def group(answers: Sequence[Answer]) -> tuple[list[Answer], list[Candidate]]:
+    """Cluster usable answers into candidates; returns answers with candidate indices set."""
+    usable = [a for a in answers if a.excluded is None and a.value is not None]
+    values, assignment = cluster([a.value for a in usable])
+    candidates = [Candidate(answer=v, text="", nodes=[], strength=0.0) for v in values]
+    by_id = {id(a): idx for a, idx in zip(usable, assignment)}
+    tagged: list[Answer] = []
+    for answer in answers:
+        idx = by_id.get(id(answer))
+        if idx is not None:
+            cand = candidates[idx]
+            if not cand.text:
+                cand.text = answer.text
+            cand.nodes.append(answer.node)
+            answer = answer.model_copy(update={"candidate": idx})
+        tagged.append(answer)
+    return tagged, candidates
+
+
+def vote_result(ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
+                shares: np.ndarray, votes: Sequence[float]) -> RoundResult:
+    for cand, share, vote in zip(candidates, shares, votes):
+        cand.strength, cand.votes = float(share), float(vote)
+    winner = int(np.argmax(shares)) if candidates else None
+    confidence = float(shares[winner]) if winner is not None else 0.0
+    return ctx.result(candidates=candidates, winner=winner, confidence=confidence, answers=answers)
+
+
+def no_answer(ctx: RoundContext, answers: list[Answer]) -> RoundResult:
+    ctx.note("no node produced a usable answer")
+    return ctx.result(candidates=[], winner=None, confidence=0.0, answers=answers)
+
+
+def tag_history(history: Sequence[Answer], current: Sequence[Answer], final: Sequence[Answer]) -> list[Answer]:
+    """Every answer of a multi-step protocol, with candidate indices on the ones that were counted."""
+    tagged = {id(old): new for old, new in zip(current, final)}
+    return [tagged.get(id(a), a) for a in history]
+
+
+def shown(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " …"
+
+
+# -- peer-rank ---------------------------------------------------------------------------------
+
+GRADE_PROMPT = """Problem:
+{question}
+
+Proposed solution:
+{solution}
+
+Is this a genuine, complete attempt at the problem (it may still be wrong)? Reply with one word: GOOD or BAD."""
+
+
+class PeerRank(Protocol):
+    name = "peer-rank"
+    summary = "judges compare answers pairwise in both orders; reputation-weighted Bradley–Terry picks the winner (Fortytwo)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        first = await ctx.fan_out(answerers(ctx))
+        answers, candidates = group(first)
+        if not candidates:
+            return no_answer(ctx, answers)
+        schedule = ctx.options.schedule
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+        judge_ids = [n.id for n in judges(ctx)]
+        if schedule == "cluster":
+            items_text = [c.text for c in candidates]
+            item_nodes = [c.nodes for c in candidates]
+            if len(candidates) == 1:
+                ctx.note("every usable answer agrees: no judging needed")
+                comparisons: list[Comparison] = []
+            else:
+                comparisons = cluster_schedule(item_nodes, judge_ids, judges_per_pair=ctx.options.judges_per_pair,
+                                               max_full=ctx.options.max_full_pairs)
+        else:
+            usable = [a for a in answers if a.candidate is not None]
+            items_text = [a.text for a in usable]
+            item_nodes = [[a.node] for a in usable]
+            good = await self._grade(ctx, usable, judge_ids) if ctx.options.goodbad else None
+            comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)
+        if len(items_text) > 1 and not comparisons:
+            ctx.note("no eligible judge for any pair: falling back to vote counts")
+        verdicts = await ctx.gather_phase("judge", [self._judge(ctx, c, items_text) for c in comparisons])
+        ctx.judgments.extend(verdicts)
+        return self._aggregate(ctx, answers, candidates, verdicts, len(items_text), schedule)
+
+    async def _grade(self, ctx: RoundContext, usable: Sequence[Answer], judge_ids: Sequence[str]) -> dict[str, list[int]]:
+        answered = {a.node for a in usable}
+        graders = [j for j in judge_ids if j not in answered] or list(judge_ids)
+
+        async def grade(judge: str, index: int) -> tuple[str, int, bool]:
+            node = ctx.by_id[judge]
+            prompt = GRADE_PROMPT.format(question=ctx.task.question, solution=shown(usable[index].text))
+            request = CompletionRequest(
+                messages=(Message("user", prompt),), purpose="grade", temperature=0.0, max_tokens=4,
+                seed=node.persona.seed, context={"question": ctx.task.question, "value": usable[index].value},
+            )
+            outcome = await ctx.call(node, request, "grade")
+            text = outcome.completion.text.upper() if outcome.completion else ""
+            return judge, index, "BAD" not in text  # a failed grade call keeps the answer in play
+
+        results = await ctx.gather_phase("grade", [grade(j, i) for j in graders for i in range(len(usable))])
+        good: dict[str, list[int]] = defaultdict(list)
+        for judge, index, ok in results:
+            if ok:
+                good[judge].append(index)
+        return {j: sorted(good.get(j, [])) for j in graders}
+
+    async def _judge(self, ctx: RoundContext, comp: Comparison, texts: Sequence[str]) -> Judgment:
+        node = ctx.by_id[comp.judge]
+        context = {"question": ctx.task.question, "first_value": ctx.task.extract(texts[comp.first]),
+                   "second_value": ctx.task.extract(texts[comp.second])}
+        if ctx.truth is not None:
+            context["truth"] = ctx.truth
+        prompt_tokens = completion_tokens = 0
+        seconds = 0.0
+        reasoning, verdict, probability, retried = "", None, None, False
+        for attempt in range(2):
+            request = CompletionRequest(
+                messages=judge_messages(ctx.task, shown(texts[comp.first]), shown(texts[comp.second]),
+                                        retry=attempt > 0),
+                purpose="judge", temperature=0.3, max_tokens=node.persona.judge_max_tokens,
+                seed=node.persona.seed + attempt, top_logprobs=5, context=context,
+            )
+            outcome = await ctx.call(node, request, "judge")
+            seconds += outcome.seconds
+            if outcome.completion is None:
+                reasoning = outcome.error or "judge failed"
+                break
+            completion = outcome.completion
+            prompt_tokens += completion.prompt_tokens
+            completion_tokens += completion.completion_tokens
+            reasoning = completion.text.strip()
+            verdict = parse_verdict(completion.text)
+            if verdict is not None:
+                if completion.choice_probs:
+                    probability = float(completion.choice_probs.get(verdict, 0.0))
+                break
+            retried = True
+        return Judgment(
+            judge=comp.judge, first=comp.first, second=comp.second, verdict=verdict or "U",
+            reasoning=reasoning, probability=probability, weight=ctx.options.influence.get(comp.judge, 1.0),
+            retried=retried, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds,
+        )
+
+    def _aggregate(self, ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
+                   verdicts: Sequence[Judgment], n_items: int, schedule: str) -> RoundResult:
+        usable = [a for a in answers if a.candidate is not None]
+        if verdicts:
+            winners, losers, weights = aggregate.comparisons_from_verdicts(
+                [(j.first, j.second) for j in verdicts], [j.verdict for j in verdicts], [j.weight for j in verdicts])
+            fit = aggregate.bradley_terry(n_items, winners, losers, weights, prior=ctx.options.prior)
+            item_strength, item_log, item_se = fit.strengths, fit.log_strengths, fit.stderr
+        else:  # nothing to compare (one candidate, or no eligible judge): fall back to vote shares
+            item_strength = np.ones(n_items) / n_items
+            item_log, item_se = np.zeros(n_items), np.full(n_items, np.nan)
+        if schedule == "cluster":
+            if not verdicts:
+                item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[misc]
+            for idx, cand in enumerate(candidates):
+                cand.strength = float(item_strength[idx])
+                cand.log_strength = float(item_log[idx])
+                cand.stderr = None if np.isnan(item_se[idx]) else float(item_se[idx])
+        else:
+            sums = np.zeros(len(candidates))
+            for answer, strength in zip(usable, item_strength):
+                sums[answer.candidate] += strength  # type: ignore[index]
+            for idx, cand in enumerate(candidates):
+                cand.strength = float(sums[idx])
+            best = [max((item_log[i] for i, a in enumerate(usable) if a.candidate == c), default=0.0)
+                    for c in range(len(candidates))]
+            for cand, value in zip(candidates, best):
+                cand.log_strength = float(value)
+        for cand in candidates:
+            cand.votes = float(len(cand.nodes))
+        strengths = np.array([c.strength for c in candidates])
+        winner = int(np.argmax(strengths))
+        return ctx.result(candidates=candidates, winner=winner, confidence=float(strengths[winner]),
+                          answers=answers, schedule=schedule)
+
+
+# -- voting protocols --------------------------------------------------------------------------
+
+class Majority(Protocol):
+    name = "majority"
+    summary = "every node answers once; the most common normalised answer wins (self-consistency)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        answers, candidates = group(await ctx.fan_out(answerers(ctx)))
+        if not candidates:
+            return no_answer(ctx, answers)
+        votes = [a.candidate for a in answers if a.candidate is not None]
+        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
+        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        return vote_result(ctx, answers, candidates, shares, counts.tolist())
+
+
+def peers_summary(answers: Sequence[Answer], exclude: str) -> str:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for a in answers:
+        if a.node != exclude and a.value is not None:
+            grouped[a.value].append(shown(a.text))
+    lines = [f"{len(texts)} agent(s) answered {value}. One explanation:\n{texts[0]}" for value, texts in grouped.items()]
+    return "Other agents' answers:\n\n" + "\n\n".join(lines)
+
+
+REVISE_NOTE = ("Consider the other agents' answers and explanations. Update your answer if you find their "
+               "reasoning convincing, or keep it if you are confident it is right.")
+
+
+class WeightedVote(Protocol):
+    name = "weighted-vote"
+    summary = "answers with confidences; disagreeing agents see grouped answers for R rounds; confidence-weighted vote (ReConcile)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        nodes = answerers(ctx)
+        current = await ctx.fan_out(nodes, request_for=lambda n: ctx.answer_request(n, wants_confidence=True),
+                                    confidence_of=extract_confidence)
+        history = list(current)
+        for step in range(1, ctx.options.rounds + 1):
+            values = {a.value for a in current if a.value is not None}
+            if len(values) <= 1:
+                break
+            snapshot = list(current)
+            revised = await ctx.fan_out(
+                nodes, phase="revise", step=step, confidence_of=extract_confidence,
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                    n, purpose="revise", sample=st, wants_confidence=True,
+                    extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
+                    context={"peers": [a.value for a in s if a.node != n.id and a.value],
+                             "previous": next((a.value for a in s if a.node == n.id), None)}))
+            current = [new if new.value is not None else old for new, old in zip(revised, current)]
+            history.extend(revised)
+        final, candidates = group(current)
+        if not candidates:
+            return no_answer(ctx, history)
+        voters = [a for a in final if a.candidate is not None]
+        confidences = [a.confidence if a.confidence is not None else 0.5 for a in voters]
+        shares = aggregate.weighted_vote(len(candidates), [a.candidate for a in voters], confidences)  # type: ignore[misc]
+        weights = np.zeros(len(candidates))
+        for a, conf in zip(voters, confidences):
+            weights[a.candidate] += aggregate.reconcile_bin(conf)  # type: ignore[index]
+        return vote_result(ctx, tag_history(history, current, final), candidates, shares, weights.tolist())
+
+
+class AheadByK(Protocol):
+    name = "ahead-by-k"
+    summary = "sample nodes in turn until one answer leads every other by k votes; red-flagged samples are discarded (MAKER)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        nodes = answerers(ctx)
+        if not nodes:
+            raise ConfigError("ahead-by-k needs at least one answering node")
+        race = aggregate.AheadByK(ctx.options.k)
+        recorded: list[Answer] = []
+        decided = False
+        for sample in range(ctx.options.max_samples):
+            if ctx.remaining() <= 0:
+                ctx.note("round deadline reached before any answer led by k")
+                break
+            node = nodes[sample % len(nodes)]
+            round_no = sample // len(nodes)
+            answer = (await ctx.fan_out([node], step=0, request_for=lambda n, r=round_no: ctx.answer_request(n, sample=r)))[0]
+            answer = answer.model_copy(update={"sample": sample})
+            recorded.append(answer)
+            if answer.value is None:
+                continue  # red-flagged or failed: resample
+            if race.add(answer.value):
+                decided = True
+                break
+        if not decided and race.total:
+            ctx.note(f"no answer led by {ctx.options.k} within {ctx.options.max_samples} samples; taking the leader")
+        answers, candidates = group(recorded)
+        if not candidates:
+            return no_answer(ctx, answers)
+        counts = np.array([race.counts.get(c.answer, 0) for c in candidates], dtype=float)
+        shares = counts / counts.sum()
+        ctx.note(f"{race.total} votes counted, {len(recorded) - race.total} samples red-flagged or failed")
+        return vote_result(ctx, answers, candidates, shares, counts.tolist())
+
+
+class Council(Protocol):
+    name = "council"
+    summary = "every node ranks all anonymised answers; the best mean position wins (llm-council)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        answers, candidates = group(await ctx.fan_out(answerers(ctx)))
+        if not candidates:
+            return no_answer(ctx, answers)
+        if len(candidates) == 1:
+            ctx.note("every usable answer agrees: no ranking needed")
+            return vote_result(ctx, answers, candidates, np.ones(1), [len(candidates[0].nodes)])
+        texts = [shown(c.text) for c in candidates]
+
+        async def rank(node: Node) -> Ranking | None:
+            request = CompletionRequest(
+                messages=rank_messages(ctx.task, texts), purpose="rank", temperature=0.3,
+                max_tokens=node.persona.judge_max_tokens * 2, seed=node.persona.seed,
+                context={"question": ctx.task.question, "candidates": [c.answer for c in candidates]})
+            outcome = await ctx.call(node, request, "rank")
+            if outcome.completion is None:
+                return None
+            order = parse_ranking(outcome.completion.text, len(candidates))
+            return Ranking(judge=node.id, order=order, reasoning=outcome.completion.text.strip()) if order else None
+
+        rankings = [r for r in await ctx.gather_phase("rank", [rank(n) for n in judges(ctx)]) if r is not None]
+        ctx.rankings.extend(rankings)
+        if not rankings:
+            ctx.note("no readable ranking: falling back to vote counts")
+            votes = [a.candidate for a in answers if a.candidate is not None]
+            return vote_result(ctx, answers, candidates, aggregate.majority(len(candidates), votes),  # type: ignore[arg-type]
+                               [len(c.nodes) for c in candidates])
+        means = aggregate.mean_rank(len(candidates), [r.order for r in rankings])
+        finite = np.where(np.isfinite(means), means, len(candidates) + 1.0)
+        borda = len(candidates) + 1.0 - finite
+        shares = borda / borda.sum()
+        for cand, mean in zip(candidates, means):
+            cand.mean_rank = float(mean) if np.isfinite(mean) else None
+        order = aggregate.council_order(means)
+        winner = int(order[0])
+        top_share = sum(1 for r in rankings if r.order[0] == winner) / len(rankings)
+        result = vote_result(ctx, answers, candidates, shares, [len(c.nodes) for c in candidates])
+        return result.model_copy(update={"winner": winner, "answer": candidates[winner].answer,
+                                         "answer_text": candidates[winner].text, "confidence": top_share})
+
+
+class Debate(Protocol):
+    name = "debate"
+    summary = "nodes see each other's answers and revise for R rounds, then majority (Du et al. 2023)"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        nodes = answerers(ctx)
+        current = await ctx.fan_out(nodes)
+        history = list(current)
+        for step in range(1, ctx.options.rounds + 1):
+            if len({a.value for a in current if a.value is not None}) <= 1:
+                break
+            snapshot = list(current)
+            revised = await ctx.fan_out(
+                nodes, phase="revise", step=step,
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                    n, purpose="revise", sample=st, extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
+                    context={"peers": [a.value for a in s if a.node != n.id and a.value],
+                             "previous": next((a.value for a in s if a.node == n.id), None)}))
+            current = [new if new.value is not None else old for new, old in zip(revised, current)]
+            history.extend(revised)
+        final, candidates = group(current)
+        if not candidates:
+            return no_answer(ctx, history)
+        votes = [a.candidate for a in final if a.candidate is not None]
+        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
+        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
+
+
+for _protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate()):
+    register_protocol(_protocol)

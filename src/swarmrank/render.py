@@ -1,0 +1,86 @@
+"""Rich views of rounds, nodes and lists (used by the CLI; no logic of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from swarmrank.result import RoundResult
+
+
+def _snippet(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
+    head = Text()
+    head.append("Q: ", style="bold")
+    head.append(result.question + "\n")
+    head.append("Answer: ", style="bold")
+    head.append(result.answer if result.answer is not None else "(no usable answer)",
+                style="bold green" if result.answer is not None else "bold red")
+    head.append(f"   confidence {result.confidence:.2f}   protocol {result.protocol}")
+    if result.schedule:
+        head.append(f" ({result.schedule} schedule)")
+    head.append(f"   task {result.task_type}   round {result.round_id[:12]}", style="dim")
+    if result.winner is not None:
+        head.append("\nWinning nodes: ", style="bold")
+        head.append(", ".join(result.candidates[result.winner].nodes))
+
+    cands = Table(title="Candidates", title_justify="left", expand=False)
+    for col in ("#", "answer", "nodes", "strength", "±se(log)", "votes"):
+        cands.add_column(col, justify="right" if col in ("#", "strength", "±se(log)", "votes") else "left")
+    for i, c in enumerate(result.candidates):
+        mark = "★ " if i == result.winner else ""
+        cands.add_row(f"{mark}{i}", _snippet(c.answer, 30), ", ".join(c.nodes), f"{c.strength:.3f}",
+                      "" if c.stderr is None else f"{c.stderr:.2f}", "" if c.votes is None else f"{c.votes:g}")
+
+    answers = Table(title="Answers", title_justify="left")
+    for col in ("node", "step", "answer", "excluded", "text"):
+        answers.add_column(col)
+    for a in result.answers:
+        answers.add_row(a.node, str(a.step if not a.sample else f"s{a.sample}"), a.value or "",
+                        Text(a.excluded or "", style="red"), _snippet(a.text, 60 if not verbose else 400))
+
+    parts: list[object] = [Panel(head, title="swarmrank", title_align="left"), cands, answers]
+    if result.judgments:
+        judg = Table(title=f"Judgments ({len(result.judgments)})", title_justify="left")
+        for col in ("judge", "A", "B", "verdict", "p", "reasoning"):
+            judg.add_column(col)
+        for j in result.judgments:
+            judg.add_row(j.judge, str(j.first), str(j.second), j.verdict,
+                         "" if j.probability is None else f"{j.probability:.2f}",
+                         _snippet(j.reasoning, 50 if not verbose else 400))
+        parts.append(judg)
+    if result.rankings:
+        rank = Table(title="Council rankings", title_justify="left")
+        rank.add_column("judge")
+        rank.add_column("order (best first)")
+        for r in result.rankings:
+            rank.add_row(r.judge, " > ".join(str(i) for i in r.order))
+        parts.append(rank)
+    cost = Table(title="Cost", title_justify="left")
+    for col in ("phase", "calls", "failed", "prompt tok", "completion tok", "wall s"):
+        cost.add_column(col, justify="left" if col == "phase" else "right")
+    for name, p in result.cost.phases.items():
+        cost.add_row(name, str(p.calls), str(p.failures), str(p.prompt_tokens), str(p.completion_tokens), f"{p.seconds:.2f}")
+    cost.add_row("total", str(result.cost.calls), "", str(result.cost.prompt_tokens),
+                 str(result.cost.completion_tokens), f"{result.cost.wall_seconds:.2f}", style="bold")
+    parts.append(cost)
+    if result.notes:
+        parts.append(Text("Notes: " + "; ".join(result.notes), style="yellow"))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def print_table(console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)

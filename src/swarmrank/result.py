@@ -1,0 +1,125 @@
+"""The record of one round: what every node said, who judged what, how it was decided, and the cost.
+
+These pydantic models are the stable, documented schema of ``swarmrank ask --json`` and of the
+rows the store keeps (``docs/round-schema.md`` describes every field). They are domain types:
+the HTTP server keeps its own wire schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Verdict = Literal["A", "B", "U"]
+Phase = Literal["answer", "judge", "rank", "revise"]
+
+
+class Answer(BaseModel):
+    """One node's reply to the query (or to a revision step of a multi-round protocol)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node: str
+    text: str
+    value: str | None = Field(None, description="the extracted, normalised answer; null if excluded")
+    excluded: str | None = Field(None, description="why this answer was excluded, or null")
+    candidate: int | None = Field(None, description="index into RoundResult.candidates")
+    confidence: float | None = Field(None, description="self-reported confidence (weighted-vote)")
+    step: int = Field(0, description="0 for the first answer, r for revision round r (debate, weighted-vote)")
+    sample: int = Field(0, description="sample number for protocols that resample a node (ahead-by-k)")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class Candidate(BaseModel):
+    """A distinct normalised answer and the nodes that gave it."""
+
+    answer: str
+    text: str = Field(description="a representative full answer text")
+    nodes: list[str]
+    strength: float = Field(description="Bradley–Terry strength (sums to 1 over candidates) or vote share")
+    log_strength: float | None = None
+    stderr: float | None = Field(None, description="standard error of log_strength")
+    votes: float | None = None
+    mean_rank: float | None = None
+
+
+class Judgment(BaseModel):
+    """A judge's verdict on one ordered pair of candidates (``first`` is shown as A)."""
+
+    judge: str
+    first: int
+    second: int
+    verdict: Verdict
+    reasoning: str
+    probability: float | None = Field(None, description="the judge's probability of its verdict, if the backend gives it")
+    weight: float = 1.0
+    retried: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class Ranking(BaseModel):
+    """A council member's full ranking of the candidates, best first."""
+
+    judge: str
+    order: list[int]
+    reasoning: str
+
+
+class PhaseCost(BaseModel):
+    calls: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = Field(0.0, description="wall time of the phase")
+
+
+class Cost(BaseModel):
+    phases: dict[str, PhaseCost] = Field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return sum(p.calls for p in self.phases.values())
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(p.prompt_tokens for p in self.phases.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(p.completion_tokens for p in self.phases.values())
+
+
+class RoundResult(BaseModel):
+    """Everything about one round. ``answer`` is null only when no node produced a usable answer."""
+
+    schema_version: int = SCHEMA_VERSION
+    round_id: str
+    created_at: datetime
+    question: str
+    task_type: str
+    protocol: str
+    schedule: str | None = None
+    answer: str | None
+    answer_text: str | None = Field(None, description="full text of a representative winning answer")
+    winner: int | None = Field(None, description="index of the winning candidate")
+    confidence: float
+    answers: list[Answer]
+    candidates: list[Candidate]
+    judgments: list[Judgment] = Field(default_factory=list)
+    rankings: list[Ranking] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="protocol events worth reading")
+    cost: Cost
+    swarm: str = "default"
+
+    @property
+    def winning_nodes(self) -> list[str]:
+        return [] if self.winner is None else self.candidates[self.winner].nodes

@@ -1,0 +1,188 @@
+"""The round runner: concurrent calls with timeouts and a deadline, and cost accounting per phase.
+
+A protocol drives a :class:`RoundContext`; the context makes every node call (so timeouts, the
+deadline, failures and costs are handled once) and collects the trace that becomes a
+:class:`~swarmrank.result.RoundResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from swarmrank.errors import NodeError, NodeTimeoutError
+from swarmrank.nodes.base import Completion, CompletionRequest, Message, Node
+from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.redflag import red_flag
+from swarmrank.tasks import Task
+
+T = TypeVar("T")
+
+DEFAULT_SYSTEM = "You are a careful assistant. Answer correctly and concisely."
+
+
+@dataclass(frozen=True)
+class RoundOptions:
+    """Knobs a protocol reads. Every field has a sane default; the swarm config sets them."""
+
+    schedule: str = "cluster"
+    judges_per_pair: int = 2
+    max_full_pairs: int = 8
+    node_timeout: float = 120.0
+    deadline: float = 600.0
+    max_answer_chars: int = 4000
+    k: int = 3
+    max_samples: int = 24
+    rounds: int = 2
+    goodbad: bool = True
+    influence: dict[str, float] = field(default_factory=dict)
+    prior: float = 0.1
+
+
+@dataclass
+class CallOutcome:
+    node: Node
+    completion: Completion | None
+    error: str | None
+    seconds: float
+
+
+class RoundContext:
+    """Per-round state: the task, the nodes, the clock, the cost ledger and the trace."""
+
+    def __init__(self, task: Task, nodes: Sequence[Node], options: RoundOptions, *, protocol: str,
+                 swarm: str = "default", truth: str | None = None,
+                 on_event: Callable[[str, dict[str, object]], None] | None = None) -> None:
+        self.task = task
+        self.nodes = list(nodes)
+        self.by_id = {n.id: n for n in nodes}
+        self.options = options
+        self.protocol = protocol
+        self.swarm = swarm
+        self.truth = truth
+        self.round_id = uuid.uuid4().hex
+        self.created_at = datetime.now(timezone.utc)
+        self.started = time.monotonic()
+        self.phases: dict[str, PhaseCost] = {}
+        self.answers: list[Answer] = []
+        self.judgments: list[Judgment] = []
+        self.rankings: list[Ranking] = []
+        self.notes: list[str] = []
+        self._on_event = on_event
+
+    # -- clock and events -------------------------------------------------------------------
+    def remaining(self) -> float:
+        return self.options.deadline - (time.monotonic() - self.started)
+
+    def emit(self, event: str, **data: object) -> None:
+        if self._on_event is not None:
+            self._on_event(event, data)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.emit("note", text=text)
+
+    def phase_cost(self, phase: str) -> PhaseCost:
+        return self.phases.setdefault(phase, PhaseCost())
+
+    # -- calls --------------------------------------------------------------------------------
+    async def call(self, node: Node, request: CompletionRequest, phase: str) -> CallOutcome:
+        """One node call under the per-node timeout and the round deadline; never raises NodeError."""
+        timeout = min(self.options.node_timeout, self.remaining())
+        start = time.monotonic()
+        cost = self.phase_cost(phase)
+        cost.calls += 1
+        try:
+            if timeout <= 0:
+                raise NodeTimeoutError("round deadline passed before the call", node=node.id)
+            completion = await asyncio.wait_for(node.complete(request), timeout)
+        except (asyncio.TimeoutError, NodeTimeoutError):
+            cost.failures += 1
+            return CallOutcome(node, None, f"timeout after {timeout:.1f}s", time.monotonic() - start)
+        except NodeError as exc:
+            cost.failures += 1
+            return CallOutcome(node, None, f"error: {exc}", time.monotonic() - start)
+        except Exception as exc:  # a backend bug must not sink the round; it is recorded instead
+            cost.failures += 1
+            return CallOutcome(node, None, f"error: {type(exc).__name__}: {exc}", time.monotonic() - start)
+        cost.prompt_tokens += completion.prompt_tokens
+        cost.completion_tokens += completion.completion_tokens
+        return CallOutcome(node, completion, None, time.monotonic() - start)
+
+    async def gather_phase(self, phase: str, coros: Sequence[Awaitable[T]]) -> list[T]:
+        start = time.monotonic()
+        self.emit("phase", phase=phase, calls=len(coros))
+        try:
+            return list(await asyncio.gather(*coros))
+        finally:
+            self.phase_cost(phase).seconds += time.monotonic() - start
+
+    # -- answering ----------------------------------------------------------------------------
+    def answer_request(self, node: Node, *, sample: int = 0, extra: str = "", purpose: str = "answer",
+                       context: dict[str, object] | None = None, wants_confidence: bool = False) -> CompletionRequest:
+        user = f"{self.task.question}\n\n{self.task.instruction()}"
+        if wants_confidence:
+            user += "\nThen add a line 'Confidence: p' with your confidence p between 0 and 1."
+        if extra:
+            user = f"{user}\n\n{extra}"
+        ctx: dict[str, object] = {"question": self.task.question, "sample": sample,
+                                  "wants": ("confidence",) if wants_confidence else ()}
+        if self.truth is not None:
+            ctx["truth"] = self.truth
+        ctx.update(context or {})
+        return CompletionRequest(
+            messages=(Message("system", node.persona.system or DEFAULT_SYSTEM), Message("user", user)),
+            purpose=purpose,  # type: ignore[arg-type]
+            temperature=node.persona.temperature,
+            max_tokens=node.persona.max_tokens,
+            seed=node.persona.seed + sample,
+            context=ctx,
+        )
+
+    def record_answer(self, outcome: CallOutcome, *, step: int = 0, sample: int = 0,
+                      confidence: float | None = None) -> Answer:
+        completion = outcome.completion
+        if completion is None:
+            answer = Answer(node=outcome.node.id, text="", excluded=outcome.error, step=step, sample=sample,
+                            seconds=outcome.seconds)
+        else:
+            reason = red_flag(self.task, completion, max_chars=self.options.max_answer_chars)
+            answer = Answer(
+                node=outcome.node.id, text=completion.text, value=None if reason else self.task.extract(completion.text),
+                excluded=reason, step=step, sample=sample, confidence=confidence,
+                prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                seconds=outcome.seconds,
+            )
+        self.answers.append(answer)
+        self.emit("answer", node=answer.node, value=answer.value, excluded=answer.excluded)
+        return answer
+
+    async def fan_out(self, nodes: Sequence[Node], *, phase: str = "answer", step: int = 0,
+                      request_for: Callable[[Node], CompletionRequest] | None = None,
+                      confidence_of: Callable[[str], float | None] | None = None) -> list[Answer]:
+        make = request_for or (lambda n: self.answer_request(n))
+        outcomes = await self.gather_phase(phase, [self.call(n, make(n), phase) for n in nodes])
+        return [
+            self.record_answer(o, step=step, confidence=confidence_of(o.completion.text)
+                               if confidence_of and o.completion else None)
+            for o in outcomes
+        ]
+
+    # -- result -------------------------------------------------------------------------------
+    def result(self, *, candidates: list[Candidate], winner: int | None, confidence: float,
+               answers: Sequence[Answer] | None = None, schedule: str | None = None) -> RoundResult:
+        wall = time.monotonic() - self.started
+        chosen = candidates[winner] if winner is not None else None
+        return RoundResult(
+            round_id=self.round_id, created_at=self.created_at, question=self.task.question,
+            task_type=self.task.type.value, protocol=self.protocol, schedule=schedule,
+            answer=chosen.answer if chosen else None, answer_text=chosen.text if chosen else None,
+            winner=winner, confidence=float(confidence), answers=list(answers if answers is not None else self.answers),
+            candidates=candidates, judgments=self.judgments, rankings=self.rankings, notes=self.notes,
+            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm,
+        )

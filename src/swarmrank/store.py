@@ -1,0 +1,650 @@
+"""The round store: every :class:`~swarmrank.result.RoundResult` in a SQL database.
+
+Any SQLAlchemy URL works; the default is a SQLite file in the swarmrank home directory
+(``sqlite:///$SWARMRANK_HOME/swarmrank.db``, see :mod:`swarmrank.settings`). Postgres needs the
+``postgres`` extra (``psycopg``).
+
+Each round is one row of ``rounds`` holding the full ``RoundResult`` JSON (the source of truth
+that :meth:`Store.get_round` rebuilds from) plus the columns worth querying, and one row per
+answer, candidate and judgment in ``answers``, ``candidates`` and ``judgments``, so that later
+work (node reputation) can query by node or judge in SQL. :class:`RoundRow` and friends map
+those tables for such queries.
+
+The schema is versioned in the style of ``simonw/llm``'s ``migrations.py``: :data:`MIGRATIONS`
+is an ordered list of named functions, the ``_migrations`` table records which have run, and
+:func:`migrate` applies the missing ones in one transaction. A migration is never edited once
+released; a schema change is a new migration (and a matching change to the mapped classes).
+
+Nothing here touches a database or a file at import time: :class:`Store` connects, creates the
+SQLite file's directory and migrates on first use. Every database failure comes out as a
+:class:`~swarmrank.errors.StorageError` whose one-line message names the database (password
+hidden).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from swarmrank.errors import StorageError
+from swarmrank.result import Answer, Candidate, Judgment, RoundResult
+from swarmrank.settings import Settings
+
+__all__ = [
+    "MIGRATIONS",
+    "MIN_PREFIX",
+    "AnswerRow",
+    "Base",
+    "CandidateRow",
+    "JudgmentRow",
+    "RoundRow",
+    "RoundSummary",
+    "Store",
+    "make_engine",
+    "migrate",
+    "safe_url",
+]
+
+MIN_PREFIX = 4
+"""The shortest round-id prefix :meth:`Store.get_round` accepts (like git's short hashes)."""
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite connection waits for another writer's lock before failing."""
+
+_WRITE = "swarmrank_write"  # execution option: this connection's transaction will write
+
+
+# -- column types ---------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored in UTC; naive values are taken to be UTC already.
+
+    SQLite keeps no offset, so values are normalised to UTC on the way in and get ``tzinfo=UTC``
+    back on the way out; on Postgres this is ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+# -- the current schema, mapped for queries ------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables (the schema as of the newest migration)."""
+
+
+class RoundRow(Base):
+    """One round; ``result_json`` is the full :class:`RoundResult`."""
+
+    __tablename__ = "rounds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    swarm: Mapped[str] = mapped_column(String(200))
+    question: Mapped[str] = mapped_column(Text)
+    task_type: Mapped[str] = mapped_column(String(32))
+    protocol: Mapped[str] = mapped_column(String(64))
+    schedule: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    winner: Mapped[int | None] = mapped_column(Integer)
+    wall_seconds: Mapped[float] = mapped_column(Float)
+    calls: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    result_json: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_rounds_created_at", "created_at"),)
+
+
+class AnswerRow(Base):
+    """One node's answer in a round (``position`` is its index in ``RoundResult.answers``)."""
+
+    __tablename__ = "answers"
+
+    round_id: Mapped[str] = mapped_column(String(64), ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    excluded: Mapped[str | None] = mapped_column(Text)
+    candidate: Mapped[int | None] = mapped_column(Integer)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(Integer)
+    sample: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_answers_node", "node"),)
+
+
+class CandidateRow(Base):
+    """One distinct answer of a round; ``nodes`` is a JSON list of node ids."""
+
+    __tablename__ = "candidates"
+
+    round_id: Mapped[str] = mapped_column(String(64), ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    answer: Mapped[str] = mapped_column(Text)
+    strength: Mapped[float] = mapped_column(Float)
+    log_strength: Mapped[float | None] = mapped_column(Float)
+    stderr: Mapped[float | None] = mapped_column(Float)
+    votes: Mapped[float | None] = mapped_column(Float)
+    mean_rank: Mapped[float | None] = mapped_column(Float)
+    nodes: Mapped[str] = mapped_column(Text)
+
+
+class JudgmentRow(Base):
+    """One judge's verdict on an ordered pair of candidates (``first`` was shown as A)."""
+
+    __tablename__ = "judgments"
+
+    round_id: Mapped[str] = mapped_column(String(64), ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    judge: Mapped[str] = mapped_column(String(200))
+    first: Mapped[int] = mapped_column(Integer)
+    second: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(1))
+    reasoning: Mapped[str] = mapped_column(Text)
+    probability: Mapped[float | None] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float)
+    retried: Mapped[bool] = mapped_column(Boolean)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_judgments_judge", "judge"),)
+
+
+_ANSWERS: Table = AnswerRow.__table__  # type: ignore[assignment]
+_JUDGMENTS: Table = JudgmentRow.__table__  # type: ignore[assignment]
+
+
+# -- migrations -----------------------------------------------------------------------------------
+
+Migration = Callable[[Connection], None]
+
+MIGRATIONS: list[Migration] = []
+"""Every migration, oldest first; each is recorded in ``_migrations`` under its function name."""
+
+_migrations_meta = MetaData()
+_migrations_table = Table(
+    "_migrations",
+    _migrations_meta,
+    Column("name", String(200), primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration. Never rename, reorder or edit a released one."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(conn: Connection) -> None:
+    """The rounds, answers, candidates and judgments tables.
+
+    The tables are spelled out here, not taken from the mapped classes, so that this migration
+    keeps creating the version-1 schema whatever later migrations change.
+    """
+    meta = MetaData()
+    round_id = String(64)
+
+    def child(name: str, *columns: Column[Any]) -> Table:
+        return Table(
+            name, meta,
+            Column("round_id", round_id, ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True),
+            Column("position", Integer, primary_key=True),
+            *columns,
+        )
+
+    Table(
+        "rounds", meta,
+        Column("id", round_id, primary_key=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("swarm", String(200), nullable=False),
+        Column("question", Text, nullable=False),
+        Column("task_type", String(32), nullable=False),
+        Column("protocol", String(64), nullable=False),
+        Column("schedule", String(64)),
+        Column("answer", Text),
+        Column("confidence", Float, nullable=False),
+        Column("winner", Integer),
+        Column("wall_seconds", Float, nullable=False),
+        Column("calls", Integer, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("schema_version", Integer, nullable=False),
+        Column("result_json", Text, nullable=False),
+        Index("ix_rounds_created_at", "created_at"),
+    )
+    child(
+        "answers",
+        Column("node", String(200), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("value", Text),
+        Column("excluded", Text),
+        Column("candidate", Integer),
+        Column("confidence", Float),
+        Column("step", Integer, nullable=False),
+        Column("sample", Integer, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Index("ix_answers_node", "node"),
+    )
+    child(
+        "candidates",
+        Column("answer", Text, nullable=False),
+        Column("strength", Float, nullable=False),
+        Column("log_strength", Float),
+        Column("stderr", Float),
+        Column("votes", Float),
+        Column("mean_rank", Float),
+        Column("nodes", Text, nullable=False),
+    )
+    child(
+        "judgments",
+        Column("judge", String(200), nullable=False),
+        Column("first", Integer, nullable=False),
+        Column("second", Integer, nullable=False),
+        Column("verdict", String(1), nullable=False),
+        Column("reasoning", Text, nullable=False),
+        Column("probability", Float),
+        Column("weight", Float, nullable=False),
+        Column("retried", Boolean, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Index("ix_judgments_judge", "judge"),
+    )
+    meta.create_all(conn)
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply the migrations ``engine``'s database lacks, in order, in one transaction.
+
+    Returns the names applied (empty when the schema is current). Safe to call any number of
+    times. Use an engine from :func:`make_engine`: it makes SQLite DDL transactional.
+    """
+    with _storage_errors("migrate the schema", engine.url), _writing(engine) as conn:
+        _migrations_table.create(conn, checkfirst=True)
+        done = set(conn.scalars(select(_migrations_table.c.name)))
+        applied: list[str] = []
+        for step in MIGRATIONS:
+            if step.__name__ in done:
+                continue
+            step(conn)
+            conn.execute(insert(_migrations_table).values(name=step.__name__, applied_at=datetime.now(timezone.utc)))
+            applied.append(step.__name__)
+        return applied
+
+
+# -- engines, URLs and errors ---------------------------------------------------------------------
+
+
+def safe_url(url: str | URL) -> str:
+    """``url`` as a string with any password replaced by ``***`` (fit for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StorageError(f"not a database URL: {url!r} (expected e.g. sqlite:///path/to/file.db)") from exc
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names, or None for other databases and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    return Path(database).expanduser()
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for ``url`` (no connection yet), with swarmrank's SQLite settings.
+
+    For a SQLite file the parent directory is created, and every connection gets WAL journal
+    mode, ``foreign_keys=ON`` and a busy timeout; pysqlite's implicit transactions are replaced
+    by explicit ``BEGIN`` (``BEGIN IMMEDIATE`` for writes) so DDL is transactional too.
+    """
+    parsed = _parse_url(url)
+    path = _sqlite_file(parsed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the directory for database {safe_url(parsed)}: {exc}") from exc
+    try:
+        engine = create_engine(parsed)
+    except ImportError as exc:
+        raise StorageError(
+            f"the driver for database {safe_url(parsed)} is not installed ({exc.name or exc}); "
+            "for Postgres install swarmrank[postgres]"
+        ) from exc
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
+        raise StorageError(f"cannot use database {safe_url(parsed)}: {_reason(exc)}") from exc
+    if parsed.get_backend_name() == "sqlite" and engine.dialect.driver == "pysqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the write lock up front, so that two writers queue on the
+        # busy timeout instead of one failing when it upgrades a read lock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _connect(engine: Engine) -> Connection:
+    """A new connection; failing to open the database is a :class:`StorageError` that says so."""
+    with _storage_errors("connect", engine.url):
+        return engine.connect()
+
+
+@contextmanager
+def _writing(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a write transaction, committed on success and rolled back on error."""
+    with _connect(engine) as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what the database (or SQLAlchemy) said, without SQL or links."""
+    source: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(source).splitlines() if line.strip()]
+    return lines[0] if lines else type(source).__name__
+
+
+@contextmanager
+def _storage_errors(action: str, url: URL) -> Iterator[None]:
+    """Turn any SQLAlchemy failure inside the block into a one-line :class:`StorageError`."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StorageError(f"database {safe_url(url)}: could not {action}: {_reason(exc)}") from exc
+
+
+# -- rows from a RoundResult ----------------------------------------------------------------------
+
+
+def _round_row(result: RoundResult) -> dict[str, Any]:
+    cost = result.cost
+    return {
+        "id": result.round_id, "created_at": result.created_at, "swarm": result.swarm,
+        "question": result.question, "task_type": result.task_type, "protocol": result.protocol,
+        "schedule": result.schedule, "answer": result.answer, "confidence": result.confidence,
+        "winner": result.winner, "wall_seconds": cost.wall_seconds, "calls": cost.calls,
+        "prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens,
+        "schema_version": result.schema_version, "result_json": result.model_dump_json(),
+    }
+
+
+def _fields(model: Answer | Judgment, table: Table) -> dict[str, Any]:
+    """The model's fields that have a column (any others live only in ``result_json``)."""
+    return {k: v for k, v in model.model_dump().items() if k in table.c}
+
+
+def _answer_row(round_id: str, position: int, a: Answer) -> dict[str, Any]:
+    return {**_fields(a, _ANSWERS), "round_id": round_id, "position": position}
+
+
+def _candidate_row(round_id: str, position: int, c: Candidate) -> dict[str, Any]:
+    return {
+        "round_id": round_id, "position": position, "answer": c.answer, "strength": c.strength,
+        "log_strength": c.log_strength, "stderr": c.stderr, "votes": c.votes, "mean_rank": c.mean_rank,
+        "nodes": json.dumps(c.nodes),
+    }
+
+
+def _judgment_row(round_id: str, position: int, j: Judgment) -> dict[str, Any]:
+    return {**_fields(j, _JUDGMENTS), "round_id": round_id, "position": position}
+
+
+def _insert_round(conn: Connection, result: RoundResult) -> None:
+    conn.execute(insert(RoundRow), [_round_row(result)])
+
+
+def _insert_answers(conn: Connection, result: RoundResult) -> None:
+    rows = [_answer_row(result.round_id, i, a) for i, a in enumerate(result.answers)]
+    if rows:
+        conn.execute(insert(AnswerRow), rows)
+
+
+def _insert_candidates(conn: Connection, result: RoundResult) -> None:
+    rows = [_candidate_row(result.round_id, i, c) for i, c in enumerate(result.candidates)]
+    if rows:
+        conn.execute(insert(CandidateRow), rows)
+
+
+def _insert_judgments(conn: Connection, result: RoundResult) -> None:
+    rows = [_judgment_row(result.round_id, i, j) for i, j in enumerate(result.judgments)]
+    if rows:
+        conn.execute(insert(JudgmentRow), rows)
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One line of ``swarmrank history``: the columns of a round, without its answers."""
+
+    round_id: str
+    created_at: datetime
+    protocol: str
+    question: str
+    answer: str | None
+    confidence: float
+    calls: int
+    wall_seconds: float
+
+
+class Store:
+    """Rounds in the database at ``url`` (any SQLAlchemy URL).
+
+    Cheap to construct: the URL is checked at once, but the engine is made, the SQLite file's
+    directory created and the schema migrated on first use. ``close()`` disposes of the engine
+    (a later call opens it again). Usable as a context manager.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url: URL = _parse_url(url)
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, config_url: str | None = None) -> Store:
+        """The store to use: ``SWARMRANK_DB`` (``settings.db_url``), else the config's URL, else the default file."""
+        return cls(settings.db_url or config_url or settings.default_db_url())
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden."""
+        return safe_url(self._url)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, made and the schema migrated on first access (raises :class:`StorageError`)."""
+        with self._lock:
+            if self._engine is None:
+                engine = make_engine(self._url)
+                try:
+                    migrate(engine)
+                except BaseException:
+                    engine.dispose()
+                    raise
+                self._engine = engine
+            return self._engine
+
+    def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def save_round(self, result: RoundResult) -> None:
+        """Write ``result`` and all its answers, candidates and judgments in one transaction.
+
+        All or nothing: on any failure nothing of the round is left. Saving a ``round_id`` that
+        is already stored raises :class:`StorageError` and leaves the stored copy untouched.
+        """
+        engine = self.engine
+        with self._errors(f"save round {result.round_id}"), _writing(engine) as conn:
+            if conn.scalar(select(RoundRow.id).where(RoundRow.id == result.round_id)) is not None:
+                raise StorageError(f"round {result.round_id} is already saved in database {self.url}")
+            _insert_round(conn, result)
+            _insert_answers(conn, result)
+            _insert_candidates(conn, result)
+            _insert_judgments(conn, result)
+
+    def get_round(self, round_id_or_prefix: str) -> RoundResult:
+        """The round with this id, or with the only id that starts with this prefix (≥ 4 characters)."""
+        key = round_id_or_prefix.strip()
+        engine = self.engine
+        with self._errors(f"read round {key}"), _connect(engine) as conn:
+            round_id = self._resolve(conn, key)
+            text = conn.scalar(select(RoundRow.result_json).where(RoundRow.id == round_id))
+        if text is None:  # deleted between the two reads
+            raise StorageError(f"no round {key} in database {self.url}")
+        try:
+            return RoundResult.model_validate_json(text)
+        except ValidationError as exc:
+            raise StorageError(
+                f"round {round_id} in database {self.url} cannot be read: "
+                f"{exc.error_count()} invalid field(s), first: {_first_error(exc)}"
+            ) from exc
+
+    def _resolve(self, conn: Connection, key: str) -> str:
+        """The full round id for ``key`` (an id or a unique prefix of one)."""
+        if conn.scalar(select(RoundRow.id).where(RoundRow.id == key)) is not None:
+            return key
+        if len(key) < MIN_PREFIX:
+            hint = f" (a prefix needs at least {MIN_PREFIX} characters)" if key else ""
+            raise StorageError(f"no round {key!r} in database {self.url}{hint}")
+        # substr, not LIKE: exact and case-sensitive on every backend, no wildcards to escape.
+        matches = list(conn.scalars(select(RoundRow.id).where(func.substr(RoundRow.id, 1, len(key)) == key).limit(50)))
+        if not matches:
+            raise StorageError(f"no round {key} in database {self.url}")
+        if len(matches) > 1:
+            count = conn.scalar(select(func.count()).where(func.substr(RoundRow.id, 1, len(key)) == key))
+            raise StorageError(f"round prefix {key} is ambiguous: {count} rounds in database {self.url} match; give more characters")
+        return matches[0]
+
+    def list_rounds(self, limit: int = 20, protocol: str | None = None, swarm: str | None = None) -> list[RoundSummary]:
+        """Up to ``limit`` rounds, newest first, optionally only those of one protocol and/or swarm."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        query = select(
+            RoundRow.id, RoundRow.created_at, RoundRow.protocol, RoundRow.question, RoundRow.answer,
+            RoundRow.confidence, RoundRow.calls, RoundRow.wall_seconds,
+        )
+        query = _filtered(query, protocol=protocol, swarm=swarm)
+        query = query.order_by(RoundRow.created_at.desc(), RoundRow.id.desc()).limit(limit)
+        engine = self.engine
+        with self._errors("list rounds"), _connect(engine) as conn:
+            return [RoundSummary(*row) for row in conn.execute(query)]
+
+    def count_rounds(self, protocol: str | None = None, swarm: str | None = None) -> int:
+        """How many rounds are stored (optionally of one protocol and/or swarm)."""
+        query = _filtered(select(func.count()).select_from(RoundRow), protocol=protocol, swarm=swarm)
+        engine = self.engine
+        with self._errors("count rounds"), _connect(engine) as conn:
+            return int(conn.scalar(query) or 0)
+
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        return _storage_errors(action, self._url)
+
+
+def _filtered(query: Any, *, protocol: str | None, swarm: str | None) -> Any:
+    if protocol is not None:
+        query = query.where(RoundRow.protocol == protocol)
+    if swarm is not None:
+        query = query.where(RoundRow.swarm == swarm)
+    return query
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+    return f"{where}: {err.get('msg', '')}"

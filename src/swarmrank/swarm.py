@@ -1,0 +1,154 @@
+"""The swarm: nodes built from a config, and ``ask`` — one round of a protocol over them.
+
+    swarm = Swarm.from_config(load_config())          # the embedded default swarm
+    result = swarm.ask_sync("What is 17 + 25?")       # or: await swarm.ask(...)
+    print(result.answer, result.confidence)
+
+Every round is saved through the store (unless ``store=None``), the same way for the CLI, the
+server and library callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
+from swarmrank.errors import ConfigError, RoundError
+from swarmrank.identity import load_or_create
+from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona, create_backend
+from swarmrank.protocols import get_protocol
+from swarmrank.result import RoundResult
+from swarmrank.round import RoundContext, RoundOptions
+from swarmrank.settings import Settings
+from swarmrank.tasks import Task
+
+EventHandler = Callable[[str, dict[str, object]], None]
+
+
+@dataclass(frozen=True)
+class NodeCheck:
+    node: str
+    backend: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+class Swarm:
+    """A set of nodes plus the round options and the store rounds are saved to."""
+
+    def __init__(self, nodes: Sequence[Node], *, options: RoundOptions | None = None, protocol: str = "peer-rank",
+                 name: str = "default", store: Any = None) -> None:
+        if not nodes:
+            raise ConfigError("a swarm needs at least one node")
+        ids = [n.id for n in nodes]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("node ids must be unique")
+        get_protocol(protocol)
+        self.nodes = list(nodes)
+        self.options = options or RoundOptions()
+        self.protocol = protocol
+        self.name = name
+        self.store = store
+
+    @classmethod
+    def from_config(cls, config: SwarmConfig | None = None, *, settings: Settings | None = None,
+                    store: Any = "default") -> Swarm:
+        """Build nodes (loading each model at most once, lazily) and open the store.
+
+        ``store="default"`` opens the configured database; pass ``None`` to keep rounds in memory
+        only, or a :class:`~swarmrank.store.Store`.
+        """
+        config = config or load_config()
+        settings = settings or Settings.from_env()
+        ctx = BuildContext(shared={"settings": settings})
+        nodes: list[Node] = []
+        for section in config.nodes:
+            backend_name, _key, options = config.backend_for(section)
+            persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
+            backend = create_backend(backend_name, options, ctx)
+            identity = load_or_create(settings.keys_dir, section.id)
+            nodes.append(Node(id=section.id, backend=backend, persona=Persona(**persona_fields),
+                              roles=frozenset(section.roles), public_key=identity.public_hex, signer=identity.sign))
+        options = RoundOptions(**config.round.model_dump())
+        if store == "default":
+            from swarmrank.store import Store
+
+            store = Store.open(settings, config.store.url)
+        return cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store)
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise ConfigError(f"no node {node_id!r} in swarm {self.name!r}")
+
+    async def ask(self, question: str, *, protocol: str | None = None, task_type: str | None = None,
+                  truth: str | None = None, options: RoundOptions | None = None,
+                  on_event: EventHandler | None = None, save: bool = True) -> RoundResult:
+        """Run one round and return its full record (saved to the store when there is one).
+
+        ``truth`` is for evaluation and simulation only: scripted judges may use it; real nodes never see it.
+        """
+        name = protocol or self.protocol
+        proto = get_protocol(name)
+        task = Task.create(question, task_type)
+        opts = options or self.options
+        ctx = RoundContext(task, self.nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event)
+        if not any(n.answers for n in self.nodes):
+            raise ConfigError("no node in this swarm has the 'answer' role")
+        try:
+            result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
+        except asyncio.TimeoutError:
+            raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
+        if save and self.store is not None:
+            await asyncio.to_thread(self.store.save_round, result)
+        return result
+
+    def ask_sync(self, question: str, **kwargs: Any) -> RoundResult:
+        """Blocking wrapper around :meth:`ask` for scripts and notebooks without an event loop."""
+        return asyncio.run(self._ask_and_close(question, **kwargs))
+
+    async def _ask_and_close(self, question: str, **kwargs: Any) -> RoundResult:
+        try:
+            return await self.ask(question, **kwargs)
+        finally:
+            await self.aclose_backends()
+
+    async def check(self, *, timeout: float = 120.0) -> list[NodeCheck]:
+        """Ask every node a trivial question concurrently; report which ones answer."""
+
+        async def probe(node: Node) -> NodeCheck:
+            request = CompletionRequest(messages=(Message("user", "Reply with the single word: ready"),),
+                                        purpose="probe", temperature=0.0, max_tokens=8, seed=node.persona.seed,
+                                        context={"question": "ready?"})
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            try:
+                completion: Completion = await asyncio.wait_for(node.complete(request), timeout)
+            except asyncio.TimeoutError:
+                return NodeCheck(node.id, node.backend.describe(), False, f"no reply within {timeout:.0f}s",
+                                 loop.time() - start)
+            except Exception as exc:  # report, do not raise: this is a health check
+                return NodeCheck(node.id, node.backend.describe(), False, str(exc).splitlines()[0][:200],
+                                 loop.time() - start)
+            text = " ".join(completion.text.split())[:60]
+            ok = bool(text)
+            return NodeCheck(node.id, node.backend.describe(), ok, text or "empty reply", loop.time() - start)
+
+        return list(await asyncio.gather(*(probe(n) for n in self.nodes)))
+
+    async def aclose_backends(self) -> None:
+        for backend in {id(n.backend): n.backend for n in self.nodes}.values():
+            await backend.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def describe(self) -> list[dict[str, object]]:
+        return [{"id": n.id, "backend": n.backend.describe(), "roles": sorted(n.roles),
+                 "key": n.public_key[:16], **asdict(n.persona)} for n in self.nodes]

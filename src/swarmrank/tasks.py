@@ -1,0 +1,204 @@
+"""Task types, answer extraction, normalisation and clustering.
+
+A round needs to know when two replies give *the same answer*. The task type says how to read the
+answer out of a reply and how to normalise it:
+
+``mc``      a multiple-choice letter (A–J), read from "Answer: C", "(C)", "C." ...
+``number``  the last number in the reply ("3 + 4 = 7" → 7), fractions and commas understood
+``short``   a short text answer: the "Answer:" line, or the first line, lower-cased, without
+            punctuation or articles
+``free``    free text: whitespace- and case-normalised; only identical texts cluster
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+
+from swarmrank.errors import ConfigError
+
+
+class TaskType(str, Enum):
+    MC = "mc"
+    NUMBER = "number"
+    SHORT = "short"
+    FREE = "free"
+
+    @classmethod
+    def parse(cls, value: str | TaskType | None) -> TaskType | None:
+        if value is None or isinstance(value, TaskType):
+            return value
+        try:
+            return cls(value.lower())
+        except ValueError:
+            known = ", ".join(t.value for t in cls)
+            raise ConfigError(f"unknown task type {value!r} (known: {known})") from None
+
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[\).:]\s+\S", re.MULTILINE)
+_NUMBER_HINT = re.compile(
+    r"(\d\s*[-+*/×÷x^]\s*\d|\bhow (many|much)\b|\bwhat is \d|\bcompute\b|\bcalculate\b|\bsum\b|\bproduct\b)",
+    re.IGNORECASE,
+)
+
+
+def detect_task_type(question: str) -> TaskType:
+    """Guess the task type from the question's shape (options → mc, arithmetic → number)."""
+    options = set(_OPTION_LINE.findall(question))
+    if len(options) >= 2 and {"A", "B"} <= options:
+        return TaskType.MC
+    if _NUMBER_HINT.search(question):
+        return TaskType.NUMBER
+    if len(question) < 200:
+        return TaskType.SHORT
+    return TaskType.FREE
+
+
+def mc_options(question: str) -> list[str]:
+    return sorted(set(_OPTION_LINE.findall(question)))
+
+
+_ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*(.+)", re.IGNORECASE)
+_MC_PATTERNS = (
+    re.compile(r"(?:final answer|answer)\s*(?:is|:)?\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"(?:option|choice)\s*\(?([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"\(([A-J])\)"),
+    re.compile(r"^\s*\**([A-J])[\).:\*]?(?:\s|$)", re.MULTILINE),
+    re.compile(r"\b([A-J])\b"),
+)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CONFIDENCE = re.compile(r"confidence\s*(?:level|score)?\s*[:=]?\s*(\d*\.?\d+)\s*(%?)", re.IGNORECASE)
+
+
+def extract_mc(text: str, options: Sequence[str] = ()) -> str | None:
+    allowed = set(options) if options else set("ABCDEFGHIJ")
+    for pattern in _MC_PATTERNS:
+        hits = [h.upper() for h in pattern.findall(text) if h.upper() in allowed]
+        if hits:
+            # "Answer: X" means what it says; bare letters count from the end of the reply
+            return hits[0] if pattern is _MC_PATTERNS[0] else hits[-1]
+    return None
+
+
+def _format_number(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    as_float = float(value)
+    if math.isclose(as_float, round(as_float, 6)):
+        return f"{as_float:.6f}".rstrip("0").rstrip(".")
+    return f"{value.numerator}/{value.denominator}"
+
+
+def extract_number(text: str) -> str | None:
+    """The answer line's number if there is one, else the last number in the reply."""
+    scope = text
+    lines = _ANSWER_LINE.findall(text)
+    if lines and _NUMBER.search(lines[-1]):
+        scope = lines[-1]
+    numbers = _NUMBER.findall(scope)
+    if not numbers:
+        return None
+    raw = numbers[0] if scope is not text else numbers[-1]
+    raw = raw.replace(",", "").replace(" ", "")
+    try:
+        if "/" in raw:
+            num, den = raw.split("/")
+            if int(den) == 0:
+                return None
+            return _format_number(Fraction(int(num), int(den)))
+        return _format_number(Fraction(raw))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def normalise_text(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(r"[^\w\s]", " ", text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def extract_short(text: str) -> str | None:
+    lines = _ANSWER_LINE.findall(text)
+    chosen = lines[-1] if lines else next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    chosen = chosen.split("\n")[0]
+    value = normalise_text(chosen)
+    return value or None
+
+
+def extract_confidence(text: str) -> float | None:
+    """A self-reported confidence in [0, 1] ("Confidence: 0.8" or "Confidence: 80%")."""
+    hits = _CONFIDENCE.findall(text)
+    if not hits:
+        return None
+    number, percent = hits[-1]
+    value = float(number)
+    if percent or value > 1.0:
+        value /= 100.0
+    return min(max(value, 0.0), 1.0)
+
+
+def strip_confidence(text: str) -> str:
+    return _CONFIDENCE.sub("", text)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A question with its type; knows how to read and compare answers."""
+
+    question: str
+    type: TaskType
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def create(cls, question: str, task_type: str | TaskType | None = None) -> Task:
+        if not question or not question.strip():
+            raise ConfigError("the question is empty")
+        kind = TaskType.parse(task_type) or detect_task_type(question)
+        options = tuple(mc_options(question)) if kind is TaskType.MC else ()
+        return cls(question=question.strip(), type=kind, options=options)
+
+    def extract(self, text: str) -> str | None:
+        """The normalised answer in ``text``, or None when there is none to read."""
+        body = strip_confidence(text)
+        if self.type is TaskType.MC:
+            return extract_mc(body, self.options)
+        if self.type is TaskType.NUMBER:
+            return extract_number(body)
+        if self.type is TaskType.SHORT:
+            return extract_short(body)
+        value = normalise_text(body)
+        return value or None
+
+    def instruction(self) -> str:
+        """How a node should format its reply for this task type."""
+        if self.type is TaskType.MC:
+            letters = "/".join(self.options) if self.options else "A/B/C/D"
+            return f"Think briefly, then end with a line 'Answer: X' where X is one letter ({letters})."
+        if self.type is TaskType.NUMBER:
+            return "Think briefly, then end with a line 'Answer: N' where N is a number."
+        if self.type is TaskType.SHORT:
+            return "Reply with a line 'Answer: ...' giving a short answer of a few words."
+        return "Answer the question clearly and concisely."
+
+
+def cluster(values: Sequence[str | None]) -> tuple[list[str], list[int | None]]:
+    """Group identical normalised answers: (distinct values in first-seen order, index per value)."""
+    distinct: list[str] = []
+    index: dict[str, int] = {}
+    assignment: list[int | None] = []
+    for value in values:
+        if value is None:
+            assignment.append(None)
+            continue
+        if value not in index:
+            index[value] = len(distinct)
+            distinct.append(value)
+        assignment.append(index[value])
+    return distinct, assignment

@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own SWARMRANK_HOME, and scripted swarms are easy to build."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.round import RoundOptions
+from swarmrank.swarm import Swarm
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("SWARMRANK_HOME", str(home))
+    monkeypatch.delenv("SWARMRANK_DB", raising=False)
+    return home
+
+
+def answerer(node_id: str, answer: str, **kw: Any) -> Node:
+    return Node(node_id, ScriptedBackend(answers={"*": answer}, **kw), Persona(seed=len(node_id)), roles=frozenset({"answer"}))
+
+
+def judge(node_id: str, rule: str = "truth", **kw: Any) -> Node:
+    return Node(node_id, ScriptedBackend(judge=rule, **kw), Persona(), roles=frozenset({"judge"}))
+
+
+def scripted_swarm(answers: Sequence[str], judges: Sequence[Node] = (), **options: Any) -> Swarm:
+    nodes = [answerer(f"a{i}", a) for i, a in enumerate(answers)] + list(judges)
+    return Swarm(nodes, options=RoundOptions(**options), store=None)

@@ -1,0 +1,150 @@
+"""The CLI as a user runs it: a real process, real files, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+SCRIPTED = """
+[swarm]
+name = "cli-test"
+[round]
+schedule = "cluster"
+[[nodes]]
+id = "right"
+backend = "scripted"
+answer = "42"
+roles = ["answer"]
+[[nodes]]
+id = "wrong1"
+backend = "scripted"
+answer = "41"
+roles = ["answer"]
+[[nodes]]
+id = "wrong2"
+backend = "scripted"
+answer = "41"
+roles = ["answer"]
+[[nodes]]
+id = "judge1"
+backend = "scripted"
+judge = "truth"
+truth = "42"
+roles = ["judge"]
+"""
+
+
+def run(*args: str, home: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SWARMRANK_HOME": str(home), "COLUMNS": "200"}
+    env.pop("SWARMRANK_DB", None)
+    proc = subprocess.run([sys.executable, "-m", "swarmrank", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "swarm.toml"
+    path.write_text(SCRIPTED)
+    return path
+
+
+def test_ask_json_has_the_documented_fields_and_the_round_is_stored(config, isolated_home):
+    proc = run("ask", "What is 17 + 25?", "--config", str(config), "--json", home=isolated_home, check=True)
+    data = json.loads(proc.stdout)
+    assert data["answer"] == "42"
+    assert data["protocol"] == "peer-rank"
+    assert {a["node"] for a in data["answers"]} == {"right", "wrong1", "wrong2"}
+    assert all(set(a) >= {"node", "text", "excluded"} for a in data["answers"])
+    assert [c["answer"] for c in data["candidates"]] == ["42", "41"]
+    assert all(set(c) >= {"answer", "nodes", "strength"} for c in data["candidates"])
+    assert {(j["first"], j["second"]) for j in data["judgments"]} == {(0, 1), (1, 0)}
+    assert all(set(j) >= {"judge", "first", "second", "verdict", "reasoning"} for j in data["judgments"])
+    assert data["cost"]["phases"]["answer"]["calls"] == 3
+    assert data["cost"]["phases"]["judge"]["calls"] == 2
+
+    listed = run("rounds", "list", "--json", home=isolated_home, check=True)
+    rounds = json.loads(listed.stdout)
+    assert [r["round_id"] for r in rounds] == [data["round_id"]]
+    shown = run("rounds", "show", data["round_id"][:8], "--json", home=isolated_home, check=True)
+    assert json.loads(shown.stdout) == data
+
+
+def test_ask_rich_view_shows_answer_candidates_judgments_and_cost(config, isolated_home):
+    proc = run("ask", "What is 17 + 25?", "--config", str(config), "--protocol", "majority", home=isolated_home,
+               check=True)
+    out = proc.stdout
+    assert "Answer: 41" in out
+    for heading in ("Candidates", "Answers", "Cost"):
+        assert heading in out
+    assert "wrong1, wrong2" in out
+
+
+def test_config_show_prints_the_embedded_default_as_valid_toml(isolated_home):
+    proc = run("config", "show", home=isolated_home, check=True)
+    data = tomllib.loads(proc.stdout)
+    assert data["swarm"]["protocol"] == "peer-rank"
+    assert len(data["nodes"]) == 6
+
+
+def test_nodes_checks_every_node_and_shows_its_key(config, isolated_home):
+    proc = run("nodes", "--config", str(config), "--json", home=isolated_home, check=True)
+    rows = json.loads(proc.stdout)
+    assert [r["id"] for r in rows] == ["right", "wrong1", "wrong2", "judge1"]
+    assert all(r["check"]["ok"] for r in rows)
+    keys = {r["id"]: r["key"] for r in rows}
+    again = json.loads(run("nodes", "--config", str(config), "--json", "--no-check", home=isolated_home,
+                           check=True).stdout)
+    assert {r["id"]: r["key"] for r in again} == keys  # identities are stable across processes
+
+
+def test_nodes_exits_non_zero_when_a_node_fails_its_check(tmp_path, isolated_home):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[nodes]]\nid = "dead"\nbackend = "scripted"\nfault = "crash"\n')
+    proc = run("nodes", "--config", str(path), home=isolated_home)
+    assert proc.returncode == 1
+    assert "FAIL" in proc.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ask", "hi", "--protocol", "nope"], "unknown protocol 'nope'"),
+    (["ask", "hi", "--config", "/does/not/exist.toml"], "does not exist"),
+    (["ask", "  "], "the question is empty"),
+    (["ask", "hi", "--type", "poem"], "unknown task type 'poem'"),
+    (["rounds", "show", "ffffffffff"], "no round"),
+])
+def test_bad_input_gives_one_clear_line_and_exit_1(args, message, isolated_home, config):
+    args = [a if a != "CONFIG" else str(config) for a in args]
+    proc = run(*args, home=isolated_home)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_broken_config_names_the_file_and_field(tmp_path, isolated_home):
+    path = tmp_path / "broken.toml"
+    path.write_text('[[nodes]]\nid = "x"\nbackend = "scripted"\ntemperature = 9\n')
+    proc = run("ask", "hi", "--config", str(path), home=isolated_home)
+    assert proc.returncode == 1
+    assert str(path) in proc.stderr and "temperature" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_endpoint_is_reported_per_node_not_as_a_crash(tmp_path, isolated_home):
+    path = tmp_path / "remote.toml"
+    path.write_text('[[nodes]]\nid = "remote"\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                    'model = "m"\ntimeout = 2\n')
+    proc = run("ask", "What is 2 + 2?", "--config", str(path), "--json", home=isolated_home)
+    assert proc.returncode == 1  # no usable answer
+    data = json.loads(proc.stdout)
+    assert data["answer"] is None
+    assert "cannot reach http://127.0.0.1:9/v1" in data["answers"][0]["excluded"]

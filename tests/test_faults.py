@@ -1,0 +1,87 @@
+"""Fault injection: slow, crashing and garbage-returning nodes are recorded and excluded, never fatal."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.round import RoundOptions
+from swarmrank.swarm import Swarm
+from tests.conftest import answerer, judge
+
+Q = "What is 17 + 25?"
+
+
+def faulty(node_id: str, fault: str, **kw) -> Node:
+    return Node(node_id, ScriptedBackend(answers={"*": "42"}, fault=fault, **kw), Persona(), frozenset({"answer"}))
+
+
+@pytest.mark.parametrize("fault,reason", [
+    ("timeout", "timeout after"), ("crash", "error: scripted crash"), ("garbage", "malformed"),
+    ("empty", "empty"), ("refuse", "refused"), ("long", "over-long"),
+])
+async def test_a_failing_node_is_excluded_with_its_reason_and_the_round_goes_on(fault, reason):
+    nodes = [answerer("ok1", "42"), answerer("ok2", "41"), faulty("bad", fault), judge("j", truth="42")]
+    swarm = Swarm(nodes, options=RoundOptions(node_timeout=0.3), store=None)
+    result = await swarm.ask(Q)
+    bad = next(a for a in result.answers if a.node == "bad")
+    assert bad.excluded is not None and reason in bad.excluded
+    assert bad.candidate is None
+    assert result.answer == "42"
+    assert "bad" not in {n for c in result.candidates for n in c.nodes}
+
+
+async def test_timeouts_run_concurrently_so_the_round_takes_one_timeout_not_many():
+    nodes = [answerer("ok", "42")] + [faulty(f"slow{i}", "timeout") for i in range(5)]
+    start = time.monotonic()
+    result = await Swarm(nodes, options=RoundOptions(node_timeout=0.5), store=None).ask(Q, protocol="majority")
+    elapsed = time.monotonic() - start
+    assert result.answer == "42"
+    assert elapsed < 2.0
+    assert result.cost.phases["answer"].failures == 5
+
+
+async def test_the_round_deadline_caps_every_call():
+    nodes = [answerer("ok", "42"), faulty("slow", "timeout")]
+    start = time.monotonic()
+    result = await Swarm(nodes, options=RoundOptions(node_timeout=60, deadline=0.4), store=None).ask(Q, protocol="majority")
+    assert time.monotonic() - start < 2.0
+    assert result.answer == "42"
+
+
+async def test_when_every_node_fails_the_result_has_no_answer_and_says_why():
+    nodes = [faulty("b1", "crash"), faulty("b2", "garbage")]
+    result = await Swarm(nodes, store=None).ask(Q)
+    assert result.answer is None and result.winner is None
+    assert result.confidence == 0.0
+    assert "no node produced a usable answer" in result.notes
+    assert all(a.excluded for a in result.answers)
+
+
+async def test_a_crashing_judge_costs_a_tie_not_the_round():
+    nodes = [answerer("a0", "42"), answerer("a1", "41"), judge("good", truth="42"),
+             Node("broken", ScriptedBackend(judge="truth", fault="crash", fault_on=("judge",)), Persona(),
+                  frozenset({"judge"}))]
+    result = await Swarm(nodes, store=None).ask(Q)
+    assert result.answer == "42"
+    broken = [j for j in result.judgments if j.judge == "broken"]
+    assert broken and all(j.verdict == "U" and "crash" in j.reasoning for j in broken)
+    assert result.cost.phases["judge"].failures == len(broken)
+
+
+async def test_an_unreadable_verdict_is_retried_once_then_counts_as_a_tie():
+    class Mumbler(ScriptedBackend):
+        async def complete(self, request):
+            from swarmrank.nodes.base import Completion
+            if request.purpose == "judge":
+                return Completion(text="Hmm, hard to say.")
+            return await super().complete(request)
+
+    nodes = [answerer("a0", "42"), answerer("a1", "41"), Node("m", Mumbler(), Persona(), frozenset({"judge"}))]
+    result = await Swarm(nodes, options=RoundOptions(judges_per_pair=1), store=None).ask(Q)
+    assert len(result.judgments) == 2
+    assert all(j.verdict == "U" and j.retried for j in result.judgments)
+    assert result.cost.phases["judge"].calls == 4  # two orders, each tried twice

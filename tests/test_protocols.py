@@ -1,0 +1,191 @@
+"""Every protocol on scripted swarms: the behaviour each one is known for, and the trace it leaves."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmrank.errors import ConfigError
+from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.protocols import protocol_names
+from swarmrank.round import RoundOptions
+from swarmrank.swarm import Swarm
+from tests.conftest import answerer, judge, scripted_swarm
+
+Q = "What is 17 + 25?"
+
+
+async def test_peer_rank_with_discriminating_judges_picks_the_correct_minority_answer_majority_misses():
+    swarm = scripted_swarm(["42", "41", "41", "40"], [judge("j1", truth="42"), judge("j2", truth="42")])
+    ranked = await swarm.ask(Q, protocol="peer-rank")
+    voted = await swarm.ask(Q, protocol="majority")
+    assert ranked.answer == "42"
+    assert voted.answer == "41"
+    assert ranked.candidates[ranked.winner].nodes == ["a0"]
+    assert ranked.confidence > 0.5
+
+
+async def test_peer_rank_judges_every_distinct_pair_in_both_orders():
+    swarm = scripted_swarm(["42", "41", "40"], [judge("j1", truth="42")], judges_per_pair=1)
+    result = await swarm.ask(Q)
+    ordered = {(j.first, j.second) for j in result.judgments}
+    assert ordered == {(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)}
+    assert result.cost.phases["judge"].calls == 6
+    # the truth-judge prefers 42 whichever side it is shown on
+    for j in result.judgments:
+        shown_first = result.candidates[j.first].answer
+        shown_second = result.candidates[j.second].answer
+        if "42" in (shown_first, shown_second):
+            assert j.verdict == ("A" if shown_first == "42" else "B")
+
+
+async def test_cluster_schedule_makes_zero_judge_calls_when_all_answers_agree():
+    swarm = scripted_swarm(["42", "42", "42"], [judge("j1"), judge("j2")])
+    result = await swarm.ask(Q)
+    assert result.answer == "42"
+    assert result.judgments == []
+    assert "judge" not in result.cost.phases or result.cost.phases["judge"].calls == 0
+    assert result.confidence == pytest.approx(1.0)
+
+
+async def test_fortytwo_schedule_compares_answers_and_costs_more_judge_calls_than_cluster():
+    answers = ["42", "42", "41", "41", "42", "40"]
+    judges_ = [judge("j1", truth="42"), judge("j2", truth="42")]
+    cluster = await scripted_swarm(answers, judges_, schedule="cluster").ask(Q)
+    fortytwo = await scripted_swarm(answers, judges_, schedule="fortytwo").ask(Q)
+    assert cluster.answer == fortytwo.answer == "42"
+    assert fortytwo.schedule == "fortytwo"
+    n = 6
+    per_judge = 2 * (n - 1) + 2 * (n // 2)
+    assert fortytwo.cost.phases["judge"].calls == 2 * per_judge
+    assert fortytwo.cost.phases["grade"].calls == 2 * n
+    assert cluster.cost.phases["judge"].calls < fortytwo.cost.phases["judge"].calls
+    assert sum(c.strength for c in fortytwo.candidates) == pytest.approx(1.0)
+
+
+async def test_position_biased_judges_cancel_out_over_both_orders():
+    swarm = scripted_swarm(["42", "41"], [judge("j1", "first"), judge("j2", "first")])
+    result = await swarm.ask(Q)
+    strengths = [c.strength for c in result.candidates]
+    assert strengths[0] == pytest.approx(strengths[1])
+
+
+async def test_judge_influence_weights_bradley_terry():
+    nodes = [answerer("a0", "42"), answerer("a1", "41"),
+             judge("good", truth="42"), judge("bad", "prefer", prefer="41")]
+    even = await Swarm(nodes, options=RoundOptions(), store=None).ask(Q)
+    trusted = await Swarm(nodes, options=RoundOptions(influence={"good": 4.0, "bad": 0.25}), store=None).ask(Q)
+    assert even.candidates[0].strength == pytest.approx(0.5, abs=1e-6)
+    assert trusted.answer == "42"
+    assert trusted.candidates[0].strength > 0.9
+
+
+async def test_a_judge_never_compares_a_pair_containing_its_own_answer():
+    nodes = [Node(f"n{i}", ScriptedBackend(answers={"*": a}, judge="own"), Persona())
+             for i, a in enumerate(["42", "41", "40", "39"])]
+    result = await Swarm(nodes, store=None).ask(Q)
+    own = {a.node: a.candidate for a in result.answers}
+    assert result.judgments
+    for j in result.judgments:
+        assert own[j.judge] not in (j.first, j.second)
+
+
+async def test_majority_counts_votes_and_reports_shares():
+    result = await scripted_swarm(["7", "7", "8"]).ask("What is 3 + 4?", protocol="majority")
+    assert result.answer == "7"
+    assert result.confidence == pytest.approx(2 / 3)
+    assert [c.votes for c in result.candidates] == [2.0, 1.0]
+    assert result.judgments == []
+
+
+async def test_weighted_vote_lets_confident_minority_beat_unsure_majority():
+    nodes = [Node("sure", ScriptedBackend(answers={"*": "42"}, confidence=1.0), Persona(), frozenset({"answer"})),
+             Node("u1", ScriptedBackend(answers={"*": "41"}, confidence=0.5), Persona(), frozenset({"answer"})),
+             Node("u2", ScriptedBackend(answers={"*": "41"}, confidence=0.55), Persona(), frozenset({"answer"}))]
+    result = await Swarm(nodes, options=RoundOptions(rounds=0), store=None).ask(Q, protocol="weighted-vote")
+    assert result.answer == "42"  # 1.0 beats 0.1 + 0.1 after ReConcile's binning
+    assert result.candidates[result.winner].votes == pytest.approx(1.0)
+    assert {a.confidence for a in result.answers} == {1.0, 0.5, 0.55}
+
+
+async def test_weighted_vote_discussion_moves_followers_to_the_majority():
+    nodes = [Node("a", ScriptedBackend(answers={"*": "42"}, confidence=0.9), Persona(), frozenset({"answer"})),
+             Node("b", ScriptedBackend(answers={"*": "42"}, confidence=0.9), Persona(), frozenset({"answer"})),
+             Node("c", ScriptedBackend(answers={"*": "41"}, confidence=0.9, revise="majority"), Persona(),
+                  frozenset({"answer"}))]
+    result = await Swarm(nodes, options=RoundOptions(rounds=2), store=None).ask(Q, protocol="weighted-vote")
+    assert result.answer == "42"
+    assert result.confidence == pytest.approx(1.0)
+    assert max(a.step for a in result.answers) == 1  # unanimous after one revision round: stops early
+    assert result.cost.phases["revise"].calls == 3
+
+
+async def test_ahead_by_k_stops_exactly_when_the_lead_reaches_k():
+    # answers cycle 42, 41, 42, 42 ... per node order: a0=42, a1=41, a2=42
+    swarm = scripted_swarm(["42", "41", "42"], k=2, max_samples=50)
+    result = await swarm.ask(Q, protocol="ahead-by-k")
+    # votes: 42, 41, 42 (lead 1), 42 (lead 2 after the 4th sample) → stop
+    assert len(result.answers) == 4
+    assert result.answer == "42"
+    assert result.candidates[result.winner].votes == 3
+    assert [a.sample for a in result.answers] == [0, 1, 2, 3]
+
+
+async def test_ahead_by_k_discards_red_flagged_samples_and_resamples():
+    nodes = [answerer("good", "42"), Node("bad", ScriptedBackend(fault="garbage"), Persona(), frozenset({"answer"}))]
+    result = await Swarm(nodes, options=RoundOptions(k=3, max_samples=20), store=None).ask(Q, protocol="ahead-by-k")
+    assert result.answer == "42"
+    flagged = [a for a in result.answers if a.excluded]
+    assert len(flagged) == 2 and all("malformed" in a.excluded for a in flagged)
+    assert len(result.answers) == 5  # good, bad, good, bad, good → lead 3
+
+
+async def test_ahead_by_k_gives_up_after_max_samples_and_says_so():
+    swarm = scripted_swarm(["42", "41"], k=3, max_samples=6)
+    result = await swarm.ask(Q, protocol="ahead-by-k")
+    assert len(result.answers) == 6
+    assert any("no answer led by 3" in note for note in result.notes)
+
+
+async def test_council_ranks_anonymised_candidates_and_takes_the_best_mean_position():
+    swarm = scripted_swarm(["41", "42", "41"], [judge("j1", truth="42"), judge("j2", truth="42"),
+                                                judge("j3", "second")])
+    result = await swarm.ask(Q, protocol="council")
+    assert result.answer == "42"
+    assert len(result.rankings) == 3
+    assert result.candidates[result.winner].mean_rank == pytest.approx(1.0)
+    assert result.confidence == pytest.approx(1.0)
+
+
+async def test_debate_lets_nodes_converge_then_takes_the_majority():
+    nodes = [answerer("a", "42"), answerer("b", "42"),
+             Node("c", ScriptedBackend(answers={"*": "41"}, revise="majority"), Persona(), frozenset({"answer"})),
+             Node("d", ScriptedBackend(answers={"*": "40"}, revise="majority"), Persona(), frozenset({"answer"}))]
+    result = await Swarm(nodes, options=RoundOptions(rounds=3), store=None).ask(Q, protocol="debate")
+    assert result.answer == "42"
+    assert result.confidence == pytest.approx(1.0)
+    assert result.cost.phases["revise"].calls == 4
+    finals = [a for a in result.answers if a.candidate is not None]
+    assert {a.node for a in finals} == {"a", "b", "c", "d"}
+
+
+@pytest.mark.parametrize("protocol", ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate"])
+async def test_every_protocol_returns_a_complete_trace(protocol):
+    swarm = scripted_swarm(["42", "41", "42"], [judge("j1", truth="42")], k=2)
+    result = await swarm.ask(Q, protocol=protocol)
+    assert result.protocol == protocol
+    assert result.answer == "42"
+    assert result.answers and all(a.node for a in result.answers)
+    assert sum(c.strength for c in result.candidates) == pytest.approx(1.0)
+    assert result.cost.calls >= len(result.answers)
+    assert result.cost.wall_seconds >= 0
+    assert result.round_id and len(result.round_id) == 32
+
+
+def test_protocol_names_are_the_documented_six():
+    assert protocol_names() == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate"]
+
+
+async def test_unknown_protocol_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
+        await scripted_swarm(["1"]).ask(Q, protocol="nope")

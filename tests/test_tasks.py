@@ -1,0 +1,275 @@
+"""Tests for swarmrank.tasks: task-type detection, answer extraction, normalisation and clustering."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmrank.errors import ConfigError
+from swarmrank.tasks import (
+    Task,
+    TaskType,
+    cluster,
+    detect_task_type,
+    extract_confidence,
+    extract_mc,
+    extract_number,
+    extract_short,
+    mc_options,
+    normalise_text,
+)
+
+MC_QUESTION = "Which colour is the sky?\nA) red\nB) blue\nC) green\nD) yellow"
+
+
+# --- task type detection ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("question", [
+    MC_QUESTION,
+    "Pick one:\n(A) one\n(B) two",
+    "Pick one:\nA. one\nB. two\nC. three",
+])
+def test_questions_with_lettered_option_lines_are_multiple_choice(question):
+    assert detect_task_type(question) is TaskType.MC
+
+
+def test_option_lines_without_both_a_and_b_are_not_multiple_choice():
+    assert detect_task_type("Pick:\nB) one\nC) two") is TaskType.SHORT
+
+
+@pytest.mark.parametrize("question", [
+    "What is 17 + 25?",
+    "How many legs does a spider have?",
+    "Calculate the area of a 3 by 4 rectangle.",
+    "6*7",
+])
+def test_arithmetic_questions_are_number_tasks(question):
+    assert detect_task_type(question) is TaskType.NUMBER
+
+
+def test_short_questions_without_numbers_are_short_tasks():
+    assert detect_task_type("What is the capital of France?") is TaskType.SHORT
+
+
+def test_long_questions_without_numbers_are_free_tasks():
+    assert detect_task_type("Describe a sunset. " * 20) is TaskType.FREE
+
+
+def test_mc_options_lists_the_option_letters_in_order():
+    assert mc_options(MC_QUESTION) == ["A", "B", "C", "D"]
+
+
+# --- multiple choice ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply,expected", [
+    ("Answer: C", "C"),
+    ("final answer: b", "B"),
+    ("(B)", "B"),
+    ("The answer is (B).", "B"),
+    ("The answer is option D", "D"),
+    ("**C**", "C"),
+    ("Let me think.\nC.", "C"),
+])
+def test_extract_mc_reads_the_letter_from_common_reply_forms(reply, expected):
+    assert extract_mc(reply) == expected
+
+
+def test_extract_mc_answer_line_beats_letters_mentioned_later():
+    # "Answer: X" is taken at its first occurrence; later bare letters do not override it
+    assert extract_mc("Answer: C\nBut B could also work, and so could A.") == "C"
+
+
+def test_extract_mc_first_answer_line_wins_over_a_second_one():
+    assert extract_mc("Answer: A\nWait, no. Answer: B") == "A"
+
+
+def test_extract_mc_option_mention_beats_parenthesised_and_bare_letters():
+    # precedence: Answer-line > "option X" > "(X)" > letter starting a line > any bare letter
+    assert extract_mc("(A) and (B) look wrong, so I choose option C.") == "C"
+
+
+def test_extract_mc_among_several_bare_letters_the_last_one_wins():
+    # with the allowed letters restricted, the pronoun "I" is not a letter and the last bare letter wins
+    assert extract_mc("I considered A and B, but C is right.", ["A", "B", "C", "D"]) == "C"
+
+
+def test_extract_mc_without_options_can_read_a_leading_pronoun_i_as_a_letter():
+    # documents a known weakness: with no option list every letter A-J is allowed and a line
+    # starting "I ..." outranks later bare letters; Task.create restricts options from the question
+    assert extract_mc("I considered A and B, but C is right.") == "I"
+
+
+def test_extract_mc_letters_outside_the_options_are_ignored():
+    assert extract_mc("The answer is E", ["A", "B", "C", "D"]) is None
+    assert extract_mc("Answer: E, or maybe (B)", ["A", "B", "C", "D"]) == "B"
+
+
+def test_extract_mc_without_any_letter_is_none():
+    assert extract_mc("no idea, sorry", ["A", "B"]) is None
+
+
+def test_task_restricts_mc_extraction_to_the_questions_options():
+    task = Task.create(MC_QUESTION)
+    assert task.type is TaskType.MC
+    assert task.options == ("A", "B", "C", "D")
+    assert task.extract("I think it is B.") == "B"
+    assert task.extract("Answer: F") is None
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply,expected", [
+    ("3 + 4 = 7", "7"),
+    ("Answer: 1,234", "1234"),
+    ("-3.50", "-3.5"),
+    ("3/4", "0.75"),
+    ("x = 1/3", "1/3"),
+    ("The result is 2.0 exactly", "2"),
+    ("answer: -.5", "-0.5"),
+    ("We get 12 apples and 3 pears, so 15.", "15"),
+])
+def test_extract_number_normalises_the_last_number(reply, expected):
+    assert extract_number(reply) == expected
+
+
+def test_extract_number_without_digits_is_none():
+    assert extract_number("no digits") is None
+
+
+def test_extract_number_division_by_zero_is_none():
+    assert extract_number("2/0") is None
+
+
+def test_extract_number_answer_line_number_wins_over_a_later_number():
+    assert extract_number("Answer: 42\nCheck: 42 + 1 = 43") == "42"
+    assert extract_number("The answer is 12. Then 5 more steps.") == "12"
+
+
+def test_extract_number_answer_line_without_a_number_falls_back_to_the_last_number():
+    assert extract_number("6 * 7 = 42\nAnswer: forty-two") == "42"
+
+
+def test_task_extract_ignores_the_confidence_number():
+    task = Task.create("What is 6 * 7?")
+    assert task.type is TaskType.NUMBER
+    assert task.extract("6 * 7 = 42\nConfidence: 0.9") == "42"
+
+
+def test_equal_numbers_written_differently_extract_to_the_same_value():
+    assert extract_number("1,000.0") == extract_number("Answer: 1000") == "1000"
+
+
+# --- short and free text ------------------------------------------------------------------------
+
+def test_normalise_text_drops_articles_punctuation_case_and_extra_spaces():
+    assert normalise_text("  The Eiffel   Tower! ") == "eiffel tower"
+    assert normalise_text("An apple, a PEAR.") == "apple pear"
+
+
+def test_normalise_text_keeps_words_that_merely_contain_articles():
+    assert normalise_text("Theatre and bANana") == "theatre and banana"
+
+
+def test_normalise_text_applies_nfkc():
+    assert normalise_text("ＰＡＲＩＳ") == "paris"
+
+
+def test_extract_short_reads_the_last_answer_line():
+    assert extract_short("I think\nAnswer: the Nile\nAnswer: The Amazon!") == "amazon"
+
+
+def test_extract_short_reads_only_the_answer_line_not_what_follows():
+    assert extract_short("Answer: The Paris.\nIt is in France.") == "paris"
+
+
+def test_extract_short_without_answer_line_uses_the_first_non_empty_line():
+    assert extract_short("\n\nRome, of course\nsecond line") == "rome of course"
+
+
+def test_extract_short_of_blank_or_punctuation_only_text_is_none():
+    assert extract_short("") is None
+    assert extract_short("?!") is None
+
+
+def test_free_task_clusters_only_identical_normalised_text():
+    task = Task.create("x" * 250, "free")
+    assert task.extract("Hello,   WORLD") == task.extract("hello world") == "hello world"
+    assert task.extract("...") is None
+
+
+# --- confidence ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply,expected", [
+    ("Confidence: 0.8", 0.8),
+    ("confidence 80%", 0.8),
+    ("Confidence level: 75", 0.75),
+    ("Confidence: 0.3 ... final Confidence: 0.9", 0.9),
+    ("Confidence: 150", 1.0),
+    ("Confidence: 150%", 1.0),
+    ("Confidence: 0", 0.0),
+])
+def test_extract_confidence_reads_fractions_and_percentages_and_clamps(reply, expected):
+    assert extract_confidence(reply) == pytest.approx(expected)
+
+
+def test_extract_confidence_values_above_one_are_read_as_percent():
+    # documents the rule: anything above 1 is a percentage, so "1.5" means 1.5%
+    assert extract_confidence("Confidence: 1.5") == pytest.approx(0.015)
+
+
+def test_extract_confidence_missing_is_none():
+    assert extract_confidence("Answer: 42") is None
+
+
+# --- clustering ---------------------------------------------------------------------------------
+
+def test_cluster_groups_identical_values_in_first_seen_order():
+    distinct, assignment = cluster(["b", "a", "b", "c", "a"])
+    assert distinct == ["b", "a", "c"]
+    assert assignment == [0, 1, 0, 2, 1]
+
+
+def test_cluster_leaves_none_unassigned():
+    distinct, assignment = cluster([None, "x", None, "x"])
+    assert distinct == ["x"]
+    assert assignment == [None, 0, None, 0]
+
+
+def test_cluster_of_nothing_is_empty():
+    assert cluster([]) == ([], [])
+    assert cluster([None, None]) == ([], [None, None])
+
+
+# --- Task and TaskType --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("question", ["", "   \n\t "])
+def test_task_create_rejects_an_empty_question(question):
+    with pytest.raises(ConfigError, match="empty"):
+        Task.create(question)
+
+
+def test_task_create_strips_the_question_and_honours_an_explicit_type():
+    task = Task.create("  What is 2 + 2?  ", "SHORT")
+    assert task.question == "What is 2 + 2?"
+    assert task.type is TaskType.SHORT
+    assert task.options == ()
+
+
+def test_task_type_parse_accepts_names_members_and_none():
+    assert TaskType.parse("Number") is TaskType.NUMBER
+    assert TaskType.parse(TaskType.MC) is TaskType.MC
+    assert TaskType.parse(None) is None
+
+
+def test_task_type_parse_unknown_raises_config_error_listing_known_types():
+    with pytest.raises(ConfigError, match=r"unknown task type 'essay' \(known: mc, number, short, free\)"):
+        TaskType.parse("essay")
+
+
+def test_task_create_with_unknown_type_raises_config_error():
+    with pytest.raises(ConfigError):
+        Task.create("What is 2 + 2?", "essay")
+
+
+def test_mc_instruction_names_the_questions_letters():
+    assert "(A/B/C/D)" in Task.create(MC_QUESTION).instruction()
+    assert "(A/B)" in Task.create("Pick:\nA) x\nB) y").instruction()

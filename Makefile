@@ -11,7 +11,7 @@ demo: setup
 	$(VENV)/bin/swarmrank ask "$(QUESTION)"
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	scripts/with-postgres $(VENV)/bin/python -m pytest -q
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not model"

@@ -28,6 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from swarmrank import aggregate
 from swarmrank.nodes.base import CompletionRequest, Message, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
@@ -58,6 +59,7 @@ class Row:
     p10_ms: float
     p90_ms: float
     answer: str | None
+    bt_ms: float  # median time per round inside aggregate.bradley_terry (part of the round's wall time)
 
     @property
     def us_per_node(self) -> float:
@@ -82,8 +84,25 @@ def build_nodes(n: int) -> tuple[list[Node], int, int]:
     return nodes, n_answer, n_judges
 
 
+BT_SECONDS: list[float] = []  # time spent in aggregate.bradley_terry during the current round
+
+
+def _instrument_bradley_terry() -> None:
+    """Time the Bradley–Terry fit inside rounds (protocols call it as ``aggregate.bradley_terry``)."""
+    original = aggregate.bradley_terry
+
+    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            BT_SECONDS.append(time.perf_counter() - start)
+
+    aggregate.bradley_terry = timed  # type: ignore[assignment]
+
+
 async def time_rounds(swarm: Swarm, protocol: str, options: RoundOptions, warmup: int,
-                      repeat: int) -> tuple[list[float], int, int, str | None]:
+                      repeat: int) -> tuple[list[float], list[float], int, int, str | None]:
     calls = candidates = 0
     answer = None
     for _ in range(warmup):
@@ -91,11 +110,14 @@ async def time_rounds(swarm: Swarm, protocol: str, options: RoundOptions, warmup
         calls = sum(p.calls for p in result.cost.phases.values())
         candidates, answer = len(result.candidates), result.answer
     samples: list[float] = []
+    bt: list[float] = []
     for _ in range(repeat):
+        BT_SECONDS.clear()
         start = time.perf_counter()
         await swarm.ask(QUESTION, protocol=protocol, truth=TRUTH, options=options, save=False)
         samples.append(time.perf_counter() - start)
-    return samples, calls, candidates, answer
+        bt.append(sum(BT_SECONDS))
+    return samples, bt, calls, candidates, answer
 
 
 async def scripted_call_cost(repeat: int = 2000) -> tuple[float, float]:
@@ -124,6 +146,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         swarm = Swarm(nodes, store=None)
         # Interleave the protocols across repeats (chunks) so background load hits all alike.
         per_variant: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
+        bt_variant: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
         meta: dict[str, tuple[int, int, str | None]] = {}
         chunk = max(1, args.repeat // 5)
         done = 0
@@ -132,9 +155,10 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             step = min(chunk, args.repeat - done)
             for label, protocol, schedule in VARIANTS:
                 options = RoundOptions(schedule=schedule)
-                samples, calls, cands, answer = await time_rounds(
+                samples, bt, calls, cands, answer = await time_rounds(
                     swarm, protocol, options, warmup=args.warmup if first else 1, repeat=step)
                 per_variant[label].extend(samples)
+                bt_variant[label].extend(bt)
                 meta[label] = (calls, cands, answer)
             first = False
             done += step
@@ -143,7 +167,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             q = statistics.quantiles(samples, n=10) if len(samples) >= 2 else [samples[0]] * 9
             calls, cands, answer = meta[label]
             rows.append(Row(n, label, n_answer, n_judges, cands, calls, statistics.median(samples) * 1e3,
-                            q[0] * 1e3, q[-1] * 1e3, answer))
+                            q[0] * 1e3, q[-1] * 1e3, answer, statistics.median(bt_variant[label]) * 1e3))
     return rows
 
 
@@ -167,22 +191,27 @@ def main() -> None:
     if any(n < 4 for n in args.sizes):
         parser.error("sizes must be at least 4 (two answerers and two judges)")
 
+    _instrument_bradley_terry()
+    load_before = os.getloadavg()[0]
     gc.collect()
     started = time.perf_counter()
     loop_rows = asyncio.run(_run_all(args))
     rows, (answer_us, judge_us) = loop_rows
     total = time.perf_counter() - started
 
-    print(f"# Coordinator overhead per round (scripted nodes, no model)\n")
+    print("# Coordinator overhead per round (scripted nodes, no model)\n")
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; Python {platform.python_version()}; "
-          f"{args.repeat} timed rounds per row after {args.warmup} warm-up rounds; one asyncio loop\n")
+          f"{args.repeat} timed rounds per row after {args.warmup} warm-up rounds; one asyncio loop")
+    threads = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ)
+    print(f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+          f"BLAS threads: {threads or 'library default'}\n")
     print("| n | protocol | answerers/judges | candidates | calls per round | median ms per round "
-          "| p10–p90 ms | µs per call | µs per node | < 1 ms/node |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
+          "| p10–p90 ms | of which BT fit ms | µs per call | µs per node | < 1 ms/node |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in rows:
         ok = "yes" if r.us_per_node < TARGET_US_PER_NODE else "NO"
         print(f"| {r.n} | {r.label} | {r.answerers}/{r.judges} | {r.candidates} | {r.calls} | {r.median_ms:.2f} "
-              f"| {r.p10_ms:.2f}–{r.p90_ms:.2f} | {r.us_per_call:.0f} | {r.us_per_node:.0f} | {ok} |")
+              f"| {r.p10_ms:.2f}–{r.p90_ms:.2f} | {r.bt_ms:.2f} | {r.us_per_call:.0f} | {r.us_per_node:.0f} | {ok} |")
     wrong = [r for r in rows if r.answer != TRUTH]
     print()
     print(f"Scripted node's own cost (direct await, no coordinator): answer call {answer_us:.1f} µs, "

@@ -220,6 +220,30 @@ def test_max_iter_exhaustion_is_reported_not_raised() -> None:
     assert np.all(np.isfinite(fit.strengths))
 
 
+def test_extreme_weights_and_tiny_prior_still_converge_to_finite_strengths() -> None:
+    # weights up to 1e8 and priors down to 1e-8 leave some items almost undetermined: Newton
+    # must damp the enormous steps and stop at floating-point precision instead of cycling
+    rng = np.random.default_rng(2024)
+    for _ in range(15):
+        n = int(rng.integers(2, 12))
+        m = int(rng.integers(5, 40))
+        prior = float(10 ** rng.uniform(-8, -5))
+        winners = rng.integers(0, n, m)
+        losers = (winners + rng.integers(1, n, m)) % n
+        weights = rng.exponential(size=m) * rng.integers(0, 2, m) * 10 ** rng.uniform(3, 8)
+        fit = bradley_terry(n, winners, losers, weights, prior=prior)
+        assert fit.converged
+        assert np.all(np.isfinite(fit.log_strengths)) and np.all(np.isfinite(fit.stderr))
+        assert fit.strengths.sum() == pytest.approx(1.0)
+
+
+def test_huge_weights_keep_closed_form_accuracy() -> None:
+    # 1e12 : 1 -> theta_0 - theta_1 = log(1e12); naive W - N * p would cancel catastrophically
+    fit = bradley_terry(2, [0, 1], [1, 0], [1e12, 1.0], prior=0.0)
+    assert fit.converged
+    assert fit.log_strengths[0] - fit.log_strengths[1] == pytest.approx(math.log(1e12), rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("n_items", "winners", "losers", "weights", "message"),
     [
@@ -334,9 +358,13 @@ def test_weighted_vote_uses_reconcile_bins() -> None:
     np.testing.assert_allclose(shares, np.array([1.0, 0.5, 0.3]) / 1.8)
 
 
-def test_weighted_vote_rejects_mismatched_lengths() -> None:
+def test_weighted_vote_rejects_mismatched_lengths_and_non_numbers() -> None:
     with pytest.raises(RankingError, match="length"):
         weighted_vote(2, [0, 1], [0.9])
+    with pytest.raises(RankingError, match="number"):
+        weighted_vote(2, [0], ["high"])
+    with pytest.raises(RankingError, match="number"):
+        reconcile_bin("high")  # type: ignore[arg-type]
 
 
 def test_ahead_by_k_decides_exactly_when_lead_reaches_k() -> None:

@@ -59,12 +59,12 @@ _FULL_STEP_BELOW = 1e-4
 # Armijo sufficient-increase constant and the number of step halvings tried per iteration.
 _ARMIJO_C = 1e-4
 _MAX_HALVINGS = 60
-# Longest Newton step (largest change of any theta) tried before backtracking: e^10 is a
-# 22,000-fold change in odds, far beyond any single well-behaved Newton step here.
+# Longest step (Euclidean norm of the change in theta) tried before backtracking: e^10 is a
+# 22,000-fold change in odds, beyond any well-behaved Newton step here.
 _MAX_STEP = 10.0
 # Relative size of the objective's rounding noise below which the line search switches to the
 # gradient-based approximate Armijo test (Hager & Zhang 2005, SIAM J. Optim. 16(1):170-192).
-_OBJECTIVE_NOISE = 1e-10
+_OBJECTIVE_NOISE = 1e-12
 # A gradient component within this many ulps of its terms' magnitude is rounding noise.
 _GRAD_FLOOR_ULPS = 16.0
 _EPS = float(np.finfo(np.float64).eps)
@@ -96,11 +96,14 @@ class BTFit:
         ``P(i chosen) = exp(theta_i) / sum_j exp(theta_j)``. Numerically identical to
         ``strengths``; kept as a separate field so callers can say what they mean.
     iterations:
-        Newton iterations performed.
+        Newton iterations performed (0 when the starting point is already optimal, e.g. no
+        comparisons, or a perfectly balanced design).
     converged:
-        Whether, within ``max_iter`` iterations, the largest Newton step fell below ``tol`` or the
-        gradient fell to its floating-point rounding floor (only then can huge weights keep the
-        step above ``tol``).
+        Whether, within ``max_iter`` iterations, the largest Newton step fell below ``tol`` — or
+        progress stopped at floating-point precision: the gradient reached the rounding floor of
+        its terms, or the steps stopped shrinking while the predicted gain (half the Newton
+        decrement) was below the objective's rounding. The latter two happen only with extreme
+        weights or a tiny prior, where some theta is barely determined by the data.
 
     The arrays are read-only. Equality is identity (``eq=False``): numpy arrays have no single
     truth value, so a field-wise ``==`` would raise.
@@ -184,8 +187,9 @@ def comparisons_from_verdicts(
     comparisons, ``a`` beats ``b`` and ``b`` beats ``a``, each of weight ``w / 2`` — the
     conventional "half a win each way" scoring of a draw (for an explicit tie parameter instead,
     see R. R. Davidson 1970, "On extending the Bradley-Terry model to accommodate ties in paired
-    comparison experiments", *JASA* 65(329):317–328). Indices are not range-checked here;
-    :func:`bradley_terry` does that.
+    comparison experiments", *JASA* 65(329):317–328). The output lists the decided comparisons
+    first, in input order, then the two halves of each tie. Indices must be non-negative integers;
+    the check against ``n_items`` is left to :func:`bradley_terry`. ``weights`` defaults to 1.
     """
     pair_arr = np.asarray(pairs)
     if pair_arr.size == 0:
@@ -311,13 +315,19 @@ def _spd_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
 
 
 def _spd_inverse_diagonal(matrix: FloatArray) -> FloatArray:
-    """Diagonal of the inverse of a symmetric positive definite matrix (LAPACK ``dpotrf`` +
-    ``dpotri``), falling back to the pseudo-inverse if rounding broke definiteness."""
-    factor, info = lapack.dpotrf(matrix, lower=1)
+    """Diagonal of the inverse of a symmetric positive definite matrix, falling back to the
+    pseudo-inverse if rounding broke definiteness.
+
+    With ``A = L L^T`` (LAPACK ``dpotrf``), ``A^{-1} = L^{-T} L^{-1}``, so ``diag(A^{-1})`` is the
+    column sums of the squared entries of ``L^{-1}`` (``dtrtri``). This avoids ``dpotri``, whose
+    multithreaded OpenBLAS implementation can stall for milliseconds on small matrices when the
+    CPU is busy (as it is while local models are generating).
+    """
+    factor, info = lapack.dpotrf(matrix, lower=1, clean=1)
     if info == 0:
-        inverse, info = lapack.dpotri(factor, lower=1)
+        inverse_factor, info = lapack.dtrtri(factor, lower=1)
         if info == 0:
-            return np.diag(inverse).astype(np.float64)
+            return np.asarray((inverse_factor * inverse_factor).sum(axis=0), dtype=np.float64)
     return np.diag(np.linalg.pinv(matrix, hermitian=True)).astype(np.float64)
 
 
@@ -354,7 +364,16 @@ def bradley_terry(
     ``prior == 0`` the singular Laplacian Hessian ``H`` is replaced by ``H + 11^T / n``, whose
     solution against a zero-sum gradient is the minimum-norm (zero-sum) Newton step, and the
     covariance uses the pseudo-inverse ``H^+ = (H + 11^T / n)^{-1} - 11^T / n``. Cost per
-    iteration is ``O(m)`` for ``m`` compared pairs plus one dense ``n x n`` Cholesky solve.
+    iteration is ``O(m)`` for ``m`` compared pairs plus one dense ``n x n`` Cholesky solve, and
+    memory is ``O(n^2)``: meant for the tens to hundreds of candidates of a round, workable up to
+    a few thousand items.
+
+    Safeguards that only extreme inputs (a tiny ``prior`` with weights spanning many orders of
+    magnitude) reach: a Newton step longer than 10 is replaced by the Levenberg–Marquardt step
+    ``(H + mu I)^{-1} grad`` with ``mu = ||grad|| / 10``; the line search falls back to Hager and
+    Zhang's (2005) approximate Armijo test when the objective's change is below its rounding; and
+    iteration stops as converged when the gradient is at its rounding floor or when steps stop
+    shrinking while the Newton decrement is below the objective's rounding.
 
     Raises :class:`RankingError` on invalid input (``n_items < 1``, mismatched lengths, indices out
     of range, an item compared with itself, negative/NaN/infinite weights, negative ``prior``) and
@@ -419,6 +438,7 @@ def bradley_terry(
     objective, grad, hess, grad_floor = _evaluate(theta, pairs, prior)
     converged = False
     iterations = 0
+    previous_size = math.inf
     while iterations < max_iter:
         # Once every |grad_i| is at the rounding floor of its own terms the data carry no further
         # information, even if a tiny Hessian still turns that noise into steps above tol.
@@ -428,22 +448,35 @@ def bradley_terry(
         iterations += 1
         step = _spd_solve(hess + gauge if gauge else hess, grad)
         size = float(np.abs(step).max())
+        noise = _OBJECTIVE_NOISE * (abs(objective) + 1.0)
+        half_decrement = 0.5 * float(np.dot(grad, step))  # Newton's predicted gain
+        # Converged: the step is below tol, or steps stopped shrinking while the predicted gain
+        # is below the objective's rounding (an ill-conditioned, tiny-prior direction turning
+        # rounding noise into steps; further iterations cannot improve theta).
+        done = size <= tol or (size > 0.5 * previous_size and half_decrement <= noise)
+        previous_size = size
         if size <= _FULL_STEP_BELOW:
             # Inside the quadratic-convergence region: take the full Newton step.
             theta = theta + step
             if gauge:
                 theta -= theta.mean()
             objective, grad, hess, grad_floor = _evaluate(theta, pairs, prior)
-            if size <= tol:
+            if done:
                 converged = True
                 break
             continue
+        if done:
+            converged = True
+            break
         if size > _MAX_STEP:
-            # A nearly flat direction (a far-out item with a tiny prior) can ask for an enormous
-            # step; a shorter step along the same ascent direction is just as safe.
-            step *= _MAX_STEP / size
+            # A nearly flat direction (a far-out item with a tiny prior) asks for an enormous
+            # step. Damp it Levenberg–Marquardt style: with mu = ||grad|| / _MAX_STEP,
+            # ||(H + mu I)^{-1} grad||_2 <= _MAX_STEP, while well-determined items, whose
+            # curvature dwarfs mu, keep their Newton steps.
+            mu = float(np.linalg.norm(grad)) / _MAX_STEP
+            damped = hess + mu * np.eye(n)
+            step = _spd_solve(damped + gauge if gauge else damped, grad)
         slope = float(np.dot(grad, step))  # > 0: the Hessian is positive definite
-        noise = _OBJECTIVE_NOISE * (abs(objective) + 1.0)
         t = 1.0
         for _ in range(_MAX_HALVINGS):
             candidate = theta + t * step
@@ -516,9 +549,12 @@ def reconcile_bin(confidence: float) -> float:
     confidences are over-confident, so they are mapped to
     ``1.0`` if ``p == 1.0``; ``0.8`` if ``0.9 <= p < 1.0``; ``0.5`` if ``0.8 <= p < 0.9``;
     ``0.3`` if ``0.6 < p < 0.8``; ``0.1`` otherwise. Inputs are clamped into ``[0, 1]``; NaN maps
-    to ``0.1``.
+    to ``0.1``; a value that is not a number raises :class:`RankingError`.
     """
-    p = float(confidence)
+    try:
+        p = float(confidence)
+    except (TypeError, ValueError):
+        raise _fail(f"confidence must be a number, got {confidence!r}") from None
     if math.isnan(p):
         return 0.1
     p = min(1.0, max(0.0, p))
@@ -536,8 +572,14 @@ def reconcile_bin(confidence: float) -> float:
 def weighted_vote(
     n_items: int, votes: Sequence[int] | ArrayLike, confidences: Sequence[float] | ArrayLike
 ) -> FloatArray:
-    """Vote shares with each vote weighted by :func:`reconcile_bin` of its confidence (ReConcile)."""
-    conf = np.asarray(confidences, dtype=np.float64)
+    """Vote shares with each vote weighted by :func:`reconcile_bin` of its confidence (ReConcile).
+
+    ``confidences[k]`` belongs to ``votes[k]``; see :func:`majority` for the errors raised.
+    """
+    try:
+        conf = np.asarray(confidences, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail("confidences must be numbers") from None
     if conf.ndim != 1:
         raise _fail(f"confidences must be one-dimensional, got shape {conf.shape}")
     n_votes = np.asarray(votes).size

@@ -601,15 +601,17 @@ class Store:
             return key
         if len(key) < MIN_PREFIX:
             hint = f" (a prefix needs at least {MIN_PREFIX} characters)" if key else ""
-            raise StorageError(f"no round {key!r} in database {self.url}{hint}")
+            raise StorageError(f"no round {key or repr(key)} in database {self.url}{hint}")
         # substr, not LIKE: exact and case-sensitive on every backend, no wildcards to escape.
-        matches = list(conn.scalars(select(RoundRow.id).where(func.substr(RoundRow.id, 1, len(key)) == key).limit(50)))
-        if not matches:
+        matching = func.substr(RoundRow.id, 1, len(key)) == key
+        count = conn.scalar(select(func.count()).select_from(RoundRow).where(matching)) or 0
+        if count == 0:
             raise StorageError(f"no round {key} in database {self.url}")
-        if len(matches) > 1:
-            count = conn.scalar(select(func.count()).where(func.substr(RoundRow.id, 1, len(key)) == key))
-            raise StorageError(f"round prefix {key} is ambiguous: {count} rounds in database {self.url} match; give more characters")
-        return matches[0]
+        if count > 1:
+            raise StorageError(
+                f"round prefix {key} is ambiguous: {count} rounds in database {self.url} match; give more characters"
+            )
+        return str(conn.scalar(select(RoundRow.id).where(matching)))
 
     def list_rounds(self, limit: int = 20, protocol: str | None = None, swarm: str | None = None) -> list[RoundSummary]:
         """Up to ``limit`` rounds, newest first, optionally only those of one protocol and/or swarm."""

@@ -54,6 +54,10 @@ def format_base_prompt(messages: Sequence[Message], *, example: bool = True) -> 
 
 
 _LOG_CALLBACK: Any = None
+# llama-cpp-python silences a model load by pointing file descriptors 1 and 2 at /dev/null and
+# back. Two loads in parallel threads interleave those swaps and can leave stdout pointing at
+# /dev/null for good, so loads are serialised process-wide.
+_LOAD_LOCK = threading.Lock()
 
 
 def _silence_llama_log() -> None:
@@ -81,31 +85,36 @@ class LoadedModel:
 
     def llm(self) -> Any:
         if self._llm is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise ConfigError(f"llama-cpp-python is not installed ({exc}); run scripts/setup") from None
-            _silence_llama_log()
-            if not self.path.is_file():
-                raise ModelNotFoundError(f"model file {self.path} does not exist")
-            try:
-                self._llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                  n_batch=self.n_batch, verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelNotFoundError(f"could not load {self.path}: {exc}") from None
-            if self.format == "chat":
-                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-                template = self._llm.metadata.get("tokenizer.chat_template")
-                if not template:
-                    raise ConfigError(f"{self.path.name} has no chat template; set format = \"base\"")
-                model = self._llm._model
-                self._chat = Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=model.token_get_text(self._llm.token_eos()),
-                    bos_token=model.token_get_text(self._llm.token_bos()),
-                )
+            with _LOAD_LOCK:
+                if self._llm is None:
+                    self._load()
         return self._llm
+
+    def _load(self) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ConfigError(f"llama-cpp-python is not installed ({exc}); run scripts/setup") from None
+        _silence_llama_log()
+        if not self.path.is_file():
+            raise ModelNotFoundError(f"model file {self.path} does not exist")
+        try:
+            llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                        n_batch=self.n_batch, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelNotFoundError(f"could not load {self.path}: {exc}") from None
+        if self.format == "chat":
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise ConfigError(f"{self.path.name} has no chat template; set format = \"base\"")
+            self._chat = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(llm.token_eos()),
+                bos_token=llm._model.token_get_text(llm.token_bos()),
+            )
+        self._llm = llm  # published last: other threads check it without the lock
 
     def prompt(self, messages: Sequence[Message], *, example: bool = True) -> tuple[str, list[str]]:
         self.llm()

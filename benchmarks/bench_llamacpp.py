@@ -426,8 +426,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=4, help="repeats per variant in (a) (default 4)")
-    parser.add_argument("--judge-repeat", type=int, default=3, help="repeats per variant in (b) (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats per variant in (a) (default 5)")
+    parser.add_argument("--judge-repeat", type=int, default=2, help="repeats per variant in (b) (default 2)")
     parser.add_argument("--part", choices=("all", "gen", "judge"), default="all")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp n_threads (default 2)")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens to generate in (a) (default 128)")

@@ -189,3 +189,11 @@ def test_protocol_names_are_the_documented_six():
 async def test_unknown_protocol_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
         await scripted_swarm(["1"]).ask(Q, protocol="nope")
+
+
+async def test_peer_rank_breaks_an_exact_strength_tie_by_cluster_size():
+    # judges that always pick the answer shown first cancel out over both orders
+    swarm = scripted_swarm(["40", "41", "41"], [judge("j1", "first")])
+    result = await swarm.ask(Q)
+    assert result.candidates[0].strength == pytest.approx(result.candidates[1].strength)
+    assert result.answer == "41"

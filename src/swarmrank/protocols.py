@@ -240,7 +240,9 @@ class PeerRank(Protocol):
         for cand in candidates:
             cand.votes = float(len(cand.nodes))
         strengths = np.array([c.strength for c in candidates])
-        winner = int(np.argmax(strengths))
+        # equal strengths (e.g. judges that always pick the same position, cancelled by the
+        # order swap) fall back to the larger cluster, then to the earlier answer
+        winner = max(range(len(candidates)), key=lambda i: (round(float(strengths[i]), 9), len(candidates[i].nodes), -i))
         return ctx.result(candidates=candidates, winner=winner, confidence=float(strengths[winner]),
                           answers=answers, schedule=schedule)
 

@@ -33,7 +33,7 @@
     ``Llama.eval`` on the instance (the first eval of each ``generate`` is the prompt suffix that
     was not found in the cache; evals from ``LoadedModel.next_token_logits`` are the verdict step).
 
-    .venv/bin/python benchmarks/bench_llamacpp.py                # both parts, about 4-5 minutes on 2 busy cores
+    .venv/bin/python benchmarks/bench_llamacpp.py                # both parts, about 3-6 minutes on 2 busy cores
     .venv/bin/python benchmarks/bench_llamacpp.py --part gen --repeat 5
 """
 

@@ -145,6 +145,14 @@ def test_unreachable_endpoint_is_reported_per_node_not_as_a_crash(tmp_path, isol
                     'model = "m"\ntimeout = 2\n')
     proc = run("ask", "What is 2 + 2?", "--config", str(path), "--json", home=isolated_home)
     assert proc.returncode == 1  # no usable answer
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: no node produced a usable answer (error: cannot reach")
     data = json.loads(proc.stdout)
     assert data["answer"] is None
     assert "cannot reach http://127.0.0.1:9/v1" in data["answers"][0]["excluded"]
+
+
+def test_first_use_reports_the_keys_it_created_and_later_runs_do_not(config, isolated_home):
+    first = run("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
+    assert "created Ed25519 keys for right, wrong1, wrong2, judge1" in first.stderr
+    second = run("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
+    assert "created" not in second.stderr

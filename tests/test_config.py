@@ -221,3 +221,14 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path, name: str):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"config file {path} does not exist"
+
+
+def test_personas_that_name_the_same_model_share_one_loaded_model(isolated_home):
+    from swarmrank.swarm import Swarm
+
+    swarm = Swarm.from_config(load_config(None), store=None)  # builds backends; loads nothing yet
+    models = {n.id: n.backend.model for n in swarm.nodes}
+    assert models["smol-precise"] is models["smol-stepwise"] is models["smol-judge"]
+    assert models["gemma-precise"] is models["gemma-judge"]
+    assert models["smol-precise"] is not models["gemma-precise"]
+    assert all(m._llm is None for m in models.values())  # lazily loaded on first call

@@ -164,3 +164,21 @@ async def test_loading_two_models_at_once_leaves_stdout_where_it_was():
         await asyncio.gather(*(asyncio.to_thread(m.llm) for m in models))
         after = os.fstat(1)
         assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+async def test_a_timed_out_generation_is_cancelled_and_frees_the_model():
+    from swarmrank.nodes.base import Node, Persona
+    from swarmrank.nodes.llamacpp import build as build_llamacpp
+    from swarmrank.round import RoundOptions
+
+    backend = build_llamacpp({"source": "smollm2-135m", "n_ctx": 4096}, BuildContext())
+    backend.model.llm()  # load outside the timed part
+    talker = Node("talker", backend, Persona(max_tokens=2000, temperature=0.9, seed=3), frozenset({"answer"}))
+    swarm = Swarm([talker], options=RoundOptions(node_timeout=0.5), store=None)
+    result = await swarm.ask("Write a very long story about a dragon, then say how many words it has.",
+                             protocol="majority", task_type="number", save=False)
+    assert result.answers[0].excluded.startswith("timeout after 0.5s")
+    start = time.monotonic()
+    quick = await backend.complete(CompletionRequest(messages=(Message("user", "Say hi."),), max_tokens=4, seed=1))
+    assert quick.completion_tokens > 0
+    assert time.monotonic() - start < 5.0, "the cancelled generation kept the model busy"

@@ -197,3 +197,14 @@ async def test_peer_rank_breaks_an_exact_strength_tie_by_cluster_size():
     result = await swarm.ask(Q)
     assert result.candidates[0].strength == pytest.approx(result.candidates[1].strength)
     assert result.answer == "41"
+
+
+async def test_progress_events_report_each_phase_answer_and_verdict():
+    events: list[tuple[str, dict]] = []
+    swarm = scripted_swarm(["42", "41"], [judge("j1", truth="42")])
+    result = await swarm.ask(Q, on_event=lambda e, d: events.append((e, d)))
+    phases = [d["phase"] for e, d in events if e == "phase"]
+    assert phases == ["answer", "judge"]
+    assert [d["node"] for e, d in events if e == "answer"] == ["a0", "a1"]
+    verdicts = [d["verdict"] for e, d in events if e == "judgment"]
+    assert sorted(verdicts) == sorted(j.verdict for j in result.judgments) and len(verdicts) == 2

@@ -39,6 +39,16 @@ def _store():  # noqa: ANN202 - Store, imported lazily
     return Store.open(Settings.from_env(), load_config(None).store.url)
 
 
+def _build(cfg, store):  # noqa: ANN001, ANN202
+    from swarmrank.swarm import Swarm
+
+    swarm = Swarm.from_config(cfg, store=store)
+    if swarm.created_keys:
+        err.print(f"created Ed25519 keys for {', '.join(swarm.created_keys)} in {swarm.keys_dir}", style="dim",
+                  markup=False, highlight=False)
+    return swarm
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
@@ -56,14 +66,13 @@ def ask(
     from swarmrank.config import load_config
     from swarmrank.protocols import get_protocol
     from swarmrank.render import round_view
-    from swarmrank.swarm import Swarm
     from swarmrank.tasks import Task
 
     Task.create(question, task_type)  # reject a bad question before any model loads
     cfg = load_config(config)
     if protocol is not None:
         get_protocol(protocol)
-    swarm = Swarm.from_config(cfg, store="default" if save else None)
+    swarm = _build(cfg, store="default" if save else None)
     options = swarm.options
     if schedule is not None:
         from swarmrank.schedule import SCHEDULES
@@ -71,15 +80,21 @@ def ask(
         if schedule not in SCHEDULES:
             raise SwarmError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
         options = replace(options, schedule=schedule)
-    progress = {"answer": 0, "judge": 0}
+    progress = {"answer": 0, "judgment": 0, "judgments": 0}
 
     with err.status("starting the swarm…", spinner="dots") as status:
         def on_event(event: str, data: dict[str, object]) -> None:
             if event == "phase":
+                if data["phase"] == "judge":
+                    progress["judgments"] = int(str(data["calls"]))
                 status.update(f"{data['phase']}: {data['calls']} call(s) in flight…")
             elif event == "answer":
                 progress["answer"] += 1
                 status.update(f"answers: {progress['answer']} received (last from {data['node']})…")
+            elif event == "judgment":
+                progress["judgment"] += 1
+                status.update(f"judging: {progress['judgment']}/{progress['judgments']} verdicts "
+                              f"(last: {data['judge']} said {data['verdict']})…")
 
         result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
     swarm.close()
@@ -88,7 +103,8 @@ def ask(
     else:
         console.print(round_view(result, verbose=verbose))
     if result.answer is None:
-        raise typer.Exit(1)
+        reasons = sorted({a.excluded for a in result.answers if a.excluded})
+        raise SwarmError("no node produced a usable answer (" + "; ".join(reasons)[:300] + ")")
 
 
 async def _ask(swarm, question, protocol, task_type, options, on_event):  # noqa: ANN001, ANN202
@@ -107,9 +123,8 @@ def nodes(
     """List the swarm's nodes and check that each one answers."""
     from swarmrank.config import load_config
     from swarmrank.render import print_table
-    from swarmrank.swarm import Swarm
 
-    swarm = Swarm.from_config(load_config(config), store=None)
+    swarm = _build(load_config(config), store=None)
     rows = swarm.describe()
     checks = {}
     if check:

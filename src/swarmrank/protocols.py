@@ -146,7 +146,11 @@ class PeerRank(Protocol):
             comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)
         if len(items_text) > 1 and not comparisons:
             ctx.note("no eligible judge for any pair: falling back to vote counts")
-        verdicts = await ctx.gather_phase("judge", [self._judge(ctx, c, items_text) for c in comparisons])
+        # same first solution back to back: llama.cpp reuses the KV cache of the shared prefix
+        comparisons.sort(key=lambda c: (c.first, c.second))
+        items_value = [ctx.task.extract(text) for text in items_text]
+        verdicts = await ctx.gather_phase(
+            "judge", [self._judge(ctx, c, items_text, items_value) for c in comparisons])
         ctx.judgments.extend(verdicts)
         return self._aggregate(ctx, answers, candidates, verdicts, len(items_text), schedule)
 
@@ -172,10 +176,11 @@ class PeerRank(Protocol):
                 good[judge].append(index)
         return {j: sorted(good.get(j, [])) for j in graders}
 
-    async def _judge(self, ctx: RoundContext, comp: Comparison, texts: Sequence[str]) -> Judgment:
+    async def _judge(self, ctx: RoundContext, comp: Comparison, texts: Sequence[str],
+                     values: Sequence[str | None]) -> Judgment:
         node = ctx.by_id[comp.judge]
-        context = {"question": ctx.task.question, "first_value": ctx.task.extract(texts[comp.first]),
-                   "second_value": ctx.task.extract(texts[comp.second])}
+        context = {"question": ctx.task.question, "first_value": values[comp.first],
+                   "second_value": values[comp.second]}
         if ctx.truth is not None:
             context["truth"] = ctx.truth
         prompt_tokens = completion_tokens = 0
@@ -203,11 +208,13 @@ class PeerRank(Protocol):
                     probability = float(completion.choice_probs.get(verdict, 0.0))
                 break
             retried = True
-        return Judgment(
+        judgment = Judgment(
             judge=comp.judge, first=comp.first, second=comp.second, verdict=verdict or "U",
             reasoning=reasoning, probability=probability, weight=ctx.options.influence.get(comp.judge, 1.0),
             retried=retried, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds,
         )
+        ctx.emit("judgment", judge=comp.judge, first=comp.first, second=comp.second, verdict=judgment.verdict)
+        return judgment
 
     def _aggregate(self, ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
                    verdicts: Sequence[Judgment], n_items: int, schedule: str) -> RoundResult:

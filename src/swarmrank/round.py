@@ -100,8 +100,9 @@ class RoundContext:
         try:
             if timeout <= 0:
                 raise NodeTimeoutError("round deadline passed before the call", node=node.id)
-            completion = await asyncio.wait_for(node.complete(request), timeout)
-        except (asyncio.TimeoutError, NodeTimeoutError):
+            async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task per call
+                completion = await node.complete(request)
+        except (TimeoutError, NodeTimeoutError):
             cost.failures += 1
             return CallOutcome(node, None, f"timeout after {timeout:.1f}s", time.monotonic() - start)
         except NodeError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
@@ -53,6 +54,8 @@ class Swarm:
         self.protocol = protocol
         self.name = name
         self.store = store
+        self.created_keys: list[str] = []  # node ids whose key pair was created by from_config
+        self.keys_dir: Path | None = None
 
     @classmethod
     def from_config(cls, config: SwarmConfig | None = None, *, settings: Settings | None = None,
@@ -66,11 +69,14 @@ class Swarm:
         settings = settings or Settings.from_env()
         ctx = BuildContext(shared={"settings": settings})
         nodes: list[Node] = []
+        created: list[str] = []
         for section in config.nodes:
             backend_name, _key, options = config.backend_for(section)
             persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
             backend = create_backend(backend_name, options, ctx)
             identity = load_or_create(settings.keys_dir, section.id)
+            if identity.created:
+                created.append(section.id)
             nodes.append(Node(id=section.id, backend=backend, persona=Persona(**persona_fields),
                               roles=frozenset(section.roles), public_key=identity.public_hex, signer=identity.sign))
         options = RoundOptions(**config.round.model_dump())
@@ -78,7 +84,10 @@ class Swarm:
             from swarmrank.store import Store
 
             store = Store.open(settings, config.store.url)
-        return cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store)
+        swarm = cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store)
+        swarm.created_keys = created
+        swarm.keys_dir = settings.keys_dir
+        return swarm
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:

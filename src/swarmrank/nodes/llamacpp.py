@@ -2,7 +2,7 @@
 
 One model file is loaded once per swarm and shared by every persona that names it; calls to one
 model are serialised by a lock (a llama.cpp context is not re-entrant) and run in a worker thread
-so the event loop stays free. Consecutive prompts that share a prefix (the same question, the same
+so the event loop stays free (one worker thread per model, first come first served). Consecutive prompts that share a prefix (the same question, the same
 first solution) reuse llama.cpp's KV cache, which is why the round orders judge calls by prefix.
 
 Verdict probabilities: llama-cpp-python only returns logprobs when every position's logits are
@@ -17,6 +17,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ class LoadedModel:
     n_threads: int | None = None
     n_batch: int = 256
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # one worker per model: calls run in submission order (a plain lock is not fair), so the
+    # round's prefix-sorted judge calls really reach llama.cpp back to back
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp"))
     _llm: Any = None
     _chat: Any = None
 
@@ -162,8 +167,9 @@ class LlamaCppBackend(Backend):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         cancel = threading.Event()
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.to_thread(self._complete, request, cancel)
+            return await loop.run_in_executor(self.model.executor, self._complete, request, cancel)
         except asyncio.CancelledError:
             cancel.set()  # the worker stops at its next token and frees the model
             raise

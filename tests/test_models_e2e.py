@@ -60,6 +60,9 @@ def test_cli_ask_on_the_embedded_swarm_gives_a_real_consensus_with_judgments_in_
         assert all(j["judge"] in ("smol-judge", "gemma-judge") for j in data["judgments"])
         assert all(j["probability"] is not None and 0 < j["probability"] <= 1 for j in data["judgments"])
         assert all(j["verdict"] in ("A", "B", "U") for j in data["judgments"])
+        # each judge's second call shares the system prompt and question with its first
+        judge_cost = data["cost"]["phases"]["judge"]
+        assert 0 < judge_cost["cached_prompt_tokens"] < judge_cost["prompt_tokens"]
     assert abs(sum(c["strength"] for c in data["candidates"]) - 1) < 1e-6
     assert data["cost"]["phases"]["answer"]["completion_tokens"] > 0
     listed = subprocess.run([sys.executable, "-m", "swarmrank", "rounds", "list", "--json"], capture_output=True,

@@ -65,11 +65,13 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
             rank.add_row(r.judge, " > ".join(str(i) for i in r.order))
         parts.append(rank)
     cost = Table(title="Cost", title_justify="left")
-    for col in ("phase", "calls", "failed", "prompt tok", "completion tok", "wall s"):
+    for col in ("phase", "calls", "failed", "prompt tok", "of which cached", "completion tok", "wall s"):
         cost.add_column(col, justify="left" if col == "phase" else "right")
     for name, p in result.cost.phases.items():
-        cost.add_row(name, str(p.calls), str(p.failures), str(p.prompt_tokens), str(p.completion_tokens), f"{p.seconds:.2f}")
-    cost.add_row("total", str(result.cost.calls), "", str(result.cost.prompt_tokens),
+        cost.add_row(name, str(p.calls), str(p.failures), str(p.prompt_tokens), str(p.cached_prompt_tokens),
+                     str(p.completion_tokens), f"{p.seconds:.2f}")
+    cached = sum(p.cached_prompt_tokens for p in result.cost.phases.values())
+    cost.add_row("total", str(result.cost.calls), "", str(result.cost.prompt_tokens), str(cached),
                  str(result.cost.completion_tokens), f"{result.cost.wall_seconds:.2f}", style="bold")
     parts.append(cost)
     if result.notes:

@@ -77,6 +77,7 @@ class PhaseCost(BaseModel):
     calls: int = 0
     failures: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = Field(0, description="of prompt_tokens, how many a KV cache served (llama.cpp prefix reuse)")
     completion_tokens: int = 0
     seconds: float = Field(0.0, description="wall time of the phase")
 

@@ -112,6 +112,7 @@ class RoundContext:
             cost.failures += 1
             return CallOutcome(node, None, f"error: {type(exc).__name__}: {exc}", time.monotonic() - start)
         cost.prompt_tokens += completion.prompt_tokens
+        cost.cached_prompt_tokens += completion.cached_tokens
         cost.completion_tokens += completion.completion_tokens
         return CallOutcome(node, completion, None, time.monotonic() - start)
 

@@ -51,6 +51,7 @@ class Completion:
     completion_tokens: int = 0
     seconds: float = 0.0
     finish_reason: str = "stop"
+    cached_tokens: int = 0  # prompt tokens served from a KV cache instead of being decoded
     # probabilities of the candidate verdict letters, when the backend can give them
     choice_probs: Mapping[str, float] | None = None
 
@@ -114,6 +115,7 @@ class Node:
                 completion_tokens=result.completion_tokens,
                 seconds=time.perf_counter() - start,
                 finish_reason=result.finish_reason,
+                cached_tokens=result.cached_tokens,
                 choice_probs=result.choice_probs,
             )
         return result

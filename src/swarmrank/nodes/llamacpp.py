@@ -141,17 +141,22 @@ class LoadedModel:
             table[letter] = sorted(ids)
         return table
 
+    def cached_prefix(self, prompt: str) -> int:
+        """How many of ``prompt``'s tokens the KV cache already holds (llama-cpp-python reuses them)."""
+        llm = self.llm()
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        prefix = 0
+        for a, b in zip(llm.input_ids[: llm.n_tokens], tokens):
+            if a != b:
+                break
+            prefix += 1
+        return min(prefix, max(len(tokens) - 1, 0))
+
     def next_token_logits(self, text: str) -> np.ndarray:
         """Logits for the token after ``text``, reusing the KV cache for the shared prefix."""
         llm = self.llm()
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-        cached = list(llm.input_ids[: llm.n_tokens])
-        prefix = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            prefix += 1
-        prefix = min(prefix, len(tokens) - 1)
+        prefix = self.cached_prefix(text)
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
@@ -183,6 +188,7 @@ class LlamaCppBackend(Backend):
             prompt, stops = self.model.prompt(request.messages, example=request.purpose in ("answer", "revise", "probe"))
             judging = request.purpose == "judge" and request.top_logprobs is not None
             stop = list(dict.fromkeys([*stops, *request.stop, *(["Verdict", "verdict:"] if judging else [])]))
+            cached = self.model.cached_prefix(prompt)
             stopping: Callable[..., bool] = lambda _ids, _logits: cancel.is_set()  # noqa: E731
             try:
                 from llama_cpp import StoppingCriteriaList
@@ -206,7 +212,7 @@ class LlamaCppBackend(Backend):
                 prompt_tokens += extra
             return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                               seconds=time.perf_counter() - start, finish_reason=choice.get("finish_reason") or "stop",
-                              choice_probs=probs)
+                              cached_tokens=cached, choice_probs=probs)
 
     def _verdict(self, prompt: str, reasoning: str) -> tuple[str, dict[str, float], int]:
         reasoning = reasoning.rstrip()

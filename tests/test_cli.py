@@ -156,3 +156,17 @@ def test_first_use_reports_the_keys_it_created_and_later_runs_do_not(config, iso
     assert "created Ed25519 keys for right, wrong1, wrong2, judge1" in first.stderr
     second = run("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
     assert "created" not in second.stderr
+
+
+def test_rounds_commands_read_the_database_a_config_names(tmp_path, isolated_home):
+    db = tmp_path / "elsewhere.db"
+    path = tmp_path / "swarm.toml"
+    path.write_text(f'[store]\nurl = "sqlite:///{db}"\n' + SCRIPTED)
+    data = json.loads(run("ask", "What is 17 + 25?", "--config", str(path), "--json", home=isolated_home,
+                          check=True).stdout)
+    assert db.exists()
+    assert json.loads(run("rounds", "list", "--json", home=isolated_home, check=True).stdout) == []
+    listed = json.loads(run("rounds", "list", "--config", str(path), "--json", home=isolated_home, check=True).stdout)
+    assert [r["round_id"] for r in listed] == [data["round_id"]]
+    shown = run("rounds", "show", data["round_id"], "--config", str(path), "--json", home=isolated_home, check=True)
+    assert json.loads(shown.stdout)["answer"] == "42"

@@ -64,8 +64,8 @@ def test_embedded_default_config_matches_the_shipped_toml():
 
 def test_embedded_default_backend_for_shares_the_model_and_merges_options():
     config = load_config(None)
-    backend, key, options = config.backend_for(config.nodes[0])
-    assert (backend, key) == ("llamacpp", "model:smollm2")
+    backend, options = config.backend_for(config.nodes[0])
+    assert backend == "llamacpp"
     assert options == {"source": "smollm2-135m", "n_ctx": 2048}
 
 
@@ -74,9 +74,8 @@ def test_embedded_default_backend_for_shares_the_model_and_merges_options():
 def test_backend_for_merges_model_options_with_node_overrides():
     data = minimal(nodes=[{"id": "n1", "model": "tiny", "n_ctx": 4096, "stop": ["\n"]}])
     config = parse_config(data)
-    backend, key, options = config.backend_for(config.nodes[0])
+    backend, options = config.backend_for(config.nodes[0])
     assert backend == "scripted"
-    assert key == "model:tiny"
     assert options == {"n_ctx": 4096, "source": "tiny-1", "stop": ["\n"]}
 
 
@@ -84,18 +83,28 @@ def test_backend_for_persona_fields_are_not_backend_options():
     config = parse_config(minimal(nodes=[{"id": "n1", "model": "tiny", "temperature": 0.9, "seed": 7}]))
     node = config.nodes[0]
     assert (node.temperature, node.seed) == (0.9, 7)
-    assert config.backend_for(node)[2] == {"n_ctx": 512, "source": "tiny-1"}
+    assert config.backend_for(node)[1] == {"n_ctx": 512, "source": "tiny-1"}
 
 
-def test_backend_for_inline_backend_gets_a_per_node_key():
+def test_backend_for_inline_backend_takes_the_node_options():
     config = parse_config({"nodes": [{"id": "remote", "backend": "openai", "url": "http://x/v1"}]})
-    assert config.backend_for(config.nodes[0]) == ("openai", "node:remote", {"url": "http://x/v1"})
+    assert config.backend_for(config.nodes[0]) == ("openai", {"url": "http://x/v1"})
 
 
-def test_nodes_naming_the_same_model_share_one_key():
-    config = parse_config(minimal(nodes=[{"id": "n1", "model": "tiny"}, {"id": "n2", "model": "tiny", "seed": 3}]))
-    keys = {config.backend_for(node)[1] for node in config.nodes}
-    assert keys == {"model:tiny"}
+def test_round_influence_is_validated_and_reaches_the_swarm_options(isolated_home):
+    from swarmrank.swarm import Swarm
+
+    config = parse_config({"round": {"influence": {"j": 2.5}}, "nodes": [{"id": "j", "backend": "scripted"}]})
+    assert Swarm.from_config(config, store=None).options.influence == {"j": 2.5}
+    with pytest.raises(ConfigError, match="round.influence: .*non-negative"):
+        parse_config({"round": {"influence": {"j": -1}}, "nodes": [{"id": "j", "backend": "scripted"}]})
+
+
+def test_an_unreadable_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[swarm]\nname = \"caf\xe9\"\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(path)
 
 
 def test_node_defaults_give_both_roles():
@@ -122,10 +131,9 @@ def test_node_with_neither_model_nor_backend_is_rejected():
 
 
 def test_node_with_both_model_and_backend_uses_the_inline_backend_and_passes_model_as_an_option():
-    # config.py now reads 'model' next to an inline 'backend' as a backend option (e.g. the
-    # OpenAI model name) instead of rejecting the pair; no [models.NAME] entry is needed
+    # beside an inline backend, 'model' is that backend's option (e.g. the OpenAI model name)
     config = parse_config({"nodes": [{"id": "n1", "backend": "openai", "model": "gpt-x", "url": "u"}]})
-    assert config.backend_for(config.nodes[0]) == ("openai", "node:n1", {"url": "u", "model": "gpt-x"})
+    assert config.backend_for(config.nodes[0]) == ("openai", {"url": "u", "model": "gpt-x"})
 
 
 def test_unknown_top_level_section_is_rejected():

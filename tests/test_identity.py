@@ -124,3 +124,10 @@ def test_signature_from_another_node_fails_verification(tmp_path: Path):
     alice = load_or_create(tmp_path, "alice")
     bob = load_or_create(tmp_path, "bob")
     assert verify(bob.public_hex, b"payload", alice.sign(b"payload")) is False
+
+
+def test_an_unwritable_keys_directory_is_a_config_error_not_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="cannot create a key for node 'n1'"):
+        load_or_create(blocker / "keys", "n1")

@@ -208,3 +208,16 @@ async def test_progress_events_report_each_phase_answer_and_verdict():
     assert [d["node"] for e, d in events if e == "answer"] == ["a0", "a1"]
     verdicts = [d["verdict"] for e, d in events if e == "judgment"]
     assert sorted(verdicts) == sorted(j.verdict for j in result.judgments) and len(verdicts) == 2
+
+
+async def test_fortytwo_grading_lets_a_colluding_grader_drop_rivals_from_its_own_comparisons():
+    honest = judge("honest", truth="42")
+    colluder = judge("colluder", "prefer", prefer="40")
+    swarm = scripted_swarm(["42", "41", "40"], [honest, colluder], schedule="fortytwo")
+    result = await swarm.ask(Q)
+    grade = result.cost.phases["grade"]
+    assert grade.calls == 6 and grade.failures == 0
+    by_colluder = [j for j in result.judgments if j.judge == "colluder"]
+    assert by_colluder == []  # it graded everything but its favourite BAD: nothing left to compare
+    assert len([j for j in result.judgments if j.judge == "honest"]) == 4  # n=3: (0,1), (1,2), both orders
+    assert result.answer == "42"

@@ -16,7 +16,7 @@ def test_all_lists_exactly_the_public_names():
 
 def test_every_exported_error_derives_from_swarm_error():
     errors = [getattr(swarmrank, n) for n in swarmrank.__all__ if n.endswith("Error")]
-    assert len(errors) == 9
+    assert len(errors) == 10
     assert all(issubclass(e, swarmrank.SwarmError) for e in errors)
 
 

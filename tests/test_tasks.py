@@ -74,12 +74,17 @@ def test_extract_mc_reads_the_letter_from_common_reply_forms(reply, expected):
 
 
 def test_extract_mc_answer_line_beats_letters_mentioned_later():
-    # "Answer: X" is taken at its first occurrence; later bare letters do not override it
+    # an "Answer: X" line outranks bare letters, wherever they stand
     assert extract_mc("Answer: C\nBut B could also work, and so could A.") == "C"
 
 
-def test_extract_mc_first_answer_line_wins_over_a_second_one():
-    assert extract_mc("Answer: A\nWait, no. Answer: B") == "A"
+def test_extract_mc_last_answer_line_wins_so_a_self_correction_counts():
+    assert extract_mc("Answer: A\nWait, no. Answer: B") == "B"
+
+
+def test_extract_mc_does_not_read_a_lowercase_article_as_an_option():
+    assert extract_mc("The answer is a bit subtle: 9 > 3.\nAnswer: B", ["A", "B"]) == "B"
+    assert extract_mc("My first answer: A, but on reflection\nAnswer: B") == "B"
 
 
 def test_extract_mc_option_mention_beats_parenthesised_and_bare_letters():
@@ -273,3 +278,16 @@ def test_task_create_with_unknown_type_raises_config_error():
 def test_mc_instruction_names_the_questions_letters():
     assert "(A/B/C/D)" in Task.create(MC_QUESTION).instruction()
     assert "(A/B)" in Task.create("Pick:\nA) x\nB) y").instruction()
+
+
+@pytest.mark.parametrize("question", [
+    "Who was the UK prime minister during 1940-1945?",
+    "What happened in Europe in 1914–1918?",
+])
+def test_a_year_range_does_not_make_a_question_numeric(question):
+    assert detect_task_type(question) is not TaskType.NUMBER
+
+
+@pytest.mark.parametrize("question", ["What is 2024 - 1999?", "Compute 3.5*2", "What is 12-5?"])
+def test_arithmetic_between_numbers_still_means_a_number_task(question):
+    assert detect_task_type(question) is TaskType.NUMBER

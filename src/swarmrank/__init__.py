@@ -1,4 +1,4 @@
-"""swarmrank: swarm inference with peer-ranked, reputation-weighted Bradley–Terry consensus.
+"""swarmrank: swarm inference with peer-ranked, influence-weighted Bradley–Terry consensus.
 
 The public surface is exactly ``__all__``; importing swarmrank loads no model and opens no file.
 """
@@ -12,6 +12,7 @@ from swarmrank.errors import (
     NodeTimeoutError,
     RankingError,
     RoundError,
+    RoundNotSavedError,
     StorageError,
     SwarmError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Ranking",
     "RankingError",
     "RoundError",
+    "RoundNotSavedError",
     "RoundOptions",
     "RoundResult",
     "StorageError",

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from swarmrank.errors import SwarmError
+from swarmrank.errors import RoundNotSavedError, SwarmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
@@ -31,12 +31,13 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 
 
-def _store():  # noqa: ANN202 - Store, imported lazily
+def _store(config: Path | None):  # noqa: ANN202 - Store, imported lazily
+    """The store a config's rounds go to (SWARMRANK_DB, else its [store] url, else the default file)."""
     from swarmrank.config import load_config
     from swarmrank.settings import Settings
     from swarmrank.store import Store
 
-    return Store.open(Settings.from_env(), load_config(None).store.url)
+    return Store.open(Settings.from_env(), load_config(config).store.url)
 
 
 def _build(cfg, store):  # noqa: ANN001, ANN202
@@ -96,12 +97,19 @@ def ask(
                 status.update(f"judging: {progress['judgment']}/{progress['judgments']} verdicts "
                               f"(last: {data['judge']} said {data['verdict']})…")
 
-        result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
+        try:
+            result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
+        except RoundNotSavedError as exc:
+            result, unsaved = exc.result, exc
+        else:
+            unsaved = None
     swarm.close()
     if as_json:
         print(result.model_dump_json(indent=2))
     else:
         console.print(round_view(result, verbose=verbose))
+    if unsaved is not None:
+        raise unsaved
     if result.answer is None:
         reasons = sorted({a.excluded for a in result.answers if a.excluded})
         raise SwarmError("no node produced a usable answer (" + "; ".join(reasons)[:300] + ")")
@@ -177,12 +185,13 @@ def config_show(config: ConfigOpt = None) -> None:
 def rounds_list(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many rounds")] = 20,
     protocol: Annotated[Optional[str], typer.Option("--protocol", "-p")] = None,
+    config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List stored rounds, newest first."""
     from swarmrank.render import print_table
 
-    store = _store()
+    store = _store(config)
     summaries = store.list_rounds(limit=limit, protocol=protocol)
     store.close()
     if as_json:
@@ -200,13 +209,14 @@ def rounds_list(
 @rounds_app.command("show")
 def rounds_show(
     round_id: Annotated[str, typer.Argument(help="a round id or a unique prefix of it")],
+    config: ConfigOpt = None,
     as_json: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Show one stored round with its full trace."""
     from swarmrank.render import round_view
 
-    store = _store()
+    store = _store(config)
     result = store.get_round(round_id)
     store.close()
     if as_json:

@@ -45,6 +45,15 @@ class RoundSection(BaseModel):
     rounds: int = Field(2, ge=0)
     goodbad: bool = True
     prior: float = Field(0.1, gt=0)
+    influence: dict[str, float] = Field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
+
+    @field_validator("influence")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v >= 0]
+        if bad:
+            raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -130,13 +139,13 @@ class SwarmConfig(BaseModel):
             raise ValueError("a swarm needs at least one node")
         return self
 
-    def backend_for(self, node: NodeSection) -> tuple[str, str, dict[str, Any]]:
-        """(backend name, shared-model key, options) for one node; node options override the model's."""
+    def backend_for(self, node: NodeSection) -> tuple[str, dict[str, Any]]:
+        """(backend name, options) for one node; node options override the model's."""
         if node.backend is None:
             assert node.model is not None
             model = self.models[node.model]
-            return model.backend, f"model:{node.model}", {**model.options(), **node.options()}
-        return node.backend, f"node:{node.id}", node.options()
+            return model.backend, {**model.options(), **node.options()}
+        return node.backend, node.options()
 
 
 def _format_error(source: str, exc: ValidationError) -> str:
@@ -166,7 +175,10 @@ def load_config(path: str | Path | None = None) -> SwarmConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        text, source = p.read_text(encoding="utf-8"), str(p)
+        try:
+            text, source = p.read_text(encoding="utf-8"), str(p)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -11,6 +11,7 @@ The tree is shallow and grouped by where a failure arises::
     ├── RoundError           a round could not produce an answer (e.g. every node failed)
     ├── RankingError         aggregation got data it cannot rank
     └── StorageError         the database could not be read or written
+        └── RoundNotSavedError   a round finished but could not be saved (carries ``result``)
 
 The CLI and the server catch ``SwarmError`` at their edge and turn it into a one-line message;
 anything else is a bug and keeps its traceback.
@@ -57,3 +58,11 @@ class RankingError(SwarmError):
 
 class StorageError(SwarmError):
     """The database could not be read or written."""
+
+
+class RoundNotSavedError(StorageError):
+    """A round finished but could not be saved; its result is kept on the error, not lost."""
+
+    def __init__(self, message: str, *, result: object) -> None:
+        super().__init__(message)
+        self.result = result

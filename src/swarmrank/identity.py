@@ -72,14 +72,16 @@ def load_or_create(keys_dir: Path, node_id: str) -> Identity:
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigError(f"key file {path} does not hold an Ed25519 key")
         return Identity(node_id, key)
-    keys_dir.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    # O_EXCL: two processes creating the same node at once must not overwrite each other's key
     try:
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes creating the same node at once must not overwrite each other's key
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return load_or_create(keys_dir, node_id)
+    except OSError as exc:
+        raise ConfigError(f"cannot create a key for node {node_id!r} in {keys_dir}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     return Identity(node_id, key, created=True)

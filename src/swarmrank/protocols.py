@@ -118,7 +118,7 @@ Is this a genuine, complete attempt at the problem (it may still be wrong)? Repl
 
 class PeerRank(Protocol):
     name = "peer-rank"
-    summary = "judges compare answers pairwise in both orders; reputation-weighted Bradley–Terry picks the winner (Fortytwo)"
+    summary = "judges compare answers pairwise in both orders; influence-weighted Bradley–Terry picks the winner (Fortytwo)"
 
     async def run(self, ctx: RoundContext) -> RoundResult:
         first = await ctx.fan_out(answerers(ctx))
@@ -146,13 +146,21 @@ class PeerRank(Protocol):
             comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)
         if len(items_text) > 1 and not comparisons:
             ctx.note("no eligible judge for any pair: falling back to vote counts")
+        failed_grades = ctx.phases["grade"].failures if "grade" in ctx.phases else 0
+        if failed_grades:
+            ctx.note(f"{failed_grades} GOOD/BAD grading call(s) failed; those answers stayed in play")
         # same first solution back to back: llama.cpp reuses the KV cache of the shared prefix
         comparisons.sort(key=lambda c: (c.first, c.second))
         items_value = [ctx.task.extract(text) for text in items_text]
         verdicts = await ctx.gather_phase(
             "judge", [self._judge(ctx, c, items_text, items_value) for c in comparisons])
         ctx.judgments.extend(verdicts)
-        return self._aggregate(ctx, answers, candidates, verdicts, len(items_text), schedule)
+        counted = [j for j in verdicts if not j.failed]
+        if len(counted) < len(verdicts):
+            ctx.note(f"{len(verdicts) - len(counted)} of {len(verdicts)} judge call(s) failed and were not counted")
+            if verdicts and not counted:
+                ctx.note("no judge gave a verdict: falling back to vote counts")
+        return self._aggregate(ctx, answers, candidates, counted, len(items_text), schedule)
 
     async def _grade(self, ctx: RoundContext, usable: Sequence[Answer], judge_ids: Sequence[str]) -> dict[str, list[int]]:
         answered = {a.node for a in usable}
@@ -185,7 +193,7 @@ class PeerRank(Protocol):
             context["truth"] = ctx.truth
         prompt_tokens = completion_tokens = 0
         seconds = 0.0
-        reasoning, verdict, probability, retried = "", None, None, False
+        reasoning, verdict, probability, retried, failed = "", None, None, False, False
         for attempt in range(2):
             request = CompletionRequest(
                 messages=judge_messages(ctx.task, shown(texts[comp.first]), shown(texts[comp.second]),
@@ -195,8 +203,8 @@ class PeerRank(Protocol):
             )
             outcome = await ctx.call(node, request, "judge")
             seconds += outcome.seconds
-            if outcome.completion is None:
-                reasoning = outcome.error or "judge failed"
+            if outcome.completion is None:  # a failed call is no evidence: it is recorded, not counted
+                reasoning, failed = outcome.error or "judge failed", True
                 break
             completion = outcome.completion
             prompt_tokens += completion.prompt_tokens
@@ -211,7 +219,8 @@ class PeerRank(Protocol):
         judgment = Judgment(
             judge=comp.judge, first=comp.first, second=comp.second, verdict=verdict or "U",
             reasoning=reasoning, probability=probability, weight=ctx.options.influence.get(comp.judge, 1.0),
-            retried=retried, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds,
+            retried=retried, failed=failed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            seconds=seconds,
         )
         ctx.emit("judgment", judge=comp.judge, first=comp.first, second=comp.second, verdict=judgment.verdict)
         return judgment

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 
 Verdict = Literal["A", "B", "U"]
-Phase = Literal["answer", "judge", "rank", "revise"]
+Phase = Literal["answer", "grade", "judge", "rank", "revise"]
 
 
 class Answer(BaseModel):
@@ -60,6 +60,7 @@ class Judgment(BaseModel):
     probability: float | None = Field(None, description="the judge's probability of its verdict, if the backend gives it")
     weight: float = 1.0
     retried: bool = False
+    failed: bool = Field(False, description="the judge call failed (timeout, error); recorded as U but not counted")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -93,18 +93,24 @@ class RoundContext:
     # -- calls --------------------------------------------------------------------------------
     async def call(self, node: Node, request: CompletionRequest, phase: str) -> CallOutcome:
         """One node call under the per-node timeout and the round deadline; never raises NodeError."""
-        timeout = min(self.options.node_timeout, self.remaining())
+        node_timeout = self.options.node_timeout
+        budget = self.remaining()
+        # a queueing backend times the call from when it starts running; others from now
+        limit = budget if node.backend.queues_calls else min(node_timeout, budget)
         start = time.monotonic()
         cost = self.phase_cost(phase)
         cost.calls += 1
+        if limit <= 0:
+            cost.failures += 1
+            return CallOutcome(node, None, "timeout: the round deadline passed before the call", 0.0)
         try:
-            if timeout <= 0:
-                raise NodeTimeoutError("round deadline passed before the call", node=node.id)
-            async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task per call
-                completion = await node.complete(request)
+            async with asyncio.timeout(limit):  # cheaper than wait_for: no extra task per call
+                completion = await node.complete(replace(request, timeout=node_timeout))
         except (TimeoutError, NodeTimeoutError):
             cost.failures += 1
-            return CallOutcome(node, None, f"timeout after {timeout:.1f}s", time.monotonic() - start)
+            reason = ("timeout: the round deadline passed" if self.remaining() <= 0.001
+                      else f"timeout after {node_timeout:.1f}s")
+            return CallOutcome(node, None, reason, time.monotonic() - start)
         except NodeError as exc:
             cost.failures += 1
             return CallOutcome(node, None, f"error: {exc}", time.monotonic() - start)
@@ -117,6 +123,8 @@ class RoundContext:
         return CallOutcome(node, completion, None, time.monotonic() - start)
 
     async def gather_phase(self, phase: str, coros: Sequence[Awaitable[T]]) -> list[T]:
+        if not coros:
+            return []
         start = time.monotonic()
         self.emit("phase", phase=phase, calls=len(coros))
         try:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
-from swarmrank.errors import ConfigError, RoundError
+from swarmrank.errors import ConfigError, RoundError, RoundNotSavedError, StorageError
 from swarmrank.identity import load_or_create
 from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona, create_backend
 from swarmrank.protocols import get_protocol
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundContext, RoundOptions
+from swarmrank.schedule import SCHEDULES
 from swarmrank.settings import Settings
 from swarmrank.tasks import Task
 
@@ -71,7 +72,7 @@ class Swarm:
         nodes: list[Node] = []
         created: list[str] = []
         for section in config.nodes:
-            backend_name, _key, options = config.backend_for(section)
+            backend_name, options = config.backend_for(section)
             persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
             backend = create_backend(backend_name, options, ctx)
             identity = load_or_create(settings.keys_dir, section.id)
@@ -84,6 +85,7 @@ class Swarm:
             from swarmrank.store import Store
 
             store = Store.open(settings, config.store.url)
+            store.engine  # connect and migrate now: a bad database must fail before a round, not after  # noqa: B018
         swarm = cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store)
         swarm.created_keys = created
         swarm.keys_dir = settings.keys_dir
@@ -106,6 +108,8 @@ class Swarm:
         proto = get_protocol(name)
         task = Task.create(question, task_type)
         opts = options or self.options
+        if opts.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {opts.schedule!r} (known: {', '.join(SCHEDULES)})")
         ctx = RoundContext(task, self.nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event)
         if not any(n.answers for n in self.nodes):
             raise ConfigError("no node in this swarm has the 'answer' role")
@@ -114,7 +118,11 @@ class Swarm:
         except asyncio.TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
         if save and self.store is not None:
-            await asyncio.to_thread(self.store.save_round, result)
+            try:
+                await asyncio.to_thread(self.store.save_round, result)
+            except StorageError as exc:
+                raise RoundNotSavedError(f"round {result.round_id} finished but was not saved: {exc}",
+                                         result=result) from exc
         return result
 
     def ask_sync(self, question: str, **kwargs: Any) -> RoundResult:
@@ -155,8 +163,11 @@ class Swarm:
             await backend.close()
 
     def close(self) -> None:
+        """Close the store and unload models (backends load again on their next call)."""
         if self.store is not None:
             self.store.close()
+        for backend in {id(n.backend): n.backend for n in self.nodes}.values():
+            backend.unload()
 
     def describe(self) -> list[dict[str, object]]:
         return [{"id": n.id, "backend": n.backend.describe(), "roles": sorted(n.roles),

@@ -42,7 +42,9 @@ class TaskType(str, Enum):
 
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[\).:]\s+\S", re.MULTILINE)
 _NUMBER_HINT = re.compile(
-    r"(\d\s*[-+*/×÷x^]\s*\d|\bhow (many|much)\b|\bwhat is \d|\bcompute\b|\bcalculate\b|\bsum\b|\bproduct\b)",
+    # an operator between numbers, but not a year range like 1940-1945
+    r"((?<![\d.])(?!\d{4}\s*[-–]\s*\d{4}\b)\d+(?:\.\d+)?\s*[-+*/×÷x^]\s*\d"
+    r"|\bhow (many|much)\b|\bwhat is \d|\bcompute\b|\bcalculate\b|\bsum\b|\bproduct\b)",
     re.IGNORECASE,
 )
 
@@ -64,9 +66,11 @@ def mc_options(question: str) -> list[str]:
 
 
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*(.+)", re.IGNORECASE)
+# the words are matched in any case, the option letter only in capitals ("the answer is a bit...")
 _MC_PATTERNS = (
-    re.compile(r"(?:final answer|answer)\s*(?:is|:)?\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
-    re.compile(r"(?:option|choice)\s*\(?([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"(?i:final answer|answer)\s*(?i:is|:)?\s*\(?\**([A-J])\b\)?"),
+    re.compile(r"(?i:final answer|answer)\s*:\s*\(?([a-j])\)?\.?[ \t]*$", re.MULTILINE),  # "Answer: b" alone
+    re.compile(r"(?i:option|choice)\s*\(?([A-J])\b\)?"),
     re.compile(r"\(([A-J])\)"),
     re.compile(r"^\s*\**([A-J])[\).:\*]?(?:\s|$)", re.MULTILINE),
     re.compile(r"\b([A-J])\b"),
@@ -80,9 +84,8 @@ def extract_mc(text: str, options: Sequence[str] = ()) -> str | None:
     allowed = set(options) if options else set("ABCDEFGHIJ")
     for pattern in _MC_PATTERNS:
         hits = [h.upper() for h in pattern.findall(text) if h.upper() in allowed]
-        if hits:
-            # "Answer: X" means what it says; bare letters count from the end of the reply
-            return hits[0] if pattern is _MC_PATTERNS[0] else hits[-1]
+        if hits:  # the last one: replies end with their answer, and a self-correction comes later
+            return hits[-1]
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from swarmrank.errors import ConfigError
@@ -41,6 +41,7 @@ class CompletionRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     top_logprobs: int | None = None
+    timeout: float | None = None  # seconds this call may run once it starts (the round sets it)
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -60,13 +61,20 @@ class Backend(ABC):
     """How to get a completion. Implementations must be safe to call concurrently."""
 
     name: str = "backend"
+    # True when calls wait in a queue inside the backend (one llama.cpp model serves several
+    # personas) and the backend enforces ``request.timeout`` from the moment a call starts; the
+    # round then applies only its deadline from outside, so queueing is not charged as slowness.
+    queues_calls: bool = False
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:
         """Return one completion or raise a :class:`~swarmrank.errors.NodeError`."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources (connections, models)."""
+        """Release resources bound to the running event loop (HTTP connection pools)."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Release what outlives an event loop (a loaded model); the next call loads it again."""
 
     def describe(self) -> str:
         return self.name
@@ -109,15 +117,7 @@ class Node:
         start = time.perf_counter()
         result = await self.backend.complete(request)
         if result.seconds == 0.0:
-            result = Completion(
-                text=result.text,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                seconds=time.perf_counter() - start,
-                finish_reason=result.finish_reason,
-                cached_tokens=result.cached_tokens,
-                choice_probs=result.choice_probs,
-            )
+            result = replace(result, seconds=time.perf_counter() - start)
         return result
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from swarmrank.errors import ConfigError, ModelNotFoundError, NodeError
+from swarmrank.errors import ConfigError, ModelNotFoundError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest, Message
 from swarmrank.settings import Settings
 
@@ -121,6 +121,13 @@ class LoadedModel:
             )
         self._llm = llm  # published last: other threads check it without the lock
 
+    def unload(self) -> None:
+        """Free the model's memory; the next call loads it again."""
+        with _LOAD_LOCK:
+            llm, self._llm = self._llm, None
+        if llm is not None:
+            self.executor.submit(llm.close).result()  # on the worker: never under a running call
+
     def prompt(self, messages: Sequence[Message], *, example: bool = True) -> tuple[str, list[str]]:
         self.llm()
         if self.format == "base":
@@ -166,9 +173,13 @@ class LoadedModel:
 class LlamaCppBackend(Backend):
     model: LoadedModel
     name: str = "llamacpp"
+    queues_calls: bool = True  # personas share the model's one worker; timeouts run from the start
 
     def describe(self) -> str:
         return f"llamacpp({self.model.path.name}, {self.model.format})"
+
+    def unload(self) -> None:
+        self.model.unload()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         cancel = threading.Event()
@@ -189,7 +200,11 @@ class LlamaCppBackend(Backend):
             judging = request.purpose == "judge" and request.top_logprobs is not None
             stop = list(dict.fromkeys([*stops, *request.stop, *(["Verdict", "verdict:"] if judging else [])]))
             cached = self.model.cached_prefix(prompt)
-            stopping: Callable[..., bool] = lambda _ids, _logits: cancel.is_set()  # noqa: E731
+            limit = request.timeout
+
+            def stopping(_ids: Any, _logits: Any) -> bool:
+                return cancel.is_set() or (limit is not None and time.perf_counter() - start > limit)
+
             try:
                 from llama_cpp import StoppingCriteriaList
 
@@ -202,6 +217,8 @@ class LlamaCppBackend(Backend):
                 raise NodeError(f"llama.cpp refused the request: {exc}") from None
             if cancel.is_set():
                 raise NodeError("cancelled")
+            if limit is not None and time.perf_counter() - start > limit:
+                raise NodeTimeoutError(f"timeout after {limit:.1f}s")
             choice = out["choices"][0]
             text = choice["text"]
             usage = out["usage"]

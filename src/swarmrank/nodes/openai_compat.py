@@ -68,10 +68,10 @@ class OpenAIBackend(Backend):
                 if not want_logprobs:
                     raise
                 return await self._call(request, False, start)  # some servers reject logprobs
+        except openai.APITimeoutError:  # a subclass of APIConnectionError: catch it first
+            raise EndpointError(f"{self.base_url} did not answer within {self.timeout}s") from None
         except openai.APIConnectionError as exc:
             raise EndpointError(f"cannot reach {self.base_url}: {exc}") from None
-        except openai.APITimeoutError:
-            raise EndpointError(f"{self.base_url} did not answer within {self.timeout}s") from None
         except openai.APIStatusError as exc:
             raise EndpointError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from None
 

@@ -81,6 +81,7 @@ class ScriptedBackend(Backend):
         handler: dict[str, Callable[[CompletionRequest, random.Random], str]] = {
             "answer": self._answer,
             "probe": self._answer,
+            "grade": self._grade,
             "judge": self._judge,
             "rank": self._rank,
             "revise": self._revise,
@@ -119,6 +120,13 @@ class ScriptedBackend(Backend):
         if self.confidence is not None or "confidence" in request.context.get("wants", ()):
             text += f"\nAnswer: {answer}\nConfidence: {self.confidence if self.confidence is not None else 0.7}"
         return text
+
+    def _grade(self, request: CompletionRequest, rng: random.Random) -> str:
+        """GOOD for any genuine attempt; a colluding grader ('prefer') calls every other answer BAD."""
+        value = request.context.get("value")
+        if value is None or (self.judge == "prefer" and value != self.prefer):
+            return "BAD"
+        return "GOOD"
 
     def _preferred(self, request: CompletionRequest) -> str | None:
         if self.judge == "truth":

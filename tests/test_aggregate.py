@@ -299,7 +299,9 @@ if HAVE_HYPOTHESIS:
         fit = bradley_terry(n, winners, losers, weights, prior=prior)
         assert fit.converged
         assert np.all(np.isfinite(fit.log_strengths))
-        assert np.all(np.isfinite(fit.stderr)) and np.all(fit.stderr > 0)
+        assert np.all(np.isfinite(fit.stderr))
+        # errors are of contrasts against the field: one item alone has none
+        assert np.all(fit.stderr > 0) if n > 1 else fit.stderr.tolist() == [0.0]
         assert np.all(fit.strengths > 0)
         assert fit.strengths.sum() == pytest.approx(1.0)
 
@@ -444,3 +446,43 @@ def test_mean_rank_rejects_duplicates_and_bad_indices() -> None:
         mean_rank(3, [[0, 3]])
     with pytest.raises(RankingError, match="NaN"):
         council_order([1.0, float("nan")])
+
+
+def test_one_hot_probabilities_reproduce_hard_verdicts():
+    from swarmrank.aggregate import comparisons_from_probabilities
+
+    pairs = [(0, 1), (1, 0), (0, 2), (2, 1)]
+    verdicts = ["A", "A", "U", "B"]
+    onehot = [[v == "A", v == "B", v == "U"] for v in verdicts]
+    hard = bradley_terry(3, *comparisons_from_verdicts(pairs, verdicts, [1, 2, 1, 1]))
+    soft = bradley_terry(3, *comparisons_from_probabilities(pairs, onehot, [1, 2, 1, 1]))
+    np.testing.assert_allclose(soft.strengths, hard.strengths, atol=1e-10)
+
+
+def test_soft_verdicts_keep_the_preference_left_after_a_constant_position_bias():
+    from swarmrank.aggregate import comparisons_from_probabilities
+
+    # the judge always says A, but more surely when item 0 is shown first
+    winners, losers, weights = comparisons_from_probabilities([(0, 1), (1, 0)], [[0.9, 0.1, 0], [0.6, 0.4, 0]])
+    assert sorted(zip(winners.tolist(), losers.tolist(), np.round(weights, 6).tolist())) == [
+        (0, 1, 0.4), (0, 1, 0.9), (1, 0, 0.1), (1, 0, 0.6)]
+    fit = bradley_terry(2, winners, losers, weights, prior=0.01)
+    assert fit.strengths[0] > fit.strengths[1]
+
+
+def test_soft_verdict_rows_are_validated():
+    from swarmrank.aggregate import comparisons_from_probabilities
+
+    with pytest.raises(RankingError, match="probabilities"):
+        comparisons_from_probabilities([(0, 1)], [[0.5, -0.1, 0.6]])
+    with pytest.raises(RankingError, match="shape"):
+        comparisons_from_probabilities([(0, 1)], [[0.5, 0.5]])
+
+
+def test_stderr_measures_contrasts_not_the_prior_anchored_common_shift():
+    # two items, each beat the other 50 times: the contrast is well measured even though the
+    # weak prior barely pins the common level of both thetas
+    fit = bradley_terry(2, [0, 1], [1, 0], [50.0, 50.0], prior=0.01)
+    assert fit.stderr[0] == pytest.approx(fit.stderr[1])
+    # var(theta_0 - theta_1) ≈ 1 / (N p (1 - p)) = 1/25 for N = 100 at p = 1/2; each centred theta is half of it
+    assert fit.stderr[0] == pytest.approx(0.5 * (1 / 25) ** 0.5, rel=0.02)

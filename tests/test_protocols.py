@@ -221,3 +221,25 @@ async def test_fortytwo_grading_lets_a_colluding_grader_drop_rivals_from_its_own
     assert by_colluder == []  # it graded everything but its favourite BAD: nothing left to compare
     assert len([j for j in result.judgments if j.judge == "honest"]) == 4  # n=3: (0,1), (1,2), both orders
     assert result.answer == "42"
+
+
+class _SureWhenRight(ScriptedBackend):
+    """Always answers 'A' (total position bias), but is surer when the truth is shown first."""
+
+    async def complete(self, request):
+        from swarmrank.nodes.base import Completion
+
+        if request.purpose != "judge":
+            return await super().complete(request)
+        p_a = 0.9 if request.context.get("first_value") == "42" else 0.6
+        return Completion(text="Verdict: A", choice_probs={"A": p_a, "B": 1 - p_a, "U": 0.0})
+
+
+async def test_soft_verdicts_recover_a_preference_that_hard_verdicts_cancel_out():
+    nodes = [answerer("a0", "41"), answerer("a1", "42"),
+             Node("j", _SureWhenRight(), Persona(), frozenset({"judge"}))]
+    soft = await Swarm(nodes, options=RoundOptions(soft_verdicts=True), store=None).ask(Q)
+    hard = await Swarm(nodes, options=RoundOptions(soft_verdicts=False), store=None).ask(Q)
+    assert soft.answer == "42" and soft.confidence > 0.6
+    assert hard.candidates[0].strength == pytest.approx(0.5)
+    assert all(j.verdict == "A" and j.probs is not None for j in soft.judgments)

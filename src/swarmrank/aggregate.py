@@ -87,10 +87,12 @@ class BTFit:
         ``theta``. With ``prior > 0`` the scale is anchored by the prior's virtual reference item,
         whose theta is 0; with ``prior == 0`` theta is centred (mean 0).
     stderr:
-        Standard error of each theta: the square root of the diagonal of the inverse Hessian of the
-        penalised negative log-likelihood at the optimum (the Laplace / observed-information
-        approximation). With ``prior == 0`` the Moore–Penrose pseudo-inverse is used, i.e. the
-        standard errors of the centred thetas.
+        Standard error of each theta relative to the mean theta (the contrasts that decide the
+        strengths), from the inverse Hessian of the penalised negative log-likelihood at the
+        optimum (the Laplace / observed-information approximation), projected onto centred
+        thetas. The common shift that only the prior's reference item pins down is left out: it
+        would otherwise dominate every error bar. With ``prior == 0`` the Moore–Penrose
+        pseudo-inverse is used.
     win_prob:
         Luce (1959) choice probability of each item against the whole field,
         ``P(i chosen) = exp(theta_i) / sum_j exp(theta_j)``. Numerically identical to
@@ -173,6 +175,40 @@ def _check_n_items(n_items: int) -> int:
     if n_items < 1:
         raise _fail(f"n_items must be at least 1, got {n_items}")
     return int(n_items)
+
+
+def comparisons_from_probabilities(
+    pairs: Sequence[tuple[int, int]] | ArrayLike,
+    probabilities: ArrayLike,
+    weights: ArrayLike | None = None,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Soft verdicts: ``probabilities[k] = (p_A, p_B, p_U)`` for the pair ``pairs[k]`` shown as (A, B).
+
+    Each judgment becomes expected win counts — the first item beats the second with weight
+    ``w·(p_A + p_U/2)`` and the second beats the first with ``w·(p_B + p_U/2)`` — so a judge that
+    says "A" with 0.55 contributes far less than one that says it with 0.99, and a constant
+    position bias cancels over both orders while the residual preference survives. One-hot rows
+    reproduce :func:`comparisons_from_verdicts` exactly. Rows are renormalised to sum to 1.
+    """
+    pair_arr = np.asarray(pairs)
+    if pair_arr.size == 0:
+        pair_arr = pair_arr.reshape(0, 2)
+    if pair_arr.ndim != 2 or pair_arr.shape[1] != 2:
+        raise _fail(f"pairs must have shape (k, 2), got {pair_arr.shape}")
+    n_pairs = pair_arr.shape[0]
+    probs = np.asarray(probabilities, dtype=np.float64) if n_pairs else np.zeros((0, 3))
+    if probs.shape != (n_pairs, 3):
+        raise _fail(f"probabilities must have shape ({n_pairs}, 3), got {probs.shape}")
+    if not np.all(np.isfinite(probs)) or np.any(probs < 0) or np.any(probs.sum(axis=1) <= 0):
+        raise _fail("probabilities must be finite, non-negative, and not all zero in a row")
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    first = _as_index_array(pair_arr[:, 0], "pairs[:, 0]", np.iinfo(np.intp).max)
+    second = _as_index_array(pair_arr[:, 1], "pairs[:, 1]", np.iinfo(np.intp).max)
+    w = _as_weight_array(weights, "weights", n_pairs)
+    first_wins = w * (probs[:, 0] + probs[:, 2] / 2)
+    second_wins = w * (probs[:, 1] + probs[:, 2] / 2)
+    return (np.concatenate([first, second]), np.concatenate([second, first]),
+            np.concatenate([first_wins, second_wins]))
 
 
 def comparisons_from_verdicts(
@@ -314,21 +350,30 @@ def _spd_solve(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _spd_inverse_diagonal(matrix: FloatArray) -> FloatArray:
-    """Diagonal of the inverse of a symmetric positive definite matrix, falling back to the
-    pseudo-inverse if rounding broke definiteness.
+def _spd_inverse(matrix: FloatArray) -> FloatArray:
+    """Inverse of a symmetric positive definite matrix, falling back to the pseudo-inverse if
+    rounding broke definiteness.
 
-    With ``A = L L^T`` (LAPACK ``dpotrf``), ``A^{-1} = L^{-T} L^{-1}``, so ``diag(A^{-1})`` is the
-    column sums of the squared entries of ``L^{-1}`` (``dtrtri``). This avoids ``dpotri``, whose
-    multithreaded OpenBLAS implementation can stall for milliseconds on small matrices when the
-    CPU is busy (as it is while local models are generating).
+    With ``A = L L^T`` (LAPACK ``dpotrf``), ``A^{-1} = L^{-T} L^{-1}`` from ``L^{-1}``
+    (``dtrtri``). This avoids ``dpotri``, whose multithreaded OpenBLAS implementation can stall for
+    milliseconds on small matrices when the CPU is busy (as it is while local models generate).
     """
     factor, info = lapack.dpotrf(matrix, lower=1, clean=1)
     if info == 0:
         inverse_factor, info = lapack.dtrtri(factor, lower=1)
         if info == 0:
-            return np.asarray((inverse_factor * inverse_factor).sum(axis=0), dtype=np.float64)
-    return np.diag(np.linalg.pinv(matrix, hermitian=True)).astype(np.float64)
+            return np.asarray(inverse_factor.T @ inverse_factor, dtype=np.float64)
+    return np.asarray(np.linalg.pinv(matrix, hermitian=True), dtype=np.float64)
+
+
+def _centred_variances(cov: FloatArray) -> FloatArray:
+    """Variances of ``theta_i - mean(theta)``: the diagonal of ``P cov P`` with ``P = I - 11^T/n``.
+
+    Strengths depend on theta only through such contrasts; the common shift of all thetas, which
+    only the weak prior pins down, carries no information about which answer is better.
+    """
+    row_means = cov.mean(axis=1)
+    return np.diag(cov) - 2.0 * row_means + row_means.mean()
 
 
 def bradley_terry(
@@ -497,11 +542,8 @@ def bradley_terry(
         objective, grad, hess, grad_floor = evaluated
 
     # Standard errors from the (pseudo-)inverse Hessian at the final theta.
-    if gauge:
-        cov_diag = _spd_inverse_diagonal(hess + gauge) - gauge
-    else:
-        cov_diag = _spd_inverse_diagonal(hess)
-    stderr = np.sqrt(np.clip(cov_diag, 0.0, None))
+    cov = _spd_inverse(hess + gauge) - gauge if gauge else _spd_inverse(hess)
+    stderr = np.sqrt(np.clip(_centred_variances(cov), 0.0, None))
 
     shifted = np.exp(theta - theta.max())
     strengths = shifted / shifted.sum()

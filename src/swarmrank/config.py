@@ -45,6 +45,7 @@ class RoundSection(BaseModel):
     rounds: int = Field(2, ge=0)
     goodbad: bool = True
     prior: float = Field(0.1, gt=0)
+    soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
     influence: dict[str, float] = Field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
 
     @field_validator("influence")

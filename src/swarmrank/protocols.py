@@ -194,6 +194,7 @@ class PeerRank(Protocol):
         prompt_tokens = completion_tokens = 0
         seconds = 0.0
         reasoning, verdict, probability, retried, failed = "", None, None, False, False
+        probs: dict[str, float] | None = None
         for attempt in range(2):
             request = CompletionRequest(
                 messages=judge_messages(ctx.task, shown(texts[comp.first]), shown(texts[comp.second]),
@@ -213,12 +214,15 @@ class PeerRank(Protocol):
             verdict = parse_verdict(completion.text)
             if verdict is not None:
                 if completion.choice_probs:
-                    probability = float(completion.choice_probs.get(verdict, 0.0))
+                    probs = {k: float(completion.choice_probs.get(k, 0.0)) for k in ("A", "B", "U")}
+                    probability = probs[verdict] if sum(probs.values()) > 0 else None
+                    probs = probs if probability is not None else None
                 break
             retried = True
         judgment = Judgment(
             judge=comp.judge, first=comp.first, second=comp.second, verdict=verdict or "U",
-            reasoning=reasoning, probability=probability, weight=ctx.options.influence.get(comp.judge, 1.0),
+            reasoning=reasoning, probability=probability, probs=probs,
+            weight=ctx.options.influence.get(comp.judge, 1.0),
             retried=retried, failed=failed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             seconds=seconds,
         )
@@ -229,8 +233,16 @@ class PeerRank(Protocol):
                    verdicts: Sequence[Judgment], n_items: int, schedule: str) -> RoundResult:
         usable = [a for a in answers if a.candidate is not None]
         if verdicts:
-            winners, losers, weights = aggregate.comparisons_from_verdicts(
-                [(j.first, j.second) for j in verdicts], [j.verdict for j in verdicts], [j.weight for j in verdicts])
+            pairs = [(j.first, j.second) for j in verdicts]
+            weights_in = [j.weight for j in verdicts]
+            if ctx.options.soft_verdicts:  # the judge's verdict distribution where known, else one-hot
+                probs = [[j.probs.get("A", 0.0), j.probs.get("B", 0.0), j.probs.get("U", 0.0)] if j.probs
+                         else [float(j.verdict == "A"), float(j.verdict == "B"), float(j.verdict == "U")]
+                         for j in verdicts]
+                winners, losers, weights = aggregate.comparisons_from_probabilities(pairs, probs, weights_in)
+            else:
+                winners, losers, weights = aggregate.comparisons_from_verdicts(
+                    pairs, [j.verdict for j in verdicts], weights_in)
             fit = aggregate.bradley_terry(n_items, winners, losers, weights, prior=ctx.options.prior)
             item_strength, item_log, item_se = fit.strengths, fit.log_strengths, fit.stderr
         else:  # nothing to compare (one candidate, or no eligible judge): fall back to vote shares

@@ -58,6 +58,7 @@ class Judgment(BaseModel):
     verdict: Verdict
     reasoning: str
     probability: float | None = Field(None, description="the judge's probability of its verdict, if the backend gives it")
+    probs: dict[str, float] | None = Field(None, description="the judge's distribution over A, B and U, if known")
     weight: float = 1.0
     retried: bool = False
     failed: bool = Field(False, description="the judge call failed (timeout, error); recorded as U but not counted")

@@ -42,6 +42,7 @@ class RoundOptions:
     goodbad: bool = True
     influence: dict[str, float] = field(default_factory=dict)
     prior: float = 0.1
+    soft_verdicts: bool = True
 
 
 @dataclass

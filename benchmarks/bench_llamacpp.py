@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +58,8 @@ from swarmrank.protocols import shown
 from swarmrank.schedule import cluster_schedule
 from swarmrank.settings import Settings
 from swarmrank.tasks import Task
+
+from _machine import cpu_model  # noqa: E402 - benchmarks run as scripts
 
 GEN_SYSTEM = "You are a helpful assistant."
 GEN_PROMPT = "Write a long, detailed story about a dragon who learns to bake bread. Describe every step."
@@ -386,17 +387,6 @@ async def bench_judge(backend: LlamaCppBackend, counter: EvalCounter, repeat: in
 
 
 # -- main -----------------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 async def main_async(args: argparse.Namespace) -> None:
     import llama_cpp

@@ -34,6 +34,8 @@ from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
 
+from _machine import cpu_model  # noqa: E402 - benchmarks run as scripts
+
 QUESTION = "What is 17 + 25?"
 TRUTH = "42"
 WRONG = ("41", "24", "40")
@@ -169,17 +171,6 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(n, label, n_answer, n_judges, cands, calls, statistics.median(samples) * 1e3,
                             q[0] * 1e3, q[-1] * 1e3, answer, statistics.median(bt_variant[label]) * 1e3))
     return rows
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -177,6 +177,18 @@ def _check_n_items(n_items: int) -> int:
     return int(n_items)
 
 
+def _pair_columns(pairs: Sequence[tuple[int, int]] | ArrayLike) -> tuple[IntArray, IntArray]:
+    """The first and second item of each judged pair, validated as non-negative indices."""
+    pair_arr = np.asarray(pairs)
+    if pair_arr.size == 0:
+        pair_arr = pair_arr.reshape(0, 2)
+    if pair_arr.ndim != 2 or pair_arr.shape[1] != 2:
+        raise _fail(f"pairs must have shape (k, 2), got {pair_arr.shape}")
+    limit = np.iinfo(np.intp).max
+    return (_as_index_array(pair_arr[:, 0], "pairs[:, 0]", limit),
+            _as_index_array(pair_arr[:, 1], "pairs[:, 1]", limit))
+
+
 def comparisons_from_probabilities(
     pairs: Sequence[tuple[int, int]] | ArrayLike,
     probabilities: ArrayLike,
@@ -190,20 +202,14 @@ def comparisons_from_probabilities(
     position bias cancels over both orders while the residual preference survives. One-hot rows
     reproduce :func:`comparisons_from_verdicts` exactly. Rows are renormalised to sum to 1.
     """
-    pair_arr = np.asarray(pairs)
-    if pair_arr.size == 0:
-        pair_arr = pair_arr.reshape(0, 2)
-    if pair_arr.ndim != 2 or pair_arr.shape[1] != 2:
-        raise _fail(f"pairs must have shape (k, 2), got {pair_arr.shape}")
-    n_pairs = pair_arr.shape[0]
+    first, second = _pair_columns(pairs)
+    n_pairs = first.size
     probs = np.asarray(probabilities, dtype=np.float64) if n_pairs else np.zeros((0, 3))
     if probs.shape != (n_pairs, 3):
         raise _fail(f"probabilities must have shape ({n_pairs}, 3), got {probs.shape}")
     if not np.all(np.isfinite(probs)) or np.any(probs < 0) or np.any(probs.sum(axis=1) <= 0):
         raise _fail("probabilities must be finite, non-negative, and not all zero in a row")
     probs = probs / probs.sum(axis=1, keepdims=True)
-    first = _as_index_array(pair_arr[:, 0], "pairs[:, 0]", np.iinfo(np.intp).max)
-    second = _as_index_array(pair_arr[:, 1], "pairs[:, 1]", np.iinfo(np.intp).max)
     w = _as_weight_array(weights, "weights", n_pairs)
     first_wins = w * (probs[:, 0] + probs[:, 2] / 2)
     second_wins = w * (probs[:, 1] + probs[:, 2] / 2)
@@ -227,16 +233,10 @@ def comparisons_from_verdicts(
     first, in input order, then the two halves of each tie. Indices must be non-negative integers;
     the check against ``n_items`` is left to :func:`bradley_terry`. ``weights`` defaults to 1.
     """
-    pair_arr = np.asarray(pairs)
-    if pair_arr.size == 0:
-        pair_arr = pair_arr.reshape(0, 2)
-    if pair_arr.ndim != 2 or pair_arr.shape[1] != 2:
-        raise _fail(f"pairs must have shape (k, 2), got {pair_arr.shape}")
-    n_pairs = pair_arr.shape[0]
+    first, second = _pair_columns(pairs)
+    n_pairs = first.size
     if len(verdicts) != n_pairs:
         raise _fail(f"verdicts has length {len(verdicts)}, expected {n_pairs}")
-    first = _as_index_array(pair_arr[:, 0], "pairs[:, 0]", np.iinfo(np.intp).max)
-    second = _as_index_array(pair_arr[:, 1], "pairs[:, 1]", np.iinfo(np.intp).max)
     w = _as_weight_array(weights, "weights", n_pairs)
 
     codes = np.empty(n_pairs, dtype=np.int8)

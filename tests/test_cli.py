@@ -170,3 +170,55 @@ def test_rounds_commands_read_the_database_a_config_names(tmp_path, isolated_hom
     assert [r["round_id"] for r in listed] == [data["round_id"]]
     shown = run("rounds", "show", data["round_id"], "--config", str(path), "--json", home=isolated_home, check=True)
     assert json.loads(shown.stdout)["answer"] == "42"
+
+
+EVAL_SWARM = """
+[swarm]
+name = "scripted-eval"
+[round]
+k = 2
+rounds = 1
+[[nodes]]
+id = "a1"
+backend = "scripted"
+answer = "4"
+roles = ["answer"]
+[[nodes]]
+id = "a2"
+backend = "scripted"
+answer = "A"
+roles = ["answer"]
+[[nodes]]
+id = "j1"
+backend = "scripted"
+judge = "first"
+roles = ["judge"]
+"""
+
+
+def test_eval_runs_a_suite_stores_it_and_a_rerun_is_answered_from_the_cache(tmp_path, isolated_home):
+    path = tmp_path / "eval.toml"
+    path.write_text(EVAL_SWARM)
+    first = run("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
+                "--json", home=isolated_home, check=True)
+    data = json.loads(first.stdout)
+    systems = {s["system"]: s for s in data["summary"]["systems"]}
+    assert set(systems) == {"majority", "peer-rank", "node:a1", "node:a2"}
+    assert all(s["accuracy"]["total"] == 10 for s in systems.values())
+    assert data["status"] == "done" and data["suite"] == "tiny"
+    assert "0 answered from the cache" in first.stderr
+    second = run("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
+                 "--json", home=isolated_home, check=True)
+    assert "0 model call(s)" in second.stderr
+    again = {s["system"]: s["accuracy"]["correct"] for s in json.loads(second.stdout)["summary"]["systems"]}
+    assert again == {name: s["accuracy"]["correct"] for name, s in systems.items()}
+    listed = json.loads(run("eval", "list", "--json", home=isolated_home, check=True).stdout)
+    assert len(listed) == 2
+    shown = json.loads(run("eval", "show", data["run_id"][:8], "--json", home=isolated_home, check=True).stdout)
+    assert shown["summary"] == data["summary"]
+
+
+def test_eval_rejects_an_unknown_suite_in_one_line(isolated_home):
+    proc = run("eval", "run", "--suite", "huge", home=isolated_home)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "huge" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

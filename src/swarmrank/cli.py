@@ -21,8 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
 config_app = typer.Typer(no_args_is_help=True, help="Show swarm configs.")
 rounds_app = typer.Typer(no_args_is_help=True, help="Read stored rounds back.")
+eval_app = typer.Typer(help="Evaluate protocols side by side on packaged datasets (run, list, show).")
 app.add_typer(config_app, name="config")
 app.add_typer(rounds_app, name="rounds")
+app.add_typer(eval_app, name="eval")
 
 console = Console()
 err = Console(stderr=True)
@@ -223,6 +225,114 @@ def rounds_show(
         print(result.model_dump_json(indent=2))
     else:
         console.print(round_view(result, verbose=verbose))
+
+
+def _print_summary(run: dict, rows: list[dict], as_json: bool) -> None:
+    from rich.table import Table
+
+    from swarmrank.eval.summary import summarise
+
+    if not rows:
+        raise SwarmError(f"eval run {run['run_id']} has no finished items yet")
+    summary = summarise(rows)
+    if as_json:
+        print(json.dumps({**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()},
+                          "summary": summary.as_dict()}, indent=2))
+        return
+    table = Table(title=f"Eval {run['run_id'][:12]} — suite {run['suite']}, {summary.items} item(s), {run['status']}",
+                  title_justify="left")
+    for col in ("system", "accuracy", "95% CI", "calls/q", "judge calls/q", "tokens/q", "s/q"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for sys_ in summary.systems:
+        a = sys_.accuracy
+        table.add_row(sys_.system, f"{a.mean:.1%}", f"{a.low:.1%}–{a.high:.1%}", f"{sys_.calls:.1f}",
+                      f"{sys_.judge_calls:.1f}", f"{sys_.prompt_tokens + sys_.completion_tokens:.0f}",
+                      f"{sys_.seconds:.2f}", style="dim" if sys_.system.startswith("node:") else None)
+    console.print(table)
+    if summary.oracle is not None and summary.best_node is not None:
+        console.print(f"oracle (any node right): {summary.oracle.mean:.1%}   best single node: "
+                      f"{summary.best_node[0]} {summary.best_node[1]:.1%}", highlight=False)
+    paired = summary.peer_vs_majority
+    if paired is not None:
+        gap = "n/a" if summary.gap_closed is None else f"{summary.gap_closed:.0%}"
+        console.print(f"peer-rank − majority: {paired.diff:+.1%} (95% CI {paired.low:+.1%} to {paired.high:+.1%}; "
+                      f"McNemar p = {paired.p_value:.3g}; {paired.a_only} item(s) only peer-rank got, "
+                      f"{paired.b_only} only majority got); majority→oracle gap closed: {gap}", highlight=False)
+
+
+@eval_app.command("run")
+def eval_run(
+    suite: Annotated[str, typer.Option("--suite", "-s", help="tiny, small or full")] = "tiny",
+    protocols: Annotated[str, typer.Option("--protocols", "-p", help="'all' or a comma-separated list")] = "all",
+    config: ConfigOpt = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from swarmrank.config import load_config
+    from swarmrank.eval.datasets import suite as load_suite
+    from swarmrank.eval.runner import parse_protocols, run_eval
+
+    names = parse_protocols(protocols)
+    items = load_suite(suite)
+    swarm = _build(load_config(config), store="default")
+    columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(suite, total=len(items))
+
+        def on_progress(done: int, total: int, last: str) -> None:
+            progress.update(task, completed=done, description=f"{suite} {last}")
+
+        result = asyncio.run(_eval(swarm, items, names, suite, resume, on_progress))
+    err.print(f"eval {result.run_id[:12]}: {result.items} item(s), {result.skipped} already done; "
+              f"{result.cache.misses} model call(s), {result.cache.hits} answered from the cache",
+              markup=False, highlight=False)
+    run = swarm.store.get_eval_run(result.run_id)
+    _print_summary(run, swarm.store.eval_results(result.run_id), as_json)
+    swarm.close()
+
+
+async def _eval(swarm, items, names, suite, resume, on_progress):  # noqa: ANN001, ANN202
+    from swarmrank.eval.runner import run_eval
+
+    try:
+        return await run_eval(swarm, items, names, store=swarm.store, suite=suite, run_id=resume,
+                              on_progress=on_progress)
+    finally:
+        await swarm.aclose_backends()
+
+
+@eval_app.command("list")
+def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List evaluation runs, newest first."""
+    from swarmrank.render import print_table
+
+    store = _store(config)
+    runs = store.list_eval_runs()
+    store.close()
+    if as_json:
+        print(json.dumps([{**r, "created_at": r["created_at"].isoformat()} for r in runs], indent=2))
+        return
+    print_table(console, f"Eval runs ({len(runs)})", ["id", "when (UTC)", "suite", "swarm", "items", "status", "protocols"],
+                [[r["run_id"][:12], r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["suite"], r["swarm"], r["items"],
+                  r["status"], ", ".join(r["protocols"])] for r in runs])
+
+
+@eval_app.command("show")
+def eval_show(
+    run_id: Annotated[str, typer.Argument(help="an eval run id or a unique prefix of it")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an evaluation run's accuracy (95% CIs), costs and the peer-rank vs majority comparison."""
+    store = _store(config)
+    run = store.get_eval_run(run_id)
+    rows = store.eval_results(run["run_id"])
+    store.close()
+    _print_summary(run, rows, as_json)
 
 
 def main() -> None:

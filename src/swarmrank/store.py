@@ -203,6 +203,52 @@ class JudgmentRow(Base):
     __table_args__ = (Index("ix_judgments_judge", "judge"),)
 
 
+class CompletionCacheRow(Base):
+    """One cached node completion, keyed by a hash of everything that determines it (evaluation)."""
+
+    __tablename__ = "completion_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completion_json: Mapped[str] = mapped_column(Text)
+
+
+class EvalRunRow(Base):
+    """One evaluation run: a suite of items put to a swarm under several protocols."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    suite: Mapped[str] = mapped_column(String(200))
+    swarm: Mapped[str] = mapped_column(String(200))
+    protocols: Mapped[str] = mapped_column(Text)  # JSON list
+    items: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))  # "running" | "done"
+
+    __table_args__ = (Index("ix_eval_runs_created_at", "created_at"),)
+
+
+class EvalResultRow(Base):
+    """How one system (a protocol, or ``node:<id>`` for a single node) did on one item of a run."""
+
+    __tablename__ = "eval_results"
+
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    system: Mapped[str] = mapped_column(String(200), primary_key=True)
+    gold: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    calls: Mapped[int] = mapped_column(Integer)
+    judge_calls: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    round_id: Mapped[str | None] = mapped_column(String(64))
+
+
 _ANSWERS: Table = AnswerRow.__table__  # type: ignore[assignment]
 _JUDGMENTS: Table = JudgmentRow.__table__  # type: ignore[assignment]
 
@@ -306,6 +352,46 @@ def m001_initial(conn: Connection) -> None:
         Column("completion_tokens", Integer, nullable=False),
         Column("seconds", Float, nullable=False),
         Index("ix_judgments_judge", "judge"),
+    )
+    meta.create_all(conn)
+
+
+@migration
+def m002_eval(conn: Connection) -> None:
+    """The completion cache and the evaluation runs and their per-item results."""
+    meta = MetaData()
+    Table(
+        "completion_cache", meta,
+        Column("key", String(64), primary_key=True),
+        Column("node", String(200), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("completion_json", Text, nullable=False),
+    )
+    Table(
+        "eval_runs", meta,
+        Column("id", String(64), primary_key=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("suite", String(200), nullable=False),
+        Column("swarm", String(200), nullable=False),
+        Column("protocols", Text, nullable=False),
+        Column("items", Integer, nullable=False),
+        Column("status", String(32), nullable=False),
+        Index("ix_eval_runs_created_at", "created_at"),
+    )
+    Table(
+        "eval_results", meta,
+        Column("run_id", String(64), ForeignKey("eval_runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("item_id", String(300), primary_key=True),
+        Column("system", String(200), primary_key=True),
+        Column("gold", Text, nullable=False),
+        Column("answer", Text),
+        Column("correct", Boolean, nullable=False),
+        Column("calls", Integer, nullable=False),
+        Column("judge_calls", Integer, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("round_id", String(64)),
     )
     meta.create_all(conn)
 
@@ -634,8 +720,71 @@ class Store:
         with self._errors("count rounds"), _connect(engine) as conn:
             return int(conn.scalar(query) or 0)
 
+    # -- the completion cache (evaluation) ----------------------------------------------------
+
+    def cache_get(self, key: str) -> str | None:
+        """The cached completion JSON under ``key``, or None."""
+        with self._errors("read the completion cache"), _connect(self.engine) as conn:
+            return conn.scalar(select(CompletionCacheRow.completion_json).where(CompletionCacheRow.key == key))
+
+    def cache_put(self, key: str, node: str, completion_json: str) -> None:
+        """Store a completion under ``key``; an existing entry is kept (the first answer stands)."""
+        with self._errors("write the completion cache"), _writing(self.engine) as conn:
+            if conn.scalar(select(CompletionCacheRow.key).where(CompletionCacheRow.key == key)) is None:
+                conn.execute(insert(CompletionCacheRow).values(
+                    key=key, node=node, created_at=datetime.now(timezone.utc), completion_json=completion_json))
+
+    # -- evaluation runs ------------------------------------------------------------------------
+
+    def create_eval_run(self, run_id: str, *, suite: str, swarm: str, protocols: list[str], items: int) -> None:
+        with self._errors(f"create eval run {run_id}"), _writing(self.engine) as conn:
+            conn.execute(insert(EvalRunRow).values(
+                id=run_id, created_at=datetime.now(timezone.utc), suite=suite, swarm=swarm,
+                protocols=json.dumps(protocols), items=items, status="running"))
+
+    def finish_eval_run(self, run_id: str) -> None:
+        from sqlalchemy import update
+
+        with self._errors(f"finish eval run {run_id}"), _writing(self.engine) as conn:
+            conn.execute(update(EvalRunRow).where(EvalRunRow.id == run_id).values(status="done"))
+
+    def save_eval_results(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Write one item's results for every system in one transaction (all or nothing)."""
+        with self._errors(f"save results of eval run {run_id}"), _writing(self.engine) as conn:
+            conn.execute(insert(EvalResultRow), [{"run_id": run_id, **row} for row in rows])
+
+    def eval_results(self, run_id: str) -> list[dict[str, Any]]:
+        columns = [c for c in EvalResultRow.__table__.columns if c.name != "run_id"]  # type: ignore[attr-defined]
+        with self._errors(f"read eval run {run_id}"), _connect(self.engine) as conn:
+            rows = conn.execute(select(*columns).where(EvalResultRow.run_id == run_id)
+                                .order_by(EvalResultRow.item_id, EvalResultRow.system))
+            return [dict(row._mapping) for row in rows]
+
+    def get_eval_run(self, run_id_or_prefix: str) -> dict[str, Any]:
+        key = run_id_or_prefix.strip()
+        with self._errors(f"read eval run {key}"), _connect(self.engine) as conn:
+            matching = func.substr(EvalRunRow.id, 1, len(key)) == key
+            table = EvalRunRow.__table__
+            rows = conn.execute(select(table).where(matching).limit(2)).mappings().all() if key else []
+        if len(rows) != 1:
+            problem = "ambiguous" if rows else "unknown"
+            raise StorageError(f"{problem} eval run {key or repr(key)} in database {self.url}")
+        return _run_dict(rows[0])
+
+    def list_eval_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._errors("list eval runs"), _connect(self.engine) as conn:
+            rows = conn.execute(select(EvalRunRow.__table__).order_by(EvalRunRow.created_at.desc())
+                                .limit(limit)).mappings().all()
+        return [_run_dict(r) for r in rows]
+
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _storage_errors(action, self._url)
+
+
+def _run_dict(row: Any) -> dict[str, Any]:
+    return {"run_id": row["id"], "created_at": _as_utc(row["created_at"]), "suite": row["suite"],
+            "swarm": row["swarm"], "protocols": json.loads(row["protocols"]), "items": row["items"],
+            "status": row["status"]}
 
 
 def _filtered(query: Any, *, protocol: str | None, swarm: str | None) -> Any:

@@ -1,0 +1,1 @@
+"""Evaluation harness: score consensus protocols and single nodes on labelled items."""

@@ -1,0 +1,107 @@
+"""Run an evaluation suite through a swarm under several protocols, on shared cached node outputs.
+
+For every item the runner first runs ``majority`` (it fans out to every answerer once, so it
+also gives each single node's answer), then each requested protocol. Every node call goes
+through the completion cache (:mod:`swarmrank.eval.cache`), so protocols are compared on the
+same node outputs and a rerun makes no model calls. One item's results for every system are
+saved in one transaction, so an interrupted run resumes at the first unfinished item.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from swarmrank.errors import ConfigError
+from swarmrank.eval.cache import CacheStats, with_cache
+from swarmrank.protocols import get_protocol, protocol_names
+from swarmrank.result import RoundResult
+from swarmrank.swarm import Swarm
+
+BASELINE = "majority"
+JUDGING_PHASES = ("grade", "judge", "rank")
+
+Progress = Callable[[int, int, str], None]  # (items done, items total, last item id)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    run_id: str
+    items: int
+    skipped: int  # already done in an earlier, interrupted run
+    cache: CacheStats
+
+
+def parse_protocols(spec: str) -> list[str]:
+    """``"all"`` or a comma-separated list of protocol names."""
+    names = protocol_names() if spec.strip() == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    if not names:
+        raise ConfigError("give at least one protocol, or 'all'")
+    for name in names:
+        get_protocol(name)
+    return names
+
+
+def _row(system: str, item: Any, result: RoundResult, answer: str | None) -> dict[str, Any]:
+    phases = result.cost.phases
+    return {
+        "item_id": item.id, "system": system, "gold": item.gold, "answer": answer,
+        "correct": bool(item.score(answer)), "calls": result.cost.calls,
+        "judge_calls": sum(phases[p].calls for p in JUDGING_PHASES if p in phases),
+        "prompt_tokens": result.cost.prompt_tokens, "completion_tokens": result.cost.completion_tokens,
+        "seconds": result.cost.wall_seconds, "round_id": result.round_id,
+    }
+
+
+def _node_rows(item: Any, result: RoundResult) -> list[dict[str, Any]]:
+    rows = []
+    for answer in result.answers:
+        if answer.step == 0 and answer.sample == 0:
+            rows.append({
+                "item_id": item.id, "system": f"node:{answer.node}", "gold": item.gold, "answer": answer.value,
+                "correct": bool(item.score(answer.value)), "calls": 1, "judge_calls": 0,
+                "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                "seconds": answer.seconds, "round_id": result.round_id,
+            })
+    return rows
+
+
+async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Any, suite: str,
+                   run_id: str | None = None, on_progress: Progress | None = None) -> EvalRun:
+    """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results."""
+    if store is None:
+        raise ConfigError("an evaluation needs a store (its cache and results live there)")
+    names = list(dict.fromkeys([BASELINE, *protocols]))
+    if run_id is None:
+        run_id = uuid.uuid4().hex
+        store.create_eval_run(run_id, suite=suite, swarm=swarm.name, protocols=names, items=len(items))
+        done: set[str] = set()
+    else:
+        run = store.get_eval_run(run_id)
+        run_id = run["run_id"]
+        names = run["protocols"]
+        done = {row["item_id"] for row in store.eval_results(run_id)}
+    stats = CacheStats()
+    cached = Swarm(with_cache(swarm.nodes, store, stats), options=swarm.options, protocol=swarm.protocol,
+                   name=swarm.name, store=store)
+    total = len(items)
+    finished = len(done & {item.id for item in items})
+    if on_progress:
+        on_progress(finished, total, "")
+    for item in items:
+        if item.id in done:
+            continue
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            result = await cached.ask(item.prompt, protocol=name, task_type=item.task_type)
+            rows.append(_row(name, item, result, result.answer))
+            if name == BASELINE:
+                rows.extend(_node_rows(item, result))
+        store.save_eval_results(run_id, rows)
+        finished += 1
+        if on_progress:
+            on_progress(finished, total, item.id)
+    store.finish_eval_run(run_id)
+    return EvalRun(run_id=run_id, items=total, skipped=len(done), cache=stats)

@@ -1,0 +1,164 @@
+"""The evaluation runner: shared cached node outputs, zero-call reruns, resume, and the summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from swarmrank.errors import ConfigError
+from swarmrank.eval.cache import CacheStats, with_cache
+from swarmrank.eval.runner import parse_protocols, run_eval
+from swarmrank.eval.summary import summarise
+from swarmrank.nodes.base import Backend, Completion, Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.round import RoundOptions
+from swarmrank.store import Store
+from swarmrank.swarm import Swarm
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    prompt: str
+    gold: str
+    task_type: str = "number"
+
+    def score(self, value: str | None) -> bool:
+        return value == self.gold
+
+
+class Counting(Backend):
+    """Counts real calls; answers like a scripted node."""
+
+    def __init__(self, inner: ScriptedBackend) -> None:
+        self.inner, self.calls = inner, 0
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    async def complete(self, request):
+        self.calls += 1
+        return await self.inner.complete(request)
+
+
+ITEMS = [Item("q1", "What is 2 + 2?", "4"), Item("q2", "What is 3 + 3?", "6"), Item("q3", "What is 4 + 4?", "8")]
+
+
+def swarm_and_counters(store: Store) -> tuple[Swarm, list[Counting]]:
+    right = Counting(ScriptedBackend(answers={"2 + 2": "4", "3 + 3": "6", "4 + 4": "8"}))
+    wrong1 = Counting(ScriptedBackend(answers={"*": "5"}))
+    wrong2 = Counting(ScriptedBackend(answers={"2 + 2": "5", "3 + 3": "6", "*": "5"}))
+    judge = Counting(ScriptedBackend(judge="prefer", prefer="5"))
+    truthful = Counting(ScriptedBackend(judge="truth", truth="6"))
+    nodes = [Node("right", right, Persona(), frozenset({"answer"})),
+             Node("wrong1", wrong1, Persona(), frozenset({"answer"})),
+             Node("wrong2", wrong2, Persona(), frozenset({"answer"})),
+             Node("j1", judge, Persona(), frozenset({"judge"})),
+             Node("j2", truthful, Persona(), frozenset({"judge"}))]
+    return Swarm(nodes, options=RoundOptions(k=2, rounds=1), store=store), [right, wrong1, wrong2, judge, truthful]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'eval.db'}")
+    yield s
+    s.close()
+
+
+async def test_every_system_is_scored_on_every_item_with_single_nodes_from_the_same_outputs(store):
+    swarm, _ = swarm_and_counters(store)
+    run = await run_eval(swarm, ITEMS, ["peer-rank", "majority", "council"], store=store, suite="test")
+    rows = store.eval_results(run.run_id)
+    systems = {r["system"] for r in rows}
+    assert systems == {"majority", "peer-rank", "council", "node:right", "node:wrong1", "node:wrong2"}
+    assert len(rows) == 3 * len(systems)
+    right = {r["item_id"]: r["correct"] for r in rows if r["system"] == "node:right"}
+    assert right == {"q1": True, "q2": True, "q3": True}
+    majority = {r["item_id"]: (r["answer"], r["correct"]) for r in rows if r["system"] == "majority"}
+    assert majority == {"q1": ("5", False), "q2": ("6", True), "q3": ("5", False)}
+    assert store.get_eval_run(run.run_id)["status"] == "done"
+
+
+async def test_protocols_share_node_outputs_and_a_rerun_makes_zero_model_calls(store):
+    swarm, counters = swarm_and_counters(store)
+    first = await run_eval(swarm, ITEMS, ["peer-rank", "majority"], store=store, suite="test")
+    answer_calls = sum(c.calls for c in counters[:3])
+    assert answer_calls == 3 * len(ITEMS)  # majority and peer-rank asked each node once per item, not twice
+    assert first.cache.misses > 0 and first.cache.hits >= 3 * len(ITEMS)
+    before = [c.calls for c in counters]
+    again = await run_eval(swarm, ITEMS, ["peer-rank", "majority"], store=store, suite="test")
+    assert [c.calls for c in counters] == before
+    assert again.cache.misses == 0
+    same = lambda rows: sorted((r["item_id"], r["system"], r["answer"], r["correct"]) for r in rows)  # noqa: E731
+    assert same(store.eval_results(again.run_id)) == same(store.eval_results(first.run_id))
+
+
+async def test_an_interrupted_run_resumes_at_the_first_unfinished_item(store):
+    swarm, _ = swarm_and_counters(store)
+    seen: list[str] = []
+
+    def stop_after_first(done: int, total: int, last: str) -> None:
+        if last:
+            seen.append(last)
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", on_progress=stop_after_first)
+    run_id = store.list_eval_runs()[0]["run_id"]
+    assert store.get_eval_run(run_id)["status"] == "running"
+    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1"}
+    resumed = await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", run_id=run_id[:8])
+    assert resumed.skipped == 1
+    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1", "q2", "q3"}
+    assert store.get_eval_run(run_id)["status"] == "done"
+
+
+async def test_summary_reports_oracle_best_node_and_the_paired_comparison(store):
+    swarm, _ = swarm_and_counters(store)
+    run = await run_eval(swarm, ITEMS, ["peer-rank"], store=store, suite="test")
+    summary = summarise(store.eval_results(run.run_id))
+    by_name = {s.system: s for s in summary.systems}
+    assert summary.items == 3
+    assert by_name["majority"].accuracy.mean == pytest.approx(1 / 3)
+    assert summary.oracle.mean == pytest.approx(1.0)
+    assert summary.best_node == ("node:right", 1.0)
+    assert summary.peer_vs_majority is not None
+    assert by_name["majority"].judge_calls == 0
+    assert by_name["peer-rank"].judge_calls > 0
+    data = summary.as_dict()
+    assert data["oracle"]["mean"] == pytest.approx(1.0)
+    assert [s["system"] for s in data["systems"]][:2] == ["majority", "peer-rank"]
+
+
+async def test_failures_are_not_cached_so_a_rerun_tries_again(store):
+    class Flaky(Backend):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def complete(self, request):
+            from swarmrank.errors import NodeError
+
+            self.calls += 1
+            if self.calls == 1:
+                raise NodeError("flaky")
+            return Completion(text="Answer: 4")
+
+    flaky = Flaky()
+    nodes = with_cache([Node("f", flaky, Persona(), frozenset({"answer"}))], store, CacheStats())
+    swarm = Swarm(nodes, store=None)
+    first = await swarm.ask("What is 2 + 2?", protocol="majority")
+    second = await swarm.ask("What is 2 + 2?", protocol="majority")
+    third = await swarm.ask("What is 2 + 2?", protocol="majority")
+    assert first.answer is None and second.answer == "4" and third.answer == "4"
+    assert flaky.calls == 2
+
+
+def test_protocol_lists_are_checked_before_any_work():
+    assert parse_protocols("all")[0] == "peer-rank"
+    assert parse_protocols("majority, council") == ["majority", "council"]
+    with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
+        parse_protocols("majority,nope")
+    with pytest.raises(ConfigError, match="at least one protocol"):
+        parse_protocols(" , ")

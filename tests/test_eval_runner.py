@@ -156,9 +156,23 @@ async def test_failures_are_not_cached_so_a_rerun_tries_again(store):
 
 
 def test_protocol_lists_are_checked_before_any_work():
-    assert parse_protocols("all")[0] == "peer-rank"
+    assert parse_protocols("all")[0] == "peer-rank" and parse_protocols("all")[-1] == "peer-rank/fortytwo"
+    assert parse_protocols("peer-rank/fortytwo,blender") == ["peer-rank/fortytwo", "blender"]
+    with pytest.raises(ConfigError, match="unknown schedule 'nope'"):
+        parse_protocols("peer-rank/nope")
     assert parse_protocols("majority, council") == ["majority", "council"]
     with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
         parse_protocols("majority,nope")
     with pytest.raises(ConfigError, match="at least one protocol"):
         parse_protocols(" , ")
+
+
+async def test_the_fortytwo_schedule_is_scored_beside_the_cluster_schedule_on_the_same_answers(store):
+    swarm, counters = swarm_and_counters(store)
+    run = await run_eval(swarm, ITEMS, ["peer-rank", "peer-rank/fortytwo"], store=store, suite="test")
+    rows = store.eval_results(run.run_id)
+    cluster = {r["item_id"]: r for r in rows if r["system"] == "peer-rank"}
+    fortytwo = {r["item_id"]: r for r in rows if r["system"] == "peer-rank/fortytwo"}
+    assert set(cluster) == set(fortytwo) == {"q1", "q2", "q3"}
+    assert sum(r["judge_calls"] for r in fortytwo.values()) > sum(r["judge_calls"] for r in cluster.values())
+    assert sum(c.calls for c in counters[:3]) == 3 * len(ITEMS)  # answers shared by all three systems

@@ -169,7 +169,8 @@ async def test_debate_lets_nodes_converge_then_takes_the_majority():
     assert {a.node for a in finals} == {"a", "b", "c", "d"}
 
 
-@pytest.mark.parametrize("protocol", ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate"])
+@pytest.mark.parametrize("protocol", ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate",
+                                      "blender"])
 async def test_every_protocol_returns_a_complete_trace(protocol):
     swarm = scripted_swarm(["42", "41", "42"], [judge("j1", truth="42")], k=2)
     result = await swarm.ask(Q, protocol=protocol)
@@ -182,8 +183,8 @@ async def test_every_protocol_returns_a_complete_trace(protocol):
     assert result.round_id and len(result.round_id) == 32
 
 
-def test_protocol_names_are_the_documented_six():
-    assert protocol_names() == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate"]
+def test_protocol_names_are_the_documented_seven():
+    assert protocol_names() == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate", "blender"]
 
 
 async def test_unknown_protocol_is_a_config_error():
@@ -243,3 +244,21 @@ async def test_soft_verdicts_recover_a_preference_that_hard_verdicts_cancel_out(
     assert soft.answer == "42" and soft.confidence > 0.6
     assert hard.candidates[0].strength == pytest.approx(0.5)
     assert all(j.verdict == "A" and j.probs is not None for j in soft.judgments)
+
+
+async def test_blender_judges_the_full_matrix_and_sums_preferences():
+    swarm = scripted_swarm(["41", "42", "40"], [judge("j1", truth="42"), judge("j2", truth="42")])
+    result = await swarm.ask(Q, protocol="blender")
+    assert result.answer == "42"
+    assert result.cost.phases["judge"].calls == 3 * 2 * 2  # every ordered pair, every judge
+    assert {(j.first, j.second) for j in result.judgments} == {(a, b) for a in range(3) for b in range(3) if a != b}
+    scores = [c.log_strength for c in result.candidates]
+    assert scores[1] == pytest.approx(8.0)  # 4 ordered pairs × 2 judges, each won by a full margin
+    assert sum(c.strength for c in result.candidates) == pytest.approx(1.0)
+
+
+async def test_blender_cancels_pure_position_bias():
+    swarm = scripted_swarm(["41", "42", "42"], [judge("j1", "first")])
+    result = await swarm.ask(Q, protocol="blender")
+    assert [c.log_strength for c in result.candidates] == [0.0, 0.0]
+    assert result.answer == "42"  # the tie goes to the larger cluster

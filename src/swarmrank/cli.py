@@ -55,7 +55,7 @@ def _build(cfg, store):  # noqa: ANN001, ANN202
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
-    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate")] = None,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
     config: ConfigOpt = None,
     task_type: Annotated[Optional[str], typer.Option("--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
     schedule: Annotated[Optional[str], typer.Option("--schedule", help="pair schedule for peer-rank: cluster or fortytwo")] = None,

@@ -275,6 +275,45 @@ class PeerRank(Protocol):
                           answers=answers, schedule=schedule)
 
 
+class Blender(PeerRank):
+    name = "blender"
+    summary = "every judge compares every ordered pair of answers; the highest summed preference wins (LLM-Blender PairRanker, 'max logits')"
+
+    async def run(self, ctx: RoundContext) -> RoundResult:
+        answers, candidates = group(await ctx.fan_out(answerers(ctx)))
+        if not candidates:
+            return no_answer(ctx, answers)
+        texts = [c.text for c in candidates]
+        values = [c.answer for c in candidates]
+        comparisons = [Comparison(judge.id, i, j) for i in range(len(candidates)) for j in range(len(candidates))
+                       if i != j for judge in judges(ctx)
+                       if judge.id not in candidates[i].nodes and judge.id not in candidates[j].nodes]
+        if len(candidates) == 1:
+            ctx.note("every usable answer agrees: no judging needed")
+        verdicts = await ctx.gather_phase("judge", [self._judge(ctx, c, texts, values) for c in comparisons])
+        ctx.judgments.extend(verdicts)
+        # full-matrix aggregation: a candidate's score is the sum over its comparisons of
+        # (its win probability - its rival's), i.e. LLM-Blender's summed pairwise preference
+        scores = np.zeros(len(candidates))
+        for j in verdicts:
+            if j.failed:
+                continue
+            p = j.probs or {"A": float(j.verdict == "A"), "B": float(j.verdict == "B"), "U": float(j.verdict == "U")}
+            margin = j.weight * (p.get("A", 0.0) - p.get("B", 0.0))
+            scores[j.first] += margin
+            scores[j.second] -= margin
+        if not any(not j.failed for j in verdicts) and len(candidates) > 1:
+            ctx.note("no judge gave a verdict: falling back to vote counts")
+            scores = np.array([len(c.nodes) for c in candidates], dtype=float)
+        shares = np.exp(scores - scores.max())
+        shares /= shares.sum()
+        winner = max(range(len(candidates)), key=lambda i: (round(float(scores[i]), 9), len(candidates[i].nodes), -i))
+        for cand, share, score in zip(candidates, shares, scores):
+            cand.strength, cand.log_strength, cand.votes = float(share), float(score), float(len(cand.nodes))
+        return ctx.result(candidates=candidates, winner=winner, confidence=float(shares[winner]), answers=answers,
+                          schedule="full")
+
+
 # -- voting protocols --------------------------------------------------------------------------
 
 class Majority(Protocol):
@@ -449,5 +488,5 @@ class Debate(Protocol):
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
 
 
-for _protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate()):
+for _protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate(), Blender()):
     register_protocol(_protocol)

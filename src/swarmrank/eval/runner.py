@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.protocols import get_protocol, protocol_names
 from swarmrank.result import RoundResult
+from swarmrank.schedule import SCHEDULES
 from swarmrank.swarm import Swarm
 
 BASELINE = "majority"
@@ -34,13 +35,26 @@ class EvalRun:
     cache: CacheStats
 
 
+def split_system(name: str) -> tuple[str, str | None]:
+    """``"peer-rank/fortytwo"`` → ("peer-rank", "fortytwo"): a protocol with its pair schedule."""
+    protocol, _, schedule = name.partition("/")
+    return protocol, schedule or None
+
+
 def parse_protocols(spec: str) -> list[str]:
-    """``"all"`` or a comma-separated list of protocol names."""
-    names = protocol_names() if spec.strip() == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    """``"all"`` (every protocol, plus peer-rank under the fortytwo schedule) or a comma-separated
+    list of protocol names, each optionally with a schedule (``peer-rank/fortytwo``)."""
+    if spec.strip() == "all":
+        names = [*protocol_names(), "peer-rank/fortytwo"]
+    else:
+        names = [p.strip() for p in spec.split(",") if p.strip()]
     if not names:
         raise ConfigError("give at least one protocol, or 'all'")
     for name in names:
-        get_protocol(name)
+        protocol, schedule = split_system(name)
+        get_protocol(protocol)
+        if schedule is not None and schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {schedule!r} in {name!r} (known: {', '.join(SCHEDULES)})")
     return names
 
 
@@ -95,7 +109,9 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
             continue
         rows: list[dict[str, Any]] = []
         for name in names:
-            result = await cached.ask(item.prompt, protocol=name, task_type=item.task_type)
+            protocol, schedule = split_system(name)
+            options = replace(cached.options, schedule=schedule) if schedule else None
+            result = await cached.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
             rows.append(_row(name, item, result, result.answer))
             if name == BASELINE:
                 rows.extend(_node_rows(item, result))

@@ -222,3 +222,18 @@ def test_eval_rejects_an_unknown_suite_in_one_line(isolated_home):
     proc = run("eval", "run", "--suite", "huge", home=isolated_home)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "huge" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_path, isolated_home):
+    path = tmp_path / "eval.toml"
+    path.write_text(EVAL_SWARM)
+    data = json.loads(run("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
+                          "--json", home=isolated_home, check=True).stdout)
+    out = tmp_path / "report"
+    proc = run("report", data["run_id"][:8], "--out", str(out), home=isolated_home, check=True)
+    assert "report.html" in proc.stdout
+    html = (out / "report.html").read_text()
+    assert data["run_id"] in html and "peer-rank" in html and "https://" not in html
+    assert (out / "report.md").read_text().count("node:a1") >= 1
+    bad = run("report", "zzzzzzzz", "--out", str(out), home=isolated_home)
+    assert bad.returncode == 1 and "unknown eval run zzzzzzzz" in bad.stderr

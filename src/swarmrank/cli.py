@@ -335,6 +335,24 @@ def eval_show(
     _print_summary(run, rows, as_json)
 
 
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="an eval run id or a unique prefix of it")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for report.md, report.html and the figures")] = Path(
+        "swarmrank-report"),
+    config: ConfigOpt = None,
+) -> None:
+    """Write an eval run's report: Markdown and a self-contained HTML page with plots."""
+    from swarmrank.eval.report import write_report
+
+    store = _store(config)
+    run = store.get_eval_run(run_id)
+    rows = store.eval_results(run["run_id"])
+    store.close()
+    paths = write_report(run, rows, out)
+    console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False)
+
+
 def main() -> None:
     try:
         app()

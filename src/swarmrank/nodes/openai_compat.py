@@ -80,6 +80,8 @@ class OpenAIBackend(Backend):
                                   "max_tokens": request.max_tokens}
         if request.seed is not None:
             common["seed"] = request.seed
+        if request.timeout is not None:
+            common["timeout"] = min(self.timeout, request.timeout)
         if request.stop:
             common["stop"] = list(request.stop)[:4]
         if self.api == "completions":

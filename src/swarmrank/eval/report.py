@@ -1,0 +1,575 @@
+"""Write an evaluation run up as a Markdown report and a self-contained HTML page.
+
+:func:`write_report` takes a run (as :meth:`swarmrank.store.Store.get_eval_run` returns it) and its
+result rows (:meth:`~swarmrank.store.Store.eval_results`), summarises them with
+:func:`swarmrank.eval.summary.summarise`, and writes into ``out_dir``:
+
+* ``report.md`` — the header, the systems table (protocols first, then single nodes), the oracle
+  and best single node, peer-rank against majority (paired), the figures (linked as PNG files) and
+  a per-item table (the first :data:`MD_ITEM_ROWS` items);
+* ``report.html`` — the same content in one file: inline CSS, figures embedded as base64 PNG data
+  URIs, no scripts and no external URLs; the per-item table folds into ``<details>`` when it is long;
+* ``accuracy_vs_cost.png`` and ``accuracy_by_system.png`` — the two figures.
+
+Callers may append Markdown sections (``extra_sections``, e.g. a regime map from simulation); they
+go into the Markdown as they are and into the HTML through a small converter that knows headings,
+paragraphs, bullet lists, pipe tables, fenced code blocks and inline code / bold / italics.
+
+All text that reaches the HTML is escaped. The output depends only on the inputs (the embedded PNG
+bytes aside); matplotlib is imported only when a figure is drawn, and never through pyplot, so no
+global backend is switched.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from swarmrank.errors import ConfigError
+from swarmrank.eval.summary import Summary, SystemSummary, summarise
+
+__all__ = ["ReportPaths", "write_report", "markdown_to_html"]
+
+#: Per-item rows shown in ``report.md``; the rest are counted in a note.
+MD_ITEM_ROWS = 50
+#: Per-item rows written into ``report.html`` at most.
+HTML_ITEM_ROWS = 2000
+#: Above this many items the HTML per-item table starts folded (``<details>`` without ``open``).
+HTML_OPEN_ITEMS = 25
+#: Answers longer than this are cut (with an ellipsis) in the per-item tables.
+ANSWER_CHARS = 60
+
+_FIGURES = (("accuracy_vs_cost.png", "Accuracy against cost per question, by protocol"),
+            ("accuracy_by_system.png", "Accuracy of every system with 95% CI"))
+_NODE_COLOUR = "#9e9e9e"
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+            "#bcbd22", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where :func:`write_report` put its files."""
+
+    markdown: Path
+    html: Path
+    figures: list[Path]
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path, *,
+                 extra_sections: Sequence[tuple[str, str]] = ()) -> ReportPaths:
+    """Write ``report.md``, ``report.html`` and the figures for one evaluation run into ``out_dir``.
+
+    Raises :class:`~swarmrank.errors.ConfigError` when there are no rows or ``out_dir`` cannot be
+    created or written.
+    """
+    run_id = str(run.get("run_id", "?"))
+    if not rows:
+        raise ConfigError(f"eval run {run_id} has no results to report")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {out_dir}: {_reason(exc)}") from None
+    summary = summarise(rows)
+    view = _View.build(run, rows, summary)
+    sections = [(str(title), str(body)) for title, body in extra_sections]
+
+    pngs = (_plot_accuracy_vs_cost(view), _plot_accuracy_by_system(view))
+    figures = {name: png for (name, _), png in zip(_FIGURES, pngs)}
+    markdown = _render_markdown(view, sections)
+    page = _render_html(view, sections, figures)
+
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    fig_paths = [out_dir / name for name, _ in _FIGURES]
+    try:
+        for path, png in zip(fig_paths, figures.values()):
+            path.write_bytes(png)
+        md_path.write_text(markdown, encoding="utf-8")
+        html_path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {out_dir}: {_reason(exc)}") from None
+    return ReportPaths(markdown=md_path, html=html_path, figures=fig_paths)
+
+
+def _reason(exc: OSError) -> str:
+    return " ".join(str(exc.strerror or exc).split())
+
+
+# --------------------------------------------------------------------------------------------
+# What the report says, formatted once for both renderers
+# --------------------------------------------------------------------------------------------
+
+_SYSTEM_HEADERS = ["system", "accuracy", "95% CI", "correct", "calls/q", "judge calls/q", "tokens/q", "s/q"]
+
+
+def _is_node(system: str) -> bool:
+    return system.startswith("node:")
+
+
+def _tokens(s: SystemSummary) -> float:
+    return s.prompt_tokens + s.completion_tokens
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _cut(text: str, limit: int = ANSWER_CHARS) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _date(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "unknown" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class _View:
+    run_id: str
+    title: str
+    meta: list[tuple[str, str]]
+    summary: Summary
+    system_rows: list[list[str]]
+    system_is_node: list[bool]
+    oracle_line: str | None
+    paired_line: str | None
+    gap_line: str | None
+    protocols: list[str]
+    item_headers: list[str]
+    item_rows: list[list[str]]
+    item_marks: list[list[bool | None]]  # per protocol column: correct, wrong, or missing
+
+    @classmethod
+    def build(cls, run: dict[str, Any], rows: Sequence[dict[str, Any]], summary: Summary) -> _View:
+        run_id = str(run.get("run_id", "?"))
+        protocols_run = run.get("protocols") or []
+        meta = [("Run", run_id), ("Suite", str(run.get("suite", "?"))), ("Swarm", str(run.get("swarm", "?"))),
+                ("Date", _date(run.get("created_at"))), ("Status", str(run.get("status", "?"))),
+                ("Items", str(summary.items)),
+                ("Protocols", ", ".join(str(p) for p in protocols_run) or "-")]
+
+        system_rows, is_node = [], []
+        for s in summary.systems:
+            a = s.accuracy
+            system_rows.append([s.system, f"{a.mean:.1%}", f"{a.low:.1%}–{a.high:.1%}", f"{a.correct}/{a.total}",
+                                f"{s.calls:.1f}", f"{s.judge_calls:.1f}", f"{_tokens(s):.0f}", f"{s.seconds:.2f}"])
+            is_node.append(_is_node(s.system))
+
+        oracle_line = None
+        if summary.oracle is not None and summary.best_node is not None:
+            o = summary.oracle
+            oracle_line = (f"oracle (any node right): {o.mean:.1%} ({o.correct}/{o.total}; 95% CI "
+                           f"{o.low:.1%}–{o.high:.1%}); best single node: {summary.best_node[0]} "
+                           f"{summary.best_node[1]:.1%}")
+        paired_line = gap_line = None
+        p = summary.peer_vs_majority
+        if p is not None:
+            paired_line = (f"peer-rank − majority: {p.diff:+.1%} (95% CI {p.low:+.1%} to {p.high:+.1%}; "
+                           f"McNemar p = {p.p_value:.3g}; {p.a_only} item(s) only peer-rank got, "
+                           f"{p.b_only} only majority got; {p.n} item(s))")
+            if summary.gap_closed is not None:
+                gap = f"{summary.gap_closed:.0%}"
+            elif summary.oracle is None:
+                gap = "n/a (no single-node results)"
+            else:
+                gap = "n/a (oracle equals majority)"
+            gap_line = f"majority→oracle gap closed by peer-rank: {gap}"
+
+        protocols = [s.system for s in summary.systems if not _is_node(s.system)]
+        nodes = [s.system for s in summary.systems if _is_node(s.system)]
+        by_item: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            by_item.setdefault(str(row["item_id"]), {})[str(row["system"])] = row
+        item_headers = ["item", "gold", *protocols] + (["nodes right"] if nodes else [])
+        item_rows, item_marks = [], []
+        for item_id in sorted(by_item):
+            per = by_item[item_id]
+            gold = next(iter(per.values())).get("gold")
+            cells = [item_id, _cut("" if gold is None else str(gold))]
+            marks: list[bool | None] = []
+            for system in protocols:
+                row = per.get(system)
+                if row is None:
+                    cells.append("–")
+                    marks.append(None)
+                    continue
+                answer = "(no answer)" if row.get("answer") is None else _cut(str(row["answer"]))
+                ok = bool(row.get("correct"))
+                cells.append(f"{answer} {'✓' if ok else '✗'}")
+                marks.append(ok)
+            if nodes:
+                right = sum(1 for n in nodes if n in per and per[n].get("correct"))
+                cells.append(f"{right}/{len(nodes)}")
+            item_rows.append(cells)
+            item_marks.append(marks)
+
+        return cls(run_id=run_id, title=f"Evaluation report — run {run_id}", meta=meta, summary=summary,
+                   system_rows=system_rows, system_is_node=is_node, oracle_line=oracle_line,
+                   paired_line=paired_line, gap_line=gap_line, protocols=protocols,
+                   item_headers=item_headers, item_rows=item_rows, item_marks=item_marks)
+
+    def colour(self, system: str) -> str:
+        if _is_node(system):
+            return _NODE_COLOUR
+        return _PALETTE[self.protocols.index(system) % len(_PALETTE)]
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return _one_line(text).replace("|", "\\|")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _render_markdown(view: _View, sections: Sequence[tuple[str, str]]) -> str:
+    out = [f"# {view.title}", ""]
+    out += [f"- **{k}:** {_one_line(v)}" for k, v in view.meta]
+    out += ["", "## Systems", "", "Protocols first, then single nodes (`node:…`); costs are means per question.", ""]
+    out += [_md_table(_SYSTEM_HEADERS, view.system_rows), ""]
+    if view.oracle_line is not None or view.paired_line is not None:
+        out += ["## Oracle and peer-rank vs majority", ""]
+        out += [f"- {line}" for line in (view.oracle_line, view.paired_line, view.gap_line) if line is not None]
+        out += [""]
+    out += ["## Figures", ""]
+    out += [f"![{alt}]({name})" + "\n" for name, alt in _FIGURES]
+    out += ["## Per-item results", ""]
+    shown = view.item_rows[:MD_ITEM_ROWS]
+    out += [_md_table(view.item_headers, shown), ""]
+    if len(view.item_rows) > len(shown):
+        out += [f"*First {len(shown)} of {len(view.item_rows)} items; the rest are in report.html.*", ""]
+    for title, body in sections:
+        out += [f"## {_one_line(title)}", "", body.strip("\n"), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}
+h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #eee;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f5f5f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.node td{color:#888}
+dl.meta{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
+dl.meta dt{font-weight:600}dl.meta dd{margin:0}
+.ok{color:#1a7f37}.bad{color:#c62828}.missing{color:#999}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555}
+pre{background:#f6f8fa;padding:.7em;overflow-x:auto}code{font-family:Menlo,Consolas,monospace;font-size:.92em}
+summary{cursor:pointer;font-weight:600}
+p.note{color:#666;font-size:.9em}
+""".strip()
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: int | None = None,
+                row_classes: Sequence[str] | None = None) -> str:
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
+    body = []
+    for r, row in enumerate(rows):
+        cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
+        cells = "".join(f'<td class="num">{_e(c)}</td>' if numeric_from is not None and i >= numeric_from
+                        else f"<td>{_e(c)}</td>" for i, c in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+
+
+def _item_table_html(view: _View) -> str:
+    n_prot = len(view.protocols)
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in view.item_headers) + "</tr>"
+    body = []
+    for cells, marks in zip(view.item_rows[:HTML_ITEM_ROWS], view.item_marks):
+        tds = [f"<td>{_e(cells[0])}</td>", f"<td>{_e(cells[1])}</td>"]
+        for cell, mark in zip(cells[2:2 + n_prot], marks):
+            cls = "missing" if mark is None else "ok" if mark else "bad"
+            tds.append(f'<td class="{cls}">{_e(cell)}</td>')
+        tds += [f'<td class="num">{_e(c)}</td>' for c in cells[2 + n_prot:]]
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+
+
+def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: dict[str, bytes]) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{_e(view.title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
+           f"<h1>{_e(view.title)}</h1>", '<dl class="meta">']
+    out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in view.meta]
+    out += ["</dl>", "<h2>Systems</h2>",
+            '<p class="note">Protocols first, then single nodes (greyed); costs are means per question.</p>',
+            _html_table(_SYSTEM_HEADERS, view.system_rows, numeric_from=1,
+                        row_classes=["node" if n else "" for n in view.system_is_node])]
+    lines = [line for line in (view.oracle_line, view.paired_line, view.gap_line) if line is not None]
+    if lines:
+        out += ["<h2>Oracle and peer-rank vs majority</h2>", "<ul>"]
+        out += [f"<li>{_e(line)}</li>" for line in lines]
+        out += ["</ul>"]
+    out += ["<h2>Figures</h2>"]
+    for name, alt in _FIGURES:
+        data = base64.b64encode(figures[name]).decode("ascii")
+        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+                   f"<figcaption>{_e(alt)}</figcaption></figure>")
+    n = len(view.item_rows)
+    out += ["<h2>Per-item results</h2>", f"<details{' open' if n <= HTML_OPEN_ITEMS else ''}>",
+            f"<summary>{n} item(s): answer of each protocol, ✓ right / ✗ wrong</summary>", _item_table_html(view)]
+    if n > HTML_ITEM_ROWS:
+        out.append(f'<p class="note">First {HTML_ITEM_ROWS} of {n} items shown.</p>')
+    out.append("</details>")
+    for title, body in sections:
+        out += [f"<section>\n<h2>{_e(_one_line(title))}</h2>", markdown_to_html(body, min_heading=3), "</section>"]
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny Markdown → HTML converter (for extra sections)
+# --------------------------------------------------------------------------------------------
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+_BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code`, **bold** and *italics* (nothing else, in particular no links)."""
+    parts = re.split(r"(`[^`]+`)", text)
+    out = []
+    for part in parts:
+        if len(part) >= 2 and part.startswith("`") and part.endswith("`"):
+            out.append(f"<code>{_e(part[1:-1])}</code>")
+            continue
+        s = _e(part)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
+        out.append(s)
+    return "".join(out)
+
+
+def _split_row(line: str) -> list[str]:
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    cells = re.split(r"(?<!\\)\|", line)
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def _align(sep: str) -> str:
+    sep = sep.strip()
+    if sep.startswith(":") and sep.endswith(":"):
+        return "center"
+    if sep.endswith(":"):
+        return "right"
+    return ""
+
+
+def markdown_to_html(text: str, *, min_heading: int = 1) -> str:
+    """Convert simple Markdown to escaped HTML: ATX headings (levels below ``min_heading`` are
+    raised to it), paragraphs, ``-``/``*`` bullet lists, pipe tables (with a ``|---|`` line under
+    the header; ``:--:``/``--:`` alignment) and fenced code blocks. Inline: code, bold, italics."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    out: list[str] = []
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            out.append("<p>" + _inline(" ".join(s.strip() for s in para)) + "</p>")
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        if fence:
+            flush()
+            marker, code = fence.group(1), []
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(marker):
+                code.append(lines[i])
+                i += 1
+            out.append("<pre><code>" + _e("\n".join(code)) + "</code></pre>")
+            i += 1
+            continue
+        if not line.strip():
+            flush()
+            i += 1
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = min(6, max(min_heading, len(heading.group(1))))
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            i += 1
+            continue
+        if "|" in line and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]) and "-" in lines[i + 1]:
+            flush()
+            headers = _split_row(line)
+            aligns = [_align(s) for s in _split_row(lines[i + 1])]
+            aligns += [""] * (len(headers) - len(aligns))
+            i += 2
+            body = []
+            while i < len(lines) and lines[i].strip() and "|" in lines[i]:
+                cells = _split_row(lines[i])
+                cells = (cells + [""] * len(headers))[: len(headers)]
+                body.append(cells)
+                i += 1
+
+            def cell(tag: str, content: str, k: int) -> str:
+                style = f' style="text-align:{aligns[k]}"' if aligns[k] else ""
+                return f"<{tag}{style}>{_inline(content)}</{tag}>"
+
+            head = "<tr>" + "".join(cell("th", h, k) for k, h in enumerate(headers)) + "</tr>"
+            rows = ["<tr>" + "".join(cell("td", c, k) for k, c in enumerate(r)) + "</tr>" for r in body]
+            out.append(f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
+            continue
+        if _BULLET.match(line):
+            flush()
+            items = []
+            while i < len(lines) and (m := _BULLET.match(lines[i])):
+                items.append(f"<li>{_inline(m.group(1))}</li>")
+                i += 1
+            out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
+            continue
+        para.append(line)
+        i += 1
+    flush()
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures (matplotlib, imported lazily; Agg canvas, no pyplot)
+# --------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _percent_axis(axis: Any) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def _whiskers(systems: Sequence[SystemSummary]) -> list[list[float]]:
+    return [[max(0.0, s.accuracy.mean - s.accuracy.low) for s in systems],
+            [max(0.0, s.accuracy.high - s.accuracy.mean) for s in systems]]
+
+
+def _plot_accuracy_vs_cost(view: _View) -> bytes:
+    """Accuracy (with 95% CI) against tokens per question for every protocol; single nodes as grey
+    reference points; the oracle as a dashed line."""
+    summary = view.summary
+    protocols = [s for s in summary.systems if not _is_node(s.system)]
+    nodes = [s for s in summary.systems if _is_node(s.system)]
+    fig = _figure(6.8, 4.4)
+    ax = fig.add_subplot()
+    for group, marker, size in ((nodes, "o", 5), (protocols, "D", 7)):
+        for s in group:
+            colour = view.colour(s.system)
+            lo, hi = _whiskers([s])
+            ax.errorbar([_tokens(s)], [s.accuracy.mean], yerr=[lo, hi], fmt=marker, color=colour,
+                        markersize=size, capsize=3, elinewidth=1.2, alpha=0.75 if _is_node(s.system) else 1.0)
+            ax.annotate(s.system, (_tokens(s), s.accuracy.mean), xytext=(6, 4), textcoords="offset points",
+                        fontsize=8, color="#666" if _is_node(s.system) else "#222")
+    if summary.oracle is not None:
+        ax.axhline(summary.oracle.mean, color="#555", linestyle="--", linewidth=1,
+                   label=f"oracle {summary.oracle.mean:.1%}")
+        ax.legend(loc="best", fontsize=8, frameon=True)
+    xs = [_tokens(s) for s in summary.systems]
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("tokens per question (log scale)")
+    else:
+        ax.set_xlabel("tokens per question")
+        if max(xs, default=0.0) == 0:
+            ax.set_xlim(-1, 1)
+    ax.set_ylim(-0.03, 1.08)
+    _percent_axis(ax.yaxis)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title(f"Accuracy vs cost — {len(protocols)} protocol(s), {summary.items} item(s)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.15)
+    return _png(fig)
+
+
+def _plot_accuracy_by_system(view: _View) -> bytes:
+    """Horizontal bars of accuracy with 95% CI whiskers; protocols on top, single nodes greyed."""
+    systems = view.summary.systems
+    n = len(systems)
+    fig = _figure(6.8, max(2.2, 0.38 * n + 1.3))
+    ax = fig.add_subplot()
+    ys = list(range(n))[::-1]
+    means = [s.accuracy.mean for s in systems]
+    ax.barh(ys, means, color=[view.colour(s.system) for s in systems], height=0.65,
+            xerr=_whiskers(systems), error_kw={"ecolor": "#333", "capsize": 3, "elinewidth": 1})
+    for y, s in zip(ys, systems):
+        ax.text(min(s.accuracy.high, 1.0) + 0.015, y, f"{s.accuracy.mean:.1%}", va="center", fontsize=8,
+                color="#666" if _is_node(s.system) else "#222")
+    ax.set_yticks(ys, [s.system for s in systems], fontsize=8)
+    for label, s in zip(ax.get_yticklabels(), systems):
+        if _is_node(s.system):
+            label.set_color("#777")
+    title = f"Accuracy by system — {view.summary.items} item(s)"
+    if view.summary.oracle is not None:
+        ax.axvline(view.summary.oracle.mean, color="#555", linestyle="--", linewidth=1)
+        title += f"; dashed: oracle {view.summary.oracle.mean:.1%}"
+    ax.set_xlim(0, 1.12)
+    _percent_axis(ax.xaxis)
+    ax.set_xlabel("accuracy (95% CI)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    if n:
+        ax.set_ylim(-0.6, n - 0.4)
+    return _png(fig)

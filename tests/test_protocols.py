@@ -192,12 +192,22 @@ async def test_unknown_protocol_is_a_config_error():
         await scripted_swarm(["1"]).ask(Q, protocol="nope")
 
 
-async def test_peer_rank_breaks_an_exact_strength_tie_by_cluster_size():
+async def test_peer_rank_falls_back_on_cluster_size_when_judging_cancels_out():
     # judges that always pick the answer shown first cancel out over both orders
     swarm = scripted_swarm(["40", "41", "41"], [judge("j1", "first")])
     result = await swarm.ask(Q)
-    assert result.candidates[0].strength == pytest.approx(result.candidates[1].strength)
+    assert result.candidates[0].log_strength == pytest.approx(result.candidates[1].log_strength)
+    assert [c.strength for c in result.candidates] == pytest.approx([1 / 3, 2 / 3])  # votes × equal BT strength
     assert result.answer == "41"
+    unweighted = await scripted_swarm(["40", "41", "41"], [judge("j1", "first")], vote_weighted=False).ask(Q)
+    assert [c.strength for c in unweighted.candidates] == pytest.approx([0.5, 0.5])
+    assert unweighted.answer == "41"  # the exact tie still goes to the larger cluster
+
+
+async def test_vote_weighting_keeps_a_strong_judgment_for_a_minority_answer():
+    swarm = scripted_swarm(["42", "41", "41", "41"], [judge("j1", truth="42"), judge("j2", truth="42")])
+    result = await swarm.ask(Q)
+    assert result.answer == "42" and result.candidates[0].strength > 0.9
 
 
 async def test_progress_events_report_each_phase_answer_and_verdict():

@@ -46,6 +46,7 @@ class RoundSection(BaseModel):
     goodbad: bool = True
     prior: float = Field(0.1, gt=0)
     soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
+    vote_weighted: bool = True  # cluster schedule: a candidate's strength ∝ its votes × its Bradley–Terry strength
     influence: dict[str, float] = Field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
 
     @field_validator("influence")

@@ -251,6 +251,11 @@ class PeerRank(Protocol):
         if schedule == "cluster":
             if not verdicts:
                 item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[misc]
+            elif ctx.options.vote_weighted:
+                # a candidate stands for all the nodes that gave it, as it would if each of its
+                # answers were ranked separately (the fortytwo schedule): strength ∝ votes × BT
+                votes = np.array([len(c.nodes) for c in candidates], dtype=float)
+                item_strength = votes * item_strength / float(np.dot(votes, item_strength))
             for idx, cand in enumerate(candidates):
                 cand.strength = float(item_strength[idx])
                 cand.log_strength = float(item_log[idx])

@@ -43,6 +43,7 @@ class RoundOptions:
     influence: dict[str, float] = field(default_factory=dict)
     prior: float = 0.1
     soft_verdicts: bool = True
+    vote_weighted: bool = True
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -204,9 +205,12 @@ def test_eval_runs_a_suite_stores_it_and_a_rerun_is_answered_from_the_cache(tmp_
     data = json.loads(first.stdout)
     systems = {s["system"]: s for s in data["summary"]["systems"]}
     assert set(systems) == {"majority", "peer-rank", "node:a1", "node:a2"}
-    assert all(s["accuracy"]["total"] == 10 for s in systems.values())
+    from swarmrank.eval.datasets import suite
+
+    assert all(s["accuracy"]["total"] == len(suite("tiny")) for s in systems.values())
     assert data["status"] == "done" and data["suite"] == "tiny"
-    assert "0 answered from the cache" in first.stderr
+    calls, hits = map(int, re.search(r"(\d+) model call\(s\), (\d+) answered from the cache", first.stderr).groups())
+    assert calls > 0 and hits >= calls  # peer-rank's answers came from majority's cached fan-out
     second = run("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
                  "--json", home=isolated_home, check=True)
     assert "0 model call(s)" in second.stderr
@@ -237,3 +241,15 @@ def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_pat
     assert (out / "report.md").read_text().count("node:a1") >= 1
     bad = run("report", "zzzzzzzz", "--out", str(out), home=isolated_home)
     assert bad.returncode == 1 and "unknown eval run zzzzzzzz" in bad.stderr
+
+
+def test_simulate_shows_peer_rank_beating_majority_with_good_judges_and_correlated_errors(isolated_home):
+    proc = run("simulate", "--questions", "150", "--discrimination", "0.95", "--correlated", "0.8", "--json",
+               home=isolated_home, check=True)
+    data = json.loads(proc.stdout)
+    peer, majority = data["protocols"]["peer-rank"], data["protocols"]["majority"]
+    assert peer["accuracy"] > majority["accuracy"] + 0.15
+    assert peer["judge_calls"] > 0 and majority["judge_calls"] == 0
+    assert data["oracle"] >= peer["accuracy"]
+    bad = run("simulate", "--discrimination", "1.5", home=isolated_home)
+    assert bad.returncode == 1 and "judge_discrimination must be between 0 and 1" in bad.stderr

@@ -258,6 +258,15 @@ def _print_summary(run: dict, rows: list[dict], as_json: bool) -> None:
         console.print(f"peer-rank − majority: {paired.diff:+.1%} (95% CI {paired.low:+.1%} to {paired.high:+.1%}; "
                       f"McNemar p = {paired.p_value:.3g}; {paired.a_only} item(s) only peer-rank got, "
                       f"{paired.b_only} only majority got); majority→oracle gap closed: {gap}", highlight=False)
+    if summary.degradation:
+        deg = Table(title="Degradation under distraction and injection (accuracy on base items → on variants)",
+                    title_justify="left")
+        for col in ("variant", "system", "items", "base", "variant acc", "drop"):
+            deg.add_column(col, justify="left" if col in ("variant", "system") else "right")
+        for d in summary.degradation:
+            deg.add_row(d.kind, d.system, str(d.items), f"{d.base:.1%}", f"{d.variant:.1%}", f"{d.drop:+.1%}",
+                        style="dim" if d.system.startswith("node:") else None)
+        console.print(deg)
 
 
 @eval_app.command("run")
@@ -266,6 +275,8 @@ def eval_run(
     protocols: Annotated[str, typer.Option("--protocols", "-p", help="'all' or a comma-separated list")] = "all",
     config: ConfigOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
+    variants: Annotated[Optional[str], typer.Option(
+        "--variants", help="also run extraneous, inject-question, inject-answer (comma-separated) or all")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
@@ -275,8 +286,10 @@ def eval_run(
     from swarmrank.eval.datasets import suite as load_suite
     from swarmrank.eval.runner import parse_protocols, run_eval
 
+    from swarmrank.eval.injection import expand, parse_variants
+
     names = parse_protocols(protocols)
-    items = load_suite(suite)
+    items = expand(load_suite(suite), parse_variants(variants))
     swarm = _build(load_config(config), store="default")
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())

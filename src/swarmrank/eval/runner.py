@@ -16,6 +16,8 @@ from typing import Any
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.cache import CacheStats, with_cache
+from swarmrank.eval.injection import InjectingBackend, split_id
+from swarmrank.nodes.base import Node
 from swarmrank.protocols import get_protocol, protocol_names
 from swarmrank.result import RoundResult
 from swarmrank.schedule import SCHEDULES
@@ -56,6 +58,19 @@ def parse_protocols(spec: str) -> list[str]:
         if schedule is not None and schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {schedule!r} in {name!r} (known: {', '.join(SCHEDULES)})")
     return names
+
+
+def _with_injector(nodes: Sequence[Node]) -> list[Node]:
+    """The nodes, with the first answerer appending an instruction aimed at the judges."""
+    out: list[Node] = []
+    done = False
+    for node in nodes:
+        if node.answers and not done:
+            node = Node(id=node.id, backend=InjectingBackend(node.backend), persona=node.persona, roles=node.roles,
+                        public_key=node.public_key, signer=node.signer)
+            done = True
+        out.append(node)
+    return out
 
 
 def _row(system: str, item: Any, result: RoundResult, answer: str | None) -> dict[str, Any]:
@@ -100,6 +115,8 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     stats = CacheStats()
     cached = Swarm(with_cache(swarm.nodes, store, stats), options=swarm.options, protocol=swarm.protocol,
                    name=swarm.name, store=store)
+    injected = Swarm(with_cache(_with_injector(swarm.nodes), store, stats), options=swarm.options,
+                     protocol=swarm.protocol, name=swarm.name, store=store)
     total = len(items)
     finished = len(done & {item.id for item in items})
     if on_progress:
@@ -108,10 +125,11 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
         if item.id in done:
             continue
         rows: list[dict[str, Any]] = []
+        runner = injected if split_id(item.id)[1] == "inject-answer" else cached
         for name in names:
             protocol, schedule = split_system(name)
             options = replace(cached.options, schedule=schedule) if schedule else None
-            result = await cached.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
+            result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
             rows.append(_row(name, item, result, result.answer))
             if name == BASELINE:
                 rows.extend(_node_rows(item, result))

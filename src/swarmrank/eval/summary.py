@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from swarmrank.eval import metrics
+from swarmrank.eval.injection import KINDS, split_id
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,21 @@ class SystemSummary:
 
 
 @dataclass(frozen=True)
+class Degradation:
+    """A system's accuracy on base items and on their variants of one kind (same base items)."""
+
+    kind: str
+    system: str
+    items: int
+    base: float
+    variant: float
+
+    @property
+    def drop(self) -> float:
+        return self.base - self.variant
+
+
+@dataclass(frozen=True)
 class Summary:
     items: int
     systems: list[SystemSummary]
@@ -32,6 +48,7 @@ class Summary:
     best_node: tuple[str, float] | None
     peer_vs_majority: metrics.PairedTest | None
     gap_closed: float | None
+    degradation: list[Degradation] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         def acc(a: metrics.Accuracy | None) -> dict[str, Any] | None:
@@ -49,11 +66,34 @@ class Summary:
                 "diff": paired.diff, "low": paired.low, "high": paired.high, "peer_rank_only": paired.a_only,
                 "majority_only": paired.b_only, "p_value": paired.p_value},
             "gap_closed": self.gap_closed,
+            "degradation": [{"kind": d.kind, "system": d.system, "items": d.items, "base": d.base,
+                             "variant": d.variant, "drop": d.drop} for d in self.degradation],
         }
 
 
+def degradation(rows: Sequence[dict[str, Any]]) -> list[Degradation]:
+    """Per variant kind and system: accuracy on the base items against their variants."""
+    by_key = {(row["item_id"], row["system"]): bool(row["correct"]) for row in rows}
+    pairs: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
+    for row in rows:
+        base, kind = split_id(row["item_id"])
+        if kind is not None and (base, row["system"]) in by_key:
+            pairs[(kind, row["system"])].append((by_key[(base, row["system"])], bool(row["correct"])))
+    out = []
+    for kind in KINDS:
+        for (k, system), flags in sorted(pairs.items(), key=lambda kv: (kv[0][1].startswith("node:"), kv[0][1])):
+            if k == kind:
+                out.append(Degradation(kind=kind, system=system, items=len(flags),
+                                       base=float(np.mean([b for b, _ in flags])),
+                                       variant=float(np.mean([v for _, v in flags]))))
+    return out
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> Summary:
-    """Rows as stored by the runner (one per item and system), complete items only."""
+    """Rows as stored by the runner (one per item and system), complete items only. The main
+    table covers base items; variants (``id#kind``) only feed the degradation table."""
+    variants = degradation(rows)
+    rows = [row for row in rows if split_id(row["item_id"])[1] is None]
     by_system: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         by_system[row["system"]][row["item_id"]] = row
@@ -80,4 +120,4 @@ def summarise(rows: Sequence[dict[str, Any]]) -> Summary:
                                      oracle.mean)
     return Summary(items=len(item_ids), systems=systems, oracle=oracle,
                    best_node=None if best is None else (best[0], float(best[1])),
-                   peer_vs_majority=paired, gap_closed=gap)
+                   peer_vs_majority=paired, gap_closed=gap, degradation=variants)

@@ -73,7 +73,7 @@ def test_suites_are_identical_in_a_fresh_process_with_another_hash_seed(suites, 
     assert json.loads(out) == {name: _digest(items) for name, items in suites.items()}
 
 
-@pytest.mark.parametrize(("name", "low", "high"), [("tiny", 8, 12), ("small", 60, 100), ("full", 200, 400)])
+@pytest.mark.parametrize(("name", "low", "high"), [("tiny", 12, 20), ("small", 60, 100), ("full", 200, 400)])
 def test_each_suite_has_its_documented_size_and_unique_ids(suites, name, low, high):
     items = suites[name]
     assert low <= len(items) <= high
@@ -81,7 +81,7 @@ def test_each_suite_has_its_documented_size_and_unique_ids(suites, name, low, hi
 
 
 def test_ids_name_source_task_level_seed_and_index(suites):
-    for item in suites["full"]:
+    for item in (i for i in suites["full"] if i.id.startswith("rg/")):
         match = re.fullmatch(r"rg/(\w+)/(easy|medium|hard)/s\d+/\d+", item.id)
         assert match, item.id
         assert item.source == f"reasoning_gym/{match.group(1)}"
@@ -90,7 +90,9 @@ def test_ids_name_source_task_level_seed_and_index(suites):
 
 def test_suites_mix_every_task_type_and_interleave_tasks(suites):
     assert {i.task_type for i in suites["tiny"]} == {"mc", "number", "short"}
-    assert {i.source for i in suites["small"]} == {f"reasoning_gym/{t}" for t in datasets.rg_tasks()}
+    assert ({i.source for i in suites["small"] if i.source.startswith("reasoning_gym/")}
+            == {f"reasoning_gym/{t}" for t in datasets.rg_tasks()})
+    assert any(i.id.startswith("bb/") for i in suites["small"])
     first = suites["small"][:6]  # round-robin: the first items already cover several tasks
     assert len({i.source for i in first}) >= 4
 

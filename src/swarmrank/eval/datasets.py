@@ -213,8 +213,22 @@ _SUITE_COUNTS: dict[tuple[str, str], tuple[int, int, int]] = {
 #   the 2-core machine (answers + peer-rank judging, from the per-call costs in docs/benchmarks.md) it
 #   runs in under an hour (~1.5 s to load).
 # full: 296 items (~4 s to load; 5-house zebra puzzles dominate).
+# --- BIG-bench items in the suites (swarmrank.eval.bigbench) ---
+# BIG-bench task → items per suite, after the rg specs (so the rg items keep their relative order);
+# with them tiny has 16 items (6 bb), small 83 (23 bb), full 381 (85 bb); bb specs load in < 0.3 s
+_BB_SUITE_COUNTS: dict[str, tuple[int, int, int]] = {
+    #                                     tiny small full
+    "truthful_qa":                       (2, 6, 20),
+    "strategyqa":                        (1, 6, 20),
+    "logical_deduction/three_objects":   (2, 4, 15),
+    "logical_deduction/five_objects":    (0, 2, 10),
+    "arithmetic/2_digit_addition":       (1, 3, 10),
+    "arithmetic/3_digit_multiplication": (0, 2, 10),
+}
+# --- end BIG-bench ---
 _SUITES: dict[str, tuple[str, ...]] = {
     name: tuple(f"rg:{task}:{level}:{counts[k]}" for (task, level), counts in _SUITE_COUNTS.items() if counts[k])
+    + tuple(f"bb:{task}:{counts[k]}" for task, counts in _BB_SUITE_COUNTS.items() if counts[k])
     for k, name in enumerate(("tiny", "small", "full"))
 }
 
@@ -515,3 +529,8 @@ def _load_rg(args: str) -> list[EvalItem]:
 
 
 register_loader("rg", _load_rg)
+
+# --- BIG-bench (swarmrank.eval.bigbench reads the bigbench package's task files; no TensorFlow) ---
+from swarmrank.eval.bigbench import load_bb  # at the end: bigbench.py imports names from here lazily
+
+register_loader("bb", load_bb)

@@ -20,13 +20,10 @@ from swarmrank.aggregate import (
 )
 from swarmrank.errors import RankingError
 
-try:  # hypothesis is a dev dependency; the property test is skipped without it
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    HAVE_HYPOTHESIS = True
-except ImportError:  # pragma: no cover
-    HAVE_HYPOTHESIS = False
+import choix
+import scipy.optimize as optimize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _simulate(n: int, n_comparisons: int, seed: int, spread: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +46,6 @@ def _centred(x: np.ndarray) -> np.ndarray:
 
 
 def test_maximum_likelihood_matches_choix_on_random_strongly_connected_data() -> None:
-    choix = pytest.importorskip("choix")
     for seed in range(3):
         winners, losers = _simulate(12, 400, seed)
         fit = bradley_terry(12, winners, losers, prior=0.0)
@@ -60,7 +56,6 @@ def test_maximum_likelihood_matches_choix_on_random_strongly_connected_data() ->
 
 
 def test_map_with_prior_matches_direct_optimisation_of_the_same_objective() -> None:
-    optimize = pytest.importorskip("scipy.optimize")
     winners, losers = _simulate(6, 40, seed=7)
     prior = 0.5
 
@@ -277,39 +272,31 @@ def test_invalid_solver_options_raise_ranking_error() -> None:
         bradley_terry(2, [0], [1], tol=0.0)
 
 
-if HAVE_HYPOTHESIS:
-
-    @settings(max_examples=40, deadline=None)
-    @given(
-        n=st.integers(1, 9),
-        seed=st.integers(0, 2**32 - 1),
-        n_comparisons=st.integers(0, 60),
-        prior=st.floats(0.01, 5.0),
-    )
-    def test_strengths_always_finite_and_sum_to_one_with_prior(
-        n: int, seed: int, n_comparisons: int, prior: float
-    ) -> None:
-        rng = np.random.default_rng(seed)
-        if n == 1:
-            winners = losers = np.zeros(0, dtype=int)
-        else:
-            winners = rng.integers(0, n, n_comparisons)
-            losers = (winners + rng.integers(1, n, n_comparisons)) % n
-        weights = rng.exponential(size=winners.size) * rng.integers(0, 2, winners.size)
-        fit = bradley_terry(n, winners, losers, weights, prior=prior)
-        assert fit.converged
-        assert np.all(np.isfinite(fit.log_strengths))
-        assert np.all(np.isfinite(fit.stderr))
-        # errors are of contrasts against the field: one item alone has none
-        assert np.all(fit.stderr > 0) if n > 1 else fit.stderr.tolist() == [0.0]
-        assert np.all(fit.strengths > 0)
-        assert fit.strengths.sum() == pytest.approx(1.0)
-
-else:  # pragma: no cover
-
-    @pytest.mark.skip(reason="hypothesis is not installed")
-    def test_strengths_always_finite_and_sum_to_one_with_prior() -> None:
-        pass
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    n_comparisons=st.integers(0, 60),
+    prior=st.floats(0.01, 5.0),
+)
+def test_strengths_always_finite_and_sum_to_one_with_prior(
+    n: int, seed: int, n_comparisons: int, prior: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    if n == 1:
+        winners = losers = np.zeros(0, dtype=int)
+    else:
+        winners = rng.integers(0, n, n_comparisons)
+        losers = (winners + rng.integers(1, n, n_comparisons)) % n
+    weights = rng.exponential(size=winners.size) * rng.integers(0, 2, winners.size)
+    fit = bradley_terry(n, winners, losers, weights, prior=prior)
+    assert fit.converged
+    assert np.all(np.isfinite(fit.log_strengths))
+    assert np.all(np.isfinite(fit.stderr))
+    # errors are of contrasts against the field: one item alone has none
+    assert np.all(fit.stderr > 0) if n > 1 else fit.stderr.tolist() == [0.0]
+    assert np.all(fit.strengths > 0)
+    assert fit.strengths.sum() == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ def no_answer(ctx: RoundContext, answers: list[Answer]) -> RoundResult:
     return ctx.result(candidates=[], winner=None, confidence=0.0, answers=answers)
 
 
+def pick_winner(scores: np.ndarray, candidates: Sequence[Candidate]) -> int:
+    """The best-scoring candidate; equal scores (e.g. judges that always pick the same position,
+    cancelled by the order swap) go to the larger cluster, then to the earlier answer."""
+    return max(range(len(candidates)), key=lambda i: (round(float(scores[i]), 9), len(candidates[i].nodes), -i))
+
+
 def tag_history(history: Sequence[Answer], current: Sequence[Answer], final: Sequence[Answer]) -> list[Answer]:
     """Every answer of a multi-step protocol, with candidate indices on the ones that were counted."""
     tagged = {id(old): new for old, new in zip(current, final)}
@@ -273,9 +279,7 @@ class PeerRank(Protocol):
         for cand in candidates:
             cand.votes = float(len(cand.nodes))
         strengths = np.array([c.strength for c in candidates])
-        # equal strengths (e.g. judges that always pick the same position, cancelled by the
-        # order swap) fall back to the larger cluster, then to the earlier answer
-        winner = max(range(len(candidates)), key=lambda i: (round(float(strengths[i]), 9), len(candidates[i].nodes), -i))
+        winner = pick_winner(strengths, candidates)
         return ctx.result(candidates=candidates, winner=winner, confidence=float(strengths[winner]),
                           answers=answers, schedule=schedule)
 
@@ -312,7 +316,7 @@ class Blender(PeerRank):
             scores = np.array([len(c.nodes) for c in candidates], dtype=float)
         shares = np.exp(scores - scores.max())
         shares /= shares.sum()
-        winner = max(range(len(candidates)), key=lambda i: (round(float(scores[i]), 9), len(candidates[i].nodes), -i))
+        winner = pick_winner(scores, candidates)
         for cand, share, score in zip(candidates, shares, scores):
             cand.strength, cand.log_strength, cand.votes = float(share), float(score), float(len(cand.nodes))
         return ctx.result(candidates=candidates, winner=winner, confidence=float(shares[winner]), answers=answers,

@@ -253,3 +253,12 @@ def test_simulate_shows_peer_rank_beating_majority_with_good_judges_and_correlat
     assert data["oracle"] >= peer["accuracy"]
     bad = run("simulate", "--discrimination", "1.5", home=isolated_home)
     assert bad.returncode == 1 and "judge_discrimination must be between 0 and 1" in bad.stderr
+
+
+def test_simulate_cluster_schedule_needs_far_fewer_judge_calls_than_fortytwo_at_equal_inputs(isolated_home):
+    calls = {}
+    for schedule in ("cluster", "fortytwo"):
+        data = json.loads(run("simulate", "-n", "60", "--correlated", "0.9", "--schedule", schedule, "--json",
+                              home=isolated_home, check=True).stdout)
+        calls[schedule] = data["protocols"]["peer-rank"]["judge_calls"]
+    assert calls["cluster"] < calls["fortytwo"] / 5

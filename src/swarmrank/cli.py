@@ -360,6 +360,7 @@ def simulate(
     correlated: Annotated[float, typer.Option("--correlated", help="P(a wrong node gives the popular wrong answer)")] = 0.0,
     adversaries: Annotated[float, typer.Option("--adversaries", help="fraction of colluding nodes")] = 0.0,
     protocols_: Annotated[str, typer.Option("--protocols", "-p", help="comma-separated protocols")] = "peer-rank,majority",
+    schedule: Annotated[str, typer.Option("--schedule", help="peer-rank pair schedule: cluster or fortytwo")] = "cluster",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     regime_map: Annotated[bool, typer.Option("--map", help="sweep discrimination × correlated errors: the regime map")] = False,
     as_json: JsonOpt = False,
@@ -371,7 +372,8 @@ def simulate(
     names = tuple(p.strip() for p in protocols_.split(",") if p.strip())
     params = sim.SimParams(n_answerers=answerers, n_judges=judges_, accuracy_mean=accuracy, accuracy_spread=spread,
                            judge_discrimination=discrimination, correlated_errors=correlated,
-                           adversary_fraction=adversaries, questions=questions, seed=seed, protocols=names)
+                           adversary_fraction=adversaries, questions=questions, seed=seed, protocols=names,
+                           schedule=schedule)
     if regime_map:
         if "peer-rank" not in names or "majority" not in names:
             raise SwarmError("--map compares peer-rank with majority: include both in --protocols")

@@ -185,3 +185,30 @@ async def test_a_timed_out_generation_is_cancelled_and_frees_the_model():
     quick = await backend.complete(CompletionRequest(messages=(Message("user", "Say hi."),), max_tokens=4, seed=1))
     assert quick.completion_tokens > 0
     assert time.monotonic() - start < 5.0, "the cancelled generation kept the model busy"
+
+
+async def test_an_eval_on_real_models_scores_every_system_and_reruns_from_the_cache(tmp_path):
+    from swarmrank.eval.datasets import suite
+    from swarmrank.eval.runner import run_eval
+    from swarmrank.eval.summary import summarise
+    from swarmrank.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'eval.db'}")
+    cfg = load_config(None)
+    for node in cfg.nodes:
+        node.max_tokens = min(node.max_tokens, 48)
+        node.judge_max_tokens = 32
+    swarm = Swarm.from_config(cfg, store=store)
+    items = suite("tiny")[:2]
+    try:
+        first = await run_eval(swarm, items, ["peer-rank"], store=store, suite="tiny[:2]")
+        again = await run_eval(swarm, items, ["peer-rank"], store=store, suite="tiny[:2]")
+    finally:
+        await swarm.aclose_backends()
+    assert first.cache.misses >= 4 * len(items)  # four real answerers per item
+    assert again.cache.misses == 0
+    summary = summarise(store.eval_results(first.run_id))
+    systems = {s.system for s in summary.systems}
+    assert {"majority", "peer-rank", "node:smol-precise", "node:gemma-precise"} <= systems
+    assert all(s.accuracy.total == len(items) for s in summary.systems)
+    store.close()

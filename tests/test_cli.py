@@ -262,3 +262,15 @@ def test_simulate_cluster_schedule_needs_far_fewer_judge_calls_than_fortytwo_at_
                               home=isolated_home, check=True).stdout)
         calls[schedule] = data["protocols"]["peer-rank"]["judge_calls"]
     assert calls["cluster"] < calls["fortytwo"] / 5
+
+
+def test_eval_resume_rebuilds_the_runs_own_suite_and_variants(tmp_path, isolated_home):
+    path = tmp_path / "eval.toml"
+    path.write_text(EVAL_SWARM)
+    data = json.loads(run("eval", "run", "--suite", "tiny", "--variants", "extraneous", "--protocols", "majority",
+                          "--config", str(path), "--json", home=isolated_home, check=True).stdout)
+    assert data["suite"] == "tiny+extraneous"
+    again = run("eval", "run", "--resume", data["run_id"][:8], "--config", str(path), "--json",
+                home=isolated_home, check=True)  # no --suite/--variants given: taken from the run
+    assert "already done" in again.stderr
+    assert json.loads(again.stdout)["summary"] == data["summary"]

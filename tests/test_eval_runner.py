@@ -176,3 +176,34 @@ async def test_the_fortytwo_schedule_is_scored_beside_the_cluster_schedule_on_th
     assert set(cluster) == set(fortytwo) == {"q1", "q2", "q3"}
     assert sum(r["judge_calls"] for r in fortytwo.values()) > sum(r["judge_calls"] for r in cluster.values())
     assert sum(c.calls for c in counters[:3]) == 3 * len(ITEMS)  # answers shared by all three systems
+
+
+async def test_resuming_with_different_items_is_refused(store):
+    swarm, _ = swarm_and_counters(store)
+
+    def stop(done: int, total: int, last: str) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", on_progress=stop)
+    run_id = store.list_eval_runs()[0]["run_id"]
+    other = [Item("z1", "What is 9 + 9?", "18")]
+    with pytest.raises(ConfigError, match="cannot resume it"):
+        await run_eval(swarm, other, ["majority"], store=store, suite="test", run_id=run_id)
+    with pytest.raises(ConfigError, match="cannot resume it"):
+        await run_eval(swarm, ITEMS, ["majority"], store=store, suite="small", run_id=run_id)
+    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1"}
+
+
+def test_the_cache_key_changes_with_anything_that_changes_a_scripted_completion():
+    from swarmrank.eval.cache import cache_key
+    from swarmrank.nodes.base import CompletionRequest, Message
+
+    request = CompletionRequest(messages=(Message("user", "What is 2 + 2?"),))
+    base = cache_key("n", ScriptedBackend(answers={"*": "4"}), request)
+    assert cache_key("n", ScriptedBackend(answers={"*": "4"}, latency=1.0), request) == base
+    for other in (ScriptedBackend(answers={"*": "5"}), ScriptedBackend(answers={"*": "4"}, seed=3),
+                  ScriptedBackend(answers={"*": "4"}, accuracy=0.5, truth="4")):
+        assert cache_key("n", other, request) != base
+    assert cache_key("m", ScriptedBackend(answers={"*": "4"}), request) != base

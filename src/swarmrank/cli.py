@@ -289,8 +289,14 @@ def eval_run(
     from swarmrank.eval.injection import expand, parse_variants
 
     names = parse_protocols(protocols)
-    items = expand(load_suite(suite), parse_variants(variants))
+    kinds = parse_variants(variants)
+    items = expand(load_suite(suite), kinds) if resume is None else []  # bad input fails before any set-up
     swarm = _build(load_config(config), store="default")
+    if resume is not None:  # the run knows its suite and variants: rebuild exactly those items
+        suite, _, stored_variants = swarm.store.get_eval_run(resume)["suite"].partition("+")
+        kinds = parse_variants(stored_variants or None)
+        items = expand(load_suite(suite), kinds)
+    suite_label = suite + ("+" + ",".join(kinds) if kinds else "")
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as progress:
@@ -299,13 +305,15 @@ def eval_run(
         def on_progress(done: int, total: int, last: str) -> None:
             progress.update(task, completed=done, description=f"{suite} {last}")
 
-        result = asyncio.run(_eval(swarm, items, names, suite, resume, on_progress))
+        result = asyncio.run(_eval(swarm, items, names, suite_label, resume, on_progress))
     err.print(f"eval {result.run_id[:12]}: {result.items} item(s), {result.skipped} already done; "
               f"{result.cache.misses} model call(s), {result.cache.hits} answered from the cache",
               markup=False, highlight=False)
-    run = swarm.store.get_eval_run(result.run_id)
-    _print_summary(run, swarm.store.eval_results(result.run_id), as_json)
-    swarm.close()
+    try:
+        run = swarm.store.get_eval_run(result.run_id)
+        _print_summary(run, swarm.store.eval_results(result.run_id), as_json)
+    finally:
+        swarm.close()
 
 
 async def _eval(swarm, items, names, suite, resume, on_progress):  # noqa: ANN001, ANN202

@@ -21,7 +21,7 @@ from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node
 def cache_key(node_id: str, backend: Backend, request: CompletionRequest) -> str:
     payload = {
         "node": node_id,
-        "backend": backend.describe(),
+        "backend": backend.cache_identity(),
         "messages": [[m.role, m.content] for m in request.messages],
         "purpose": request.purpose,
         "temperature": request.temperature,
@@ -56,6 +56,9 @@ class CachingBackend(Backend):
 
     def describe(self) -> str:
         return self.inner.describe()
+
+    def cache_identity(self) -> str:
+        return self.inner.cache_identity()
 
     async def complete(self, request: CompletionRequest) -> Completion:
         key = cache_key(self.node_id, self.inner, request)

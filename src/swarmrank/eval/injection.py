@@ -85,6 +85,9 @@ class InjectingBackend(Backend):
     def describe(self) -> str:
         return f"{self.inner.describe()}+judge-injection"
 
+    def cache_identity(self) -> str:
+        return f"{self.inner.cache_identity()}+judge-injection"
+
     async def complete(self, request: CompletionRequest) -> Completion:
         completion = await self.inner.complete(request)
         if request.purpose in ("answer", "revise"):

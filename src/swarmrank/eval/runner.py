@@ -112,6 +112,10 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
         run_id = run["run_id"]
         names = run["protocols"]
         done = {row["item_id"] for row in store.eval_results(run_id)}
+        ids = {item.id for item in items}
+        if run["suite"] != suite or run["items"] != len(items) or not done <= ids:
+            raise ConfigError(f"eval run {run_id[:12]} was suite {run['suite']!r} with {run['items']} item(s); "
+                              f"cannot resume it with {suite!r} ({len(items)} item(s))")
     stats = CacheStats()
     cached = Swarm(with_cache(swarm.nodes, store, stats), options=swarm.options, protocol=swarm.protocol,
                    name=swarm.name, store=store)
@@ -138,4 +142,4 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
         if on_progress:
             on_progress(finished, total, item.id)
     store.finish_eval_run(run_id)
-    return EvalRun(run_id=run_id, items=total, skipped=len(done), cache=stats)
+    return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

@@ -79,6 +79,10 @@ class Backend(ABC):
     def describe(self) -> str:
         return self.name
 
+    def cache_identity(self) -> str:
+        """Everything about this backend that changes its completions (for the evaluation cache)."""
+        return self.describe()
+
 
 @dataclass(frozen=True)
 class Persona:

@@ -181,6 +181,11 @@ class LlamaCppBackend(Backend):
     def unload(self) -> None:
         self.model.unload()
 
+    def cache_identity(self) -> str:
+        path = self.model.path.resolve()
+        size = path.stat().st_size if path.exists() else -1
+        return f"llamacpp({path}, {size} bytes, {self.model.format}, n_ctx={self.model.n_ctx})"
+
     async def complete(self, request: CompletionRequest) -> Completion:
         cancel = threading.Event()
         loop = asyncio.get_running_loop()

@@ -67,6 +67,10 @@ class ScriptedBackend(Backend):
     def describe(self) -> str:
         return f"scripted(judge={self.judge}{', fault=' + self.fault if self.fault else ''})"
 
+    def cache_identity(self) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "latency"}
+        return f"scripted{sorted((k, repr(v)) for k, v in fields.items())}"
+
     def _rng(self, request: CompletionRequest) -> random.Random:
         key = f"{self.seed}|{request.seed}|{request.purpose}|{request.context.get('question', '')}|" \
               f"{request.context.get('first_value')}|{request.context.get('second_value')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -32,3 +33,16 @@ def judge(node_id: str, rule: str = "truth", **kw: Any) -> Node:
 def scripted_swarm(answers: Sequence[str], judges: Sequence[Node] = (), **options: Any) -> Swarm:
     nodes = [answerer(f"a{i}", a) for i, a in enumerate(answers)] + list(judges)
     return Swarm(nodes, options=RoundOptions(**options), store=None)
+
+
+@dataclass(frozen=True)
+class EvalTestItem:
+    """A minimal evaluation item (the runner needs id, prompt, task_type, gold and score)."""
+
+    id: str
+    prompt: str
+    gold: str
+    task_type: str = "number"
+
+    def score(self, value: str | None) -> bool:
+        return value == self.gold

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from dataclasses import dataclass
 
 import pytest
 
@@ -18,20 +17,13 @@ from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+from tests.conftest import EvalTestItem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-@dataclass(frozen=True)
-class Item:
-    id: str
-    prompt: str
-    gold: str
-    task_type: str = "number"
-
-    def score(self, value: str | None) -> bool:
-        return value == self.gold
+Item = EvalTestItem
 
 
 ITEMS = [Item("q1", "What is 2 + 2?", "4"), Item("q2", "What is 3 + 3?", "6"), Item("q3", "What is 4 + 4?", "8")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pytest
 
@@ -15,17 +14,10 @@ from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+from tests.conftest import EvalTestItem
 
 
-@dataclass(frozen=True)
-class Item:
-    id: str
-    prompt: str
-    gold: str
-    task_type: str = "number"
-
-    def score(self, value: str | None) -> bool:
-        return value == self.gold
+Item = EvalTestItem
 
 
 class Counting(Backend):

@@ -342,6 +342,16 @@ def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                   r["status"], ", ".join(r["protocols"])] for r in runs])
 
 
+def _load_run(config: Path | None, run_id: str) -> tuple[dict, list[dict]]:
+    """An eval run (by id or prefix) and its per-item results, from the config's database."""
+    store = _store(config)
+    try:
+        run = store.get_eval_run(run_id)
+        return run, store.eval_results(run["run_id"])
+    finally:
+        store.close()
+
+
 @eval_app.command("show")
 def eval_show(
     run_id: Annotated[str, typer.Argument(help="an eval run id or a unique prefix of it")],
@@ -349,10 +359,7 @@ def eval_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show an evaluation run's accuracy (95% CIs), costs and the peer-rank vs majority comparison."""
-    store = _store(config)
-    run = store.get_eval_run(run_id)
-    rows = store.eval_results(run["run_id"])
-    store.close()
+    run, rows = _load_run(config, run_id)
     _print_summary(run, rows, as_json)
 
 
@@ -428,10 +435,7 @@ def report(
     """Write an eval run's report: Markdown and a self-contained HTML page with plots."""
     from swarmrank.eval.report import write_report
 
-    store = _store(config)
-    run = store.get_eval_run(run_id)
-    rows = store.eval_results(run["run_id"])
-    store.close()
+    run, rows = _load_run(config, run_id)
     paths = write_report(run, rows, out)
     console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False)
 

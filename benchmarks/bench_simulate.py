@@ -63,35 +63,14 @@ def accuracy_rows(results, x: str, y: str) -> str:
 
 
 def write_png(results, x: str, y: str, path: Path, questions: int) -> bool:
-    try:
-        import matplotlib
+    from swarmrank.eval.report import plot_regime_map
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    try:
+        png = plot_regime_map(regime_grid(results, x, y), questions=questions)
+    except ImportError:  # matplotlib is an optional extra
         return False
-    grid = regime_grid(results, x, y)
-    diff = 100 * grid.diff
-    sig = grid.significant
-    limit = max(1.0, float(abs(diff).max()))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(grid.xs), 1.0 + 0.55 * len(grid.ys)))
-    image = ax.imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
-    for i in range(len(grid.ys)):
-        for j in range(len(grid.xs)):
-            label = f"{round(diff[i, j]) + 0.0:+.0f}{'*' if sig[i, j] else ''}"  # + 0.0: no "-0"
-            ax.text(j, i, label, ha="center", va="center", fontsize=8,
-                    color="white" if abs(diff[i, j]) > 0.6 * limit else "black")
-    ax.set_xticks(range(len(grid.xs)), [f"{v:g}" for v in grid.xs])
-    ax.set_yticks(range(len(grid.ys)), [f"{v:g}" for v in grid.ys])
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(y.replace("_", " "))
-    ax.set_title(f"peer-rank − majority accuracy (points), {questions} q/cell\n* = 95% paired CI excludes 0",
-                 fontsize=9)
-    fig.colorbar(image, ax=ax, label="points")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path.write_bytes(png)
     return True
 
 

@@ -242,6 +242,14 @@ def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_pat
     bad = run("report", "zzzzzzzz", "--out", str(out), home=isolated_home)
     assert bad.returncode == 1 and "unknown eval run zzzzzzzz" in bad.stderr
 
+    sim_out = tmp_path / "with-simulation"
+    proc = run("report", data["run_id"][:8], "--out", str(sim_out), "--simulate", "--sim-questions", "10",
+               home=isolated_home, check=True)
+    assert "(4 figures)" in proc.stdout
+    md = (sim_out / "report.md").read_text()
+    assert "(regime_map.png)" in md and "(size_curve.png)" in md
+    assert "| correlated_errors \\ judge_discrimination | 0.5 | 0.6 | 0.7 | 0.8 | 0.9 | 1 |" in md
+
 
 def test_simulate_shows_peer_rank_beating_majority_with_good_judges_and_correlated_errors(isolated_home):
     proc = run("simulate", "--questions", "150", "--discrimination", "0.95", "--correlated", "0.8", "--json",

@@ -182,3 +182,58 @@ def test_markdown_converter_handles_headings_lists_and_keeps_html_out():
     assert out.splitlines()[0] == "<h3>Top</h3>"
     assert "<ul>\n<li>one <em>a</em></li>\n<li>&lt;two&gt;</li>\n</ul>" in out
     assert "<p>plain &lt;script&gt;x&lt;/script&gt; text</p>" in out
+
+
+def test_injection_variants_add_a_degradation_figure_and_table(run_and_rows, tmp_path):
+    run, rows = run_and_rows
+    base = [r for r in rows if r["item_id"] == "q2"]
+    # q2's variant: every system that was right on q2 is now wrong
+    variant = [{**r, "item_id": "q2#inject-answer", "correct": False} for r in base]
+    paths = write_report(run, [*rows, *variant], tmp_path)
+    md = paths.markdown.read_text(encoding="utf-8")
+
+    assert [f.name for f in paths.figures] == ["accuracy_vs_cost.png", "accuracy_by_system.png", "degradation.png"]
+    assert paths.figures[2].read_bytes().startswith(PNG_SIGNATURE)
+    right_on_q2 = {r["system"] for r in base if r["correct"]}
+    assert right_on_q2, "the fixture must have a system that is right on q2"
+    for r in base:
+        drop = "+100.0" if r["system"] in right_on_q2 else "+0.0"
+        was = "100.0%" if r["system"] in right_on_q2 else "0.0%"
+        assert f"| inject-answer | {r['system']} | 1 | {was} | 0.0% | {drop} |" in md
+    # the main table still covers base items only
+    assert "- **Items:** 3" in md
+    assert len(DATA_URI.findall(paths.html.read_text(encoding="utf-8"))) == 3
+
+
+def test_simulation_figures_carry_the_regime_map_and_size_curve_with_their_tables(run_and_rows, tmp_path):
+    from swarmrank.eval import simulate as sim
+    from swarmrank.eval.report import simulation_figures
+
+    base = sim.SimParams(questions=12, n_answerers=3, n_judges=2)
+    cells = sim.sweep(base, judge_discrimination=[0.5, 1.0], correlated_errors=[0.0, 0.9])
+    sizes = sim.size_curve(base, [3, 5])
+    figures = simulation_figures(cells, sizes)
+
+    assert [f.name for f in figures] == ["regime_map.png", "size_curve.png"]
+    assert all(f.png.startswith(PNG_SIGNATURE) for f in figures)
+    assert figures[0].table == sim.regime_map(cells, "judge_discrimination", "correlated_errors")
+    assert figures[1].table == sim.size_table(sizes)
+    run, rows = run_and_rows
+    paths = write_report(run, rows, tmp_path, extra_figures=figures)
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "![Simulation: where peer-rank beats majority (regime map)](regime_map.png)" in md
+    assert "| correlated_errors \\ judge_discrimination | 0.5 | 1 |" in md
+    assert (tmp_path / "size_curve.png").read_bytes() == figures[1].png
+    page = paths.html.read_text(encoding="utf-8")
+    assert len(DATA_URI.findall(page)) == 4
+    assert "<th style=\"text-align:right\">answerers</th>" in page
+
+
+@pytest.mark.parametrize("name", ["accuracy_vs_cost.png", "../escape.png", "plot.svg"])
+def test_extra_figures_need_distinct_plain_png_names(run_and_rows, tmp_path, name):
+    from swarmrank.eval.report import Figure
+
+    run, rows = run_and_rows
+    with pytest.raises(ConfigError, match="distinct plain .png"):
+        write_report(run, rows, tmp_path, extra_figures=[Figure(name, "x", PNG_SIGNATURE)])
+    assert not (tmp_path / "report.md").exists()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -431,13 +433,31 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for report.md, report.html and the figures")] = Path(
         "swarmrank-report"),
     config: ConfigOpt = None,
+    simulate_: Annotated[bool, typer.Option("--simulate", help="add the simulated regime map and the accuracy vs "
+                                                                 "swarm size curve")] = False,
+    sim_questions: Annotated[int, typer.Option("--sim-questions", min=10,
+                                               help="questions per simulated cell")] = 100,
 ) -> None:
     """Write an eval run's report: Markdown and a self-contained HTML page with plots."""
-    from swarmrank.eval.report import write_report
+    from swarmrank.eval.report import simulation_figures, write_report
 
     run, rows = _load_run(config, run_id)
-    paths = write_report(run, rows, out)
-    console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False)
+    figures = []
+    if simulate_:
+        from swarmrank.eval import simulate as sim
+
+        base = sim.SimParams(questions=sim_questions)
+        workers = min(4, os.cpu_count() or 1)
+        with err.status(f"simulating the regime map (6 × 5 cells, {sim_questions} questions each)…"):
+            cells = sim.sweep(base, workers=workers, judge_discrimination=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                              correlated_errors=[0.0, 0.25, 0.5, 0.75, 0.9])
+        with err.status("simulating accuracy against swarm size…"):
+            sizes = sim.size_curve(replace(base, judge_discrimination=0.8, correlated_errors=0.5),
+                                   [3, 5, 7, 11, 15], workers=workers)
+        figures = simulation_figures(cells, sizes)
+    paths = write_report(run, rows, out, extra_figures=figures)
+    console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False,
+                  soft_wrap=True)
 
 
 def main() -> None:

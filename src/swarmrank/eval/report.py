@@ -9,7 +9,10 @@ result rows (:meth:`~swarmrank.store.Store.eval_results`), summarises them with
   a per-item table (the first :data:`MD_ITEM_ROWS` items);
 * ``report.html`` — the same content in one file: inline CSS, figures embedded as base64 PNG data
   URIs, no scripts and no external URLs; the per-item table folds into ``<details>`` when it is long;
-* ``accuracy_vs_cost.png`` and ``accuracy_by_system.png`` — the two figures.
+* ``accuracy_vs_cost.png`` and ``accuracy_by_system.png`` — the two figures every run gets;
+  ``degradation.png`` and a degradation table when the run has injection variants; any
+  :class:`Figure` the caller passes (``swarmrank report --simulate`` adds the regime map and the
+  accuracy-vs-swarm-size curve from :mod:`swarmrank.eval.simulate`).
 
 Callers may append Markdown sections (``extra_sections``, e.g. a regime map from simulation); they
 go into the Markdown as they are and into the HTML through a small converter that knows headings,
@@ -35,7 +38,8 @@ from typing import Any
 from swarmrank.errors import ConfigError
 from swarmrank.eval.summary import Summary, SystemSummary, summarise
 
-__all__ = ["ReportPaths", "write_report", "markdown_to_html"]
+__all__ = ["Figure", "ReportPaths", "write_report", "markdown_to_html", "plot_regime_map", "plot_size_curve",
+           "simulation_figures"]
 
 #: Per-item rows shown in ``report.md``; the rest are counted in a note.
 MD_ITEM_ROWS = 50
@@ -54,6 +58,17 @@ _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A PNG figure for the report: its file name, caption, and an optional Markdown body shown
+    under it (a table with the same numbers, so the report reads without images)."""
+
+    name: str
+    caption: str
+    png: bytes
+    table: str = ""
+
+
+@dataclass(frozen=True)
 class ReportPaths:
     """Where :func:`write_report` put its files."""
 
@@ -68,7 +83,8 @@ class ReportPaths:
 
 
 def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path, *,
-                 extra_sections: Sequence[tuple[str, str]] = ()) -> ReportPaths:
+                 extra_sections: Sequence[tuple[str, str]] = (),
+                 extra_figures: Sequence[Figure] = ()) -> ReportPaths:
     """Write ``report.md``, ``report.html`` and the figures for one evaluation run into ``out_dir``.
 
     Raises :class:`~swarmrank.errors.ConfigError` when there are no rows or ``out_dir`` cannot be
@@ -86,16 +102,24 @@ def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
     view = _View.build(run, rows, summary)
     sections = [(str(title), str(body)) for title, body in extra_sections]
 
-    pngs = (_plot_accuracy_vs_cost(view), _plot_accuracy_by_system(view))
-    figures = {name: png for (name, _), png in zip(_FIGURES, pngs)}
-    markdown = _render_markdown(view, sections)
+    figures = [Figure(name, caption, png) for (name, caption), png in
+               zip(_FIGURES, (_plot_accuracy_vs_cost(view), _plot_accuracy_by_system(view)))]
+    if summary.degradation:
+        figures.append(Figure("degradation.png", "Accuracy on base items and on their injection variants",
+                              _plot_degradation(summary), _degradation_table(summary)))
+    figures += list(extra_figures)
+    names = [f.name for f in figures]
+    for f in figures:
+        if names.count(f.name) > 1 or Path(f.name).name != f.name or not f.name.endswith(".png"):
+            raise ConfigError(f"report figure names must be distinct plain .png file names, got {f.name!r}")
+    markdown = _render_markdown(view, sections, figures)
     page = _render_html(view, sections, figures)
 
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    fig_paths = [out_dir / name for name, _ in _FIGURES]
+    fig_paths = [out_dir / f.name for f in figures]
     try:
-        for path, png in zip(fig_paths, figures.values()):
-            path.write_bytes(png)
+        for path, f in zip(fig_paths, figures):
+            path.write_bytes(f.png)
         md_path.write_text(markdown, encoding="utf-8")
         html_path.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -246,7 +270,7 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _render_markdown(view: _View, sections: Sequence[tuple[str, str]]) -> str:
+def _render_markdown(view: _View, sections: Sequence[tuple[str, str]], figures: Sequence[Figure]) -> str:
     out = [f"# {view.title}", ""]
     out += [f"- **{k}:** {_one_line(v)}" for k, v in view.meta]
     out += ["", "## Systems", "", "Protocols first, then single nodes (`node:…`); costs are means per question.", ""]
@@ -256,7 +280,10 @@ def _render_markdown(view: _View, sections: Sequence[tuple[str, str]]) -> str:
         out += [f"- {line}" for line in (view.oracle_line, view.paired_line, view.gap_line) if line is not None]
         out += [""]
     out += ["## Figures", ""]
-    out += [f"![{alt}]({name})" + "\n" for name, alt in _FIGURES]
+    for f in figures:
+        out += [f"![{f.caption}]({f.name})", ""]
+        if f.table:
+            out += [f.table.strip("\n"), ""]
     out += ["## Per-item results", ""]
     shown = view.item_rows[:MD_ITEM_ROWS]
     out += [_md_table(view.item_headers, shown), ""]
@@ -322,7 +349,7 @@ def _item_table_html(view: _View) -> str:
     return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
 
 
-def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: dict[str, bytes]) -> str:
+def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: Sequence[Figure]) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{_e(view.title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
@@ -338,10 +365,12 @@ def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: dict
         out += [f"<li>{_e(line)}</li>" for line in lines]
         out += ["</ul>"]
     out += ["<h2>Figures</h2>"]
-    for name, alt in _FIGURES:
-        data = base64.b64encode(figures[name]).decode("ascii")
-        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-                   f"<figcaption>{_e(alt)}</figcaption></figure>")
+    for f in figures:
+        data = base64.b64encode(f.png).decode("ascii")
+        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(f.caption)}">'
+                   f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+        if f.table:
+            out.append(markdown_to_html(f.table, min_heading=3))
     n = len(view.item_rows)
     out += ["<h2>Per-item results</h2>", f"<details{' open' if n <= HTML_OPEN_ITEMS else ''}>",
             f"<summary>{n} item(s): answer of each protocol, ✓ right / ✗ wrong</summary>", _item_table_html(view)]
@@ -573,3 +602,105 @@ def _plot_accuracy_by_system(view: _View) -> bytes:
     if n:
         ax.set_ylim(-0.6, n - 0.4)
     return _png(fig)
+
+
+def _degradation_table(summary: Summary) -> str:
+    lines = ["| variant | system | items | base | variant | drop (points) |", "|---|---|---:|---:|---:|---:|"]
+    for d in summary.degradation:
+        lines.append(f"| {d.kind} | {d.system} | {d.items} | {d.base:.1%} | {d.variant:.1%} | "
+                     f"{round(100 * d.drop, 1) + 0.0:+.1f} |")
+    return "\n".join(lines)
+
+
+def _plot_degradation(summary: Summary) -> bytes:
+    """Grouped bars per system: accuracy on the base items, then on each variant kind."""
+    kinds = list(dict.fromkeys(d.kind for d in summary.degradation))
+    systems = list(dict.fromkeys(d.system for d in summary.degradation))
+    base = {d.system: d.base for d in summary.degradation}
+    value = {(d.kind, d.system): d.variant for d in summary.degradation}
+    series = [("base", [base[s] for s in systems])]
+    series += [(k, [value.get((k, s), float("nan")) for s in systems]) for k in kinds]
+    fig = _figure(max(5.0, 0.9 * len(systems) + 2.5), 4.0)
+    ax = fig.add_subplot()
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(systems))]
+        ax.bar(xs, values, width=width, label=label, color=_PALETTE[i % len(_PALETTE)])
+    ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy on base items and under injection / distraction", fontsize=10)
+    ax.legend(fontsize=8, ncols=min(4, len(series)))
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation figures (swarmrank report --simulate, benchmarks/bench_simulate.py)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_regime_map(grid: Any, *, questions: int) -> bytes:
+    """A heatmap of :class:`swarmrank.eval.simulate.RegimeGrid`: ``a`` minus ``b`` in points per
+    cell, blue where ``a`` wins, red where it loses; ``*`` marks a 95% paired interval excluding 0."""
+    diff = 100 * grid.diff
+    sig = grid.significant
+    limit = max(1.0, float(abs(diff).max()))
+    fig = _figure(1.6 + 0.9 * len(grid.xs), 1.4 + 0.55 * len(grid.ys))
+    ax = fig.add_subplot()
+    image = ax.imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
+    for i in range(len(grid.ys)):
+        for j in range(len(grid.xs)):
+            label = f"{round(diff[i, j]) + 0.0:+.0f}{'*' if sig[i, j] else ''}"  # + 0.0: no "-0"
+            ax.text(j, i, label, ha="center", va="center", fontsize=8,
+                    color="white" if abs(diff[i, j]) > 0.6 * limit else "black")
+    ax.set_xticks(range(len(grid.xs)), [f"{v:g}" for v in grid.xs])
+    ax.set_yticks(range(len(grid.ys)), [f"{v:g}" for v in grid.ys])
+    ax.set_xlabel(grid.x.replace("_", " "))
+    ax.set_ylabel(grid.y.replace("_", " "))
+    ax.set_title(f"peer-rank − majority accuracy (points), {questions} q/cell\n* = 95% paired CI excludes 0",
+                 fontsize=9)
+    fig.colorbar(image, ax=ax, label="points")
+    return _png(fig)
+
+
+def plot_size_curve(results: Sequence[tuple[Any, Any]]) -> bytes:
+    """Accuracy (95% CI) of each protocol against the number of answerers, with the oracle and the
+    mean single node, from :func:`swarmrank.eval.simulate.size_curve`."""
+    sizes = [p.n_answerers for p, _ in results]
+    names = list(results[0][1].protocols) if results else []
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    for i, name in enumerate(names):
+        acc = [r[name].accuracy for _, r in results]
+        ax.errorbar(sizes, [a.mean for a in acc],
+                    yerr=[[a.mean - a.low for a in acc], [a.high - a.mean for a in acc]],
+                    marker="o", capsize=3, label=name, color=_PALETTE[i % len(_PALETTE)])
+    ax.plot(sizes, [r.oracle.mean for _, r in results], linestyle="--", color="#555", label="oracle")
+    ax.plot(sizes, [r.single for _, r in results], linestyle=":", color=_NODE_COLOUR, label="single node (mean)")
+    ax.set_xticks(sizes)
+    ax.set_ylim(0, 1.05)
+    _percent_axis(ax.yaxis)
+    ax.set_xlabel("answerers")
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_title("Accuracy vs swarm size (simulation)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
+def simulation_figures(regime: Sequence[tuple[Any, Any]], sizes: Sequence[tuple[Any, Any]], *,
+                       x: str = "judge_discrimination", y: str = "correlated_errors") -> list[Figure]:
+    """The regime-map heatmap and the size curve as report figures, each with its Markdown table."""
+    from swarmrank.eval.simulate import regime_grid, regime_map, size_table
+
+    out = []
+    if regime:
+        questions = regime[0][0].questions
+        out.append(Figure("regime_map.png", "Simulation: where peer-rank beats majority (regime map)",
+                          plot_regime_map(regime_grid(regime, x, y), questions=questions), regime_map(regime, x, y)))
+    if sizes:
+        out.append(Figure("size_curve.png", "Simulation: accuracy against swarm size", plot_size_curve(sizes),
+                          size_table(sizes)))
+    return out

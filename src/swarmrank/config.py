@@ -65,6 +65,30 @@ class RoundSection(BaseModel):
         return value
 
 
+class TrustSection(BaseModel):
+    """Reputation, stake and admission (swarmrank.trust); off unless ``enabled = true``."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    spot_check_rate: float = Field(0.0, ge=0.0, le=1.0)  # chance of a hidden spot check after a live round
+    exam_level: str = "medium"
+    eta: float = Field(0.05, gt=0)
+    eta_truth: float = Field(0.5, gt=0)
+    decay: float = Field(0.01, gt=0, lt=1)
+    w_min: float = Field(0.1, gt=0, lt=1)
+    w_max: float = Field(3.0, gt=1)
+    min_stake: float = Field(5.0, ge=0)
+    deposit: float = Field(10.0, ge=0)
+    max_stake: float = Field(20.0, ge=0)
+    clear: float = Field(0.95, gt=0.5, lt=1)
+
+    def params(self) -> Any:
+        from swarmrank.trust import TrustParams
+
+        return TrustParams(eta=self.eta, eta_truth=self.eta_truth, decay=self.decay, w_min=self.w_min, w_max=self.w_max,
+                           min_stake=self.min_stake, deposit=self.deposit, max_stake=self.max_stake, clear=self.clear)
+
+
 class StoreSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str | None = None
@@ -125,6 +149,7 @@ class SwarmConfig(BaseModel):
     swarm: SwarmSection = Field(default_factory=SwarmSection)
     round: RoundSection = Field(default_factory=RoundSection)
     store: StoreSection = Field(default_factory=StoreSection)
+    trust: TrustSection = Field(default_factory=TrustSection)
     models: dict[str, ModelSection] = Field(default_factory=dict)
     nodes: list[NodeSection]
 

@@ -260,8 +260,12 @@ class PeerRank(Protocol):
             elif ctx.options.vote_weighted:
                 # a candidate stands for all the nodes that gave it, as it would if each of its
                 # answers were ranked separately (the fortytwo schedule): strength ∝ votes × BT
-                votes = np.array([len(c.nodes) for c in candidates], dtype=float)
-                item_strength = votes * item_strength / float(np.dot(votes, item_strength))
+                # (each node's vote counts with its influence: 1 unless reputation sets it)
+                influence = ctx.options.influence
+                votes = np.array([sum(influence.get(n, 1.0) for n in c.nodes) for c in candidates], dtype=float)
+                total = float(np.dot(votes, item_strength))
+                if total > 0:
+                    item_strength = votes * item_strength / total
             for idx, cand in enumerate(candidates):
                 cand.strength = float(item_strength[idx])
                 cand.log_strength = float(item_log[idx])

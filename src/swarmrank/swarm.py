@@ -11,6 +11,7 @@ server and library callers.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from swarmrank.round import RoundContext, RoundOptions
 from swarmrank.schedule import SCHEDULES
 from swarmrank.settings import Settings
 from swarmrank.tasks import Task
+
+#: the key the coordinator signs round outcomes, reputation and stake entries with
+COORDINATOR_ID = "swarmrank-coordinator"
 
 EventHandler = Callable[[str, dict[str, object]], None]
 
@@ -43,7 +47,8 @@ class Swarm:
     """A set of nodes plus the round options and the store rounds are saved to."""
 
     def __init__(self, nodes: Sequence[Node], *, options: RoundOptions | None = None, protocol: str = "peer-rank",
-                 name: str = "default", store: Any = None) -> None:
+                 name: str = "default", store: Any = None, registry: Any = None, spot_check_rate: float = 0.0,
+                 exam_level: str = "medium") -> None:
         if not nodes:
             raise ConfigError("a swarm needs at least one node")
         ids = [n.id for n in nodes]
@@ -55,6 +60,11 @@ class Swarm:
         self.protocol = protocol
         self.name = name
         self.store = store
+        #: a :class:`~swarmrank.registry.Registry`: only admitted nodes with stake count, weighted by reputation
+        self.registry = registry
+        self.spot_check_rate = spot_check_rate
+        self.exam_level = exam_level
+        self._spot_rng = random.Random()
         self.created_keys: list[str] = []  # node ids whose key pair was created by from_config
         self.keys_dir: Path | None = None
 
@@ -86,7 +96,21 @@ class Swarm:
 
             store = Store.open(settings, config.store.url)
             store.engine  # connect and migrate now: a bad database must fail before a round, not after  # noqa: B018
-        swarm = cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store)
+        registry = None
+        if config.trust.enabled:
+            if store is None:
+                raise ConfigError("[trust] enabled needs a database for the ledger (do not pass store=None)")
+            from swarmrank.ledger import Ledger
+            from swarmrank.registry import Registry
+
+            coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
+            if coordinator.created:
+                created.append(COORDINATOR_ID)
+            registry = Registry(Ledger(store), coordinator, config.trust.params())
+            registry.register(nodes)
+        swarm = cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store,
+                    registry=registry, spot_check_rate=config.trust.spot_check_rate,
+                    exam_level=config.trust.exam_level)
         swarm.created_keys = created
         swarm.keys_dir = settings.keys_dir
         return swarm
@@ -110,7 +134,15 @@ class Swarm:
         opts = options or self.options
         if opts.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {opts.schedule!r} (known: {', '.join(SCHEDULES)})")
-        ctx = RoundContext(task, self.nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event)
+        nodes, left_out = list(self.nodes), []
+        if self.registry is not None:
+            nodes, opts, left_out = await asyncio.to_thread(self.registry.weigh, self.nodes, opts)
+            if not any(n.answers for n in nodes):
+                raise ConfigError("no admitted node with the 'answer' role has enough stake: admit nodes first "
+                                  "(swarmrank node admit NODE)")
+        ctx = RoundContext(task, nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event)
+        for line in left_out:
+            ctx.note(f"not counted: {line}")
         if not any(n.answers for n in self.nodes):
             raise ConfigError("no node in this swarm has the 'answer' role")
         try:
@@ -123,6 +155,39 @@ class Swarm:
             except StorageError as exc:
                 raise RoundNotSavedError(f"round {result.round_id} finished but was not saved: {exc}",
                                          result=result) from exc
+        if self.registry is not None and save:
+            await self._record(result, nodes)
+            if self.spot_check_rate > 0 and self._spot_rng.random() < self.spot_check_rate:
+                await self.spot_check(protocol=name)
+        return result
+
+    async def _record(self, result: RoundResult, nodes: Sequence[Node], **kwargs: Any) -> None:
+        try:
+            await asyncio.to_thread(self.registry.record, result, nodes, **kwargs)
+        except StorageError as exc:
+            raise RoundNotSavedError(f"round {result.round_id} was saved but its ledger entry was not: {exc}",
+                                     result=result) from exc
+
+    async def spot_check(self, *, protocol: str | None = None) -> RoundResult:
+        """A hidden check: a round on a generated question with a known answer, scored against the
+        truth (wrong answers and verdicts for a wrong answer are slashed, right ones rewarded).
+        The nodes are asked exactly as in a live round. Needs a registry."""
+        from swarmrank.admission import exam_items
+
+        if self.registry is None:
+            raise ConfigError("spot checks need [trust] enabled")
+        item = exam_items(1, seed=self._spot_rng.randrange(2**48), level=self.exam_level)[0]
+        nodes, opts, _ = await asyncio.to_thread(self.registry.weigh, self.nodes, self.options)
+        if not any(n.answers for n in nodes):
+            raise ConfigError("no admitted node to spot-check")
+        task = Task.create(item.question, "number")
+        ctx = RoundContext(task, nodes, opts, protocol=protocol or self.protocol, swarm=self.name, truth=item.gold)
+        result = await asyncio.wait_for(get_protocol(ctx.protocol).run(ctx), opts.deadline + 30.0)
+        gold = task.extract(item.gold)
+        correct = {c.answer: c.answer == gold for c in result.candidates}
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save_round, result)
+        await self._record(result, nodes, correct=correct, spot_check=True)
         return result
 
     def ask_sync(self, question: str, **kwargs: Any) -> RoundResult:

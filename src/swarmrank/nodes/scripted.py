@@ -107,19 +107,24 @@ class ScriptedBackend(Backend):
             return Completion(text="I'm sorry, but I can't help with that request.")
         return Completion(text="blah " * 2000, completion_tokens=2000, finish_reason="length")
 
-    def own_answer(self, question: str, rng: random.Random | None = None) -> str:
+    def own_answer(self, question: str, rng: random.Random | None = None, truth: str | None = None) -> str:
+        """The node's answer; with ``accuracy`` set it is the truth (the node's own, else the one the
+        request carries for evaluation) with that probability, else ``wrong``."""
         for key, value in self.answers.items():
             if key != "*" and key.lower() in question.lower():
                 chosen = value
                 break
         else:
             chosen = self.answers.get("*", "42")
-        if self.accuracy is not None and rng is not None and self.truth is not None:
-            chosen = self.truth if rng.random() < self.accuracy else self.wrong
+        truth = self.truth if self.truth is not None else truth
+        if self.accuracy is not None and rng is not None and truth is not None:
+            chosen = truth if rng.random() < self.accuracy else self.wrong
         return chosen
 
     def _answer(self, request: CompletionRequest, rng: random.Random) -> str:
-        answer = self.own_answer(str(request.context.get("question", "")), rng)
+        truth = request.context.get("truth")
+        answer = self.own_answer(str(request.context.get("question", "")), rng,
+                                 None if truth is None else str(truth))
         text = f"Let me think. The answer is {answer}."
         if self.confidence is not None or "confidence" in request.context.get("wants", ()):
             text += f"\nAnswer: {answer}\nConfidence: {self.confidence if self.confidence is not None else 0.7}"

@@ -1,0 +1,199 @@
+"""The node registry: who may take part, with what weight — kept in the ledger, applied to rounds.
+
+A :class:`Registry` joins a ledger (:class:`swarmrank.ledger.Ledger`, or :class:`MemoryLedger` for
+simulation) to the trust rule of :mod:`swarmrank.trust`:
+
+* :meth:`Registry.weigh` picks the nodes that count (admitted, stake at least the minimum) and
+  sets their influence from reputation before a round;
+* :meth:`Registry.record` writes a round's outcome, signed by the coordinator, with every
+  participating node's signature over its own answers and verdicts, and the reputation, slash and
+  stake entries that follow from it — all in one ledger transaction;
+* :meth:`Registry.admit` and :meth:`Registry.add_stake` write admission results and deposits.
+
+The state is never stored separately: :meth:`Registry.state` replays the ledger (incrementally), so
+whatever reads the ledger gets the same reputation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from swarmrank.errors import ConfigError
+from swarmrank.nodes.base import Node
+from swarmrank.result import RoundResult
+from swarmrank.round import RoundOptions
+from swarmrank.trust import RoundScore, TrustParams, TrustState, round_digest, score_round
+
+__all__ = ["Registry", "MemoryLedger", "NodeSigner", "contribution_digest"]
+
+
+@dataclass(frozen=True)
+class NodeSigner:
+    """A :class:`~swarmrank.nodes.base.Node` as a ledger signer (its id, public key and key)."""
+
+    node: Node
+
+    @property
+    def node_id(self) -> str:
+        return self.node.id
+
+    @property
+    def public_hex(self) -> str:
+        return self.node.public_key
+
+    def sign(self, payload: bytes) -> bytes:
+        return self.node.sign(payload)
+
+
+def contribution_digest(result: RoundResult, node_id: str) -> str:
+    """sha256 over the canonical JSON of everything ``node_id`` said in the round (answers, verdicts)."""
+    data = {
+        "round_id": result.round_id,
+        "node": node_id,
+        "answers": [a.text for a in result.answers if a.node == node_id],
+        "judgments": [[j.first, j.second, j.verdict, j.reasoning] for j in result.judgments if j.judge == node_id],
+        "rankings": [[r.order, r.reasoning] for r in result.rankings if r.judge == node_id],
+    }
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    signer: str
+
+
+@dataclass
+class MemoryLedger:
+    """An in-memory stand-in with the ledger's append/entries interface and no hashing or
+    signatures, for simulations that run thousands of rounds. Not tamper-evident."""
+
+    items: list[MemoryEntry] = field(default_factory=list)
+
+    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Any]]) -> list[MemoryEntry]:
+        out = []
+        for kind, payload, signer in items:
+            entry = MemoryEntry(len(self.items) + 1, kind, json.loads(json.dumps(payload)), signer.node_id)
+            self.items.append(entry)
+            out.append(entry)
+        return out
+
+    def append(self, kind: str, payload: dict[str, Any], signer: Any) -> MemoryEntry:
+        return self.append_many([(kind, payload, signer)])[0]
+
+    def entries(self, *, after: int = 0, kind: str | None = None, limit: int | None = None) -> list[MemoryEntry]:
+        out = [e for e in self.items[after:] if kind is None or e.kind == kind]
+        return out if limit is None else out[:limit]
+
+    def register_key(self, signer: Any) -> None:
+        return None
+
+
+class Registry:
+    """Admission, stake and reputation for one swarm's nodes, kept in ``ledger``."""
+
+    def __init__(self, ledger: Any, coordinator: Any, params: TrustParams | None = None) -> None:
+        self.ledger = ledger
+        self.coordinator = coordinator
+        self.params = params or TrustParams()
+        self._state = TrustState(params=self.params)
+        self._lock = threading.Lock()
+
+    # -- reading -------------------------------------------------------------------------------
+    def state(self) -> TrustState:
+        """The state replayed up to the ledger's head (only new entries are read)."""
+        with self._lock:
+            self._state.extend(self.ledger.entries(after=self._state.seq))
+            return self._state.copy()
+
+    def weigh(self, nodes: Sequence[Node], options: RoundOptions) -> tuple[list[Node], RoundOptions, list[str]]:
+        """The nodes that count in a round, the options with their influence, and who was left out and why."""
+        state = self.state()
+        counted, left_out = [], []
+        for node in nodes:
+            info = state.nodes.get(node.id)
+            if info is None or not info.admitted:
+                left_out.append(f"{node.id}: not admitted")
+            elif not info.eligible(self.params):
+                left_out.append(f"{node.id}: stake {info.stake:g} below the minimum {self.params.min_stake:g}")
+            else:
+                counted.append(node)
+        weights = {n.id: state.influence(n.id) for n in counted}
+        return counted, replace(options, influence={**options.influence, **weights}), left_out
+
+    # -- writing -------------------------------------------------------------------------------
+    def register(self, nodes: Sequence[Node]) -> None:
+        """Record each node's public key (nodes without a key are skipped)."""
+        for node in nodes:
+            if node.public_key and node.signer is not None:
+                self.ledger.register_key(NodeSigner(node))
+
+    def record(self, result: RoundResult, nodes: Sequence[Node], *, correct: Mapping[str, bool] | None = None,
+               spot_check: bool = False) -> RoundScore:
+        """Write the round's outcome and its consequences to the ledger in one transaction."""
+        score = score_round(result, self.params, correct=correct, spot_check=spot_check)
+        by_id = {n.id: n for n in nodes}
+        participants = sorted(set(score.answerers) | set(score.judges))
+        signatures = {}
+        for node_id in participants:
+            node = by_id.get(node_id)
+            digest = contribution_digest(result, node_id)
+            sig = node.sign(bytes.fromhex(digest)).hex() if node is not None and node.signer is not None else None
+            signatures[node_id] = {"digest": digest, "signature": sig}
+        outcome = {
+            "round_id": result.round_id, "digest": round_digest(result), "protocol": result.protocol,
+            "answer": result.answer, "confidence": result.confidence, "spot_check": spot_check,
+            "truth_known": correct is not None, "answerers": score.answerers, "judges": score.judges,
+            "nodes": signatures, "at": datetime.now(timezone.utc).isoformat(),
+        }
+        with self._lock:
+            self._state.extend(self.ledger.entries(after=self._state.seq))
+            state = self._state.copy()
+            items: list[tuple[str, dict[str, Any], Any]] = [("round", outcome, self.coordinator)]
+            for node_id, s in score.node_scores().items():
+                before = state.node(node_id).reputation
+                after = state.updated_reputation(node_id, s, truth=correct is not None)
+                items.append(("reputation", {"node": node_id, "round_id": result.round_id, "score": s,
+                                             "truth": correct is not None, "before": before, "after": after},
+                              self.coordinator))
+            for slash in score.slashes:
+                items.append(("slash", {"node": slash.node, "round_id": result.round_id, "amount": slash.amount,
+                                        "reason": slash.reason}, self.coordinator))
+            for reward in score.rewards:
+                items.append(("stake", {"node": reward.node, "round_id": result.round_id, "amount": reward.amount,
+                                        "reason": reward.reason}, self.coordinator))
+            entries = self.ledger.append_many(items)
+            self._state.extend(entries)
+        return score
+
+    def admit(self, node_id: str, *, passed: bool, report: Mapping[str, Any], stake: float | None = None) -> None:
+        """Record an admission exam's result; a pass also deposits ``stake`` (default: the params' deposit)."""
+        amount = self.params.deposit if stake is None else float(stake)
+        if passed and amount < self.params.min_stake:
+            raise ConfigError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
+        items: list[tuple[str, dict[str, Any], Any]] = [
+            ("admission", {"node": node_id, "passed": bool(passed), **dict(report)}, self.coordinator)]
+        if passed:
+            current = self.state().node(node_id).stake
+            top_up = max(0.0, min(amount, self.params.max_stake) - current)
+            if top_up > 0:
+                items.append(("stake", {"node": node_id, "amount": top_up, "reason": "deposit at admission"},
+                              self.coordinator))
+        with self._lock:
+            self._state.extend(self.ledger.append_many(items))
+
+    def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
+        if not amount > 0:
+            raise ConfigError("a stake must be a positive amount")
+        with self._lock:
+            self._state.extend([self.ledger.append("stake", {"node": node_id, "amount": float(amount),
+                                                             "reason": reason}, self.coordinator)])

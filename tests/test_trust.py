@@ -1,0 +1,267 @@
+"""Reputation, stake, slashing and admission: the rule of swarmrank.trust and the registry that applies it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from swarmrank.admission import ExamParams, exam_items, run_exam
+from swarmrank.errors import ConfigError
+from swarmrank.identity import load_or_create
+from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.registry import MemoryLedger, Registry
+from swarmrank.round import RoundOptions
+from swarmrank.swarm import Swarm
+from swarmrank.trust import ReplayError, TrustParams, TrustState, influence, score_round
+from tests.conftest import answerer, judge
+
+PARAMS = TrustParams()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# -- the rule --------------------------------------------------------------------------------------
+
+def test_influence_is_one_at_the_prior_increasing_and_bounded():
+    assert influence(0.0, PARAMS) == pytest.approx(1.0)
+    values = [influence(r, PARAMS) for r in (-50, -5, -1, 0, 1, 5, 50)]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert PARAMS.w_min <= values[0] < PARAMS.w_min + 1e-6
+    assert PARAMS.w_max - 1e-6 < values[-1] <= PARAMS.w_max
+
+
+def test_reputation_update_decays_toward_the_prior_and_stays_within_eta_over_lambda():
+    state = TrustState(PARAMS)
+    r = 0.0
+    for _ in range(3000):  # always the best score: converges to eta / decay, never beyond
+        r = state.updated_reputation("n", 1.0)
+        state.node("n").reputation = r
+    assert r == pytest.approx(PARAMS.eta / PARAMS.decay, rel=1e-6)
+    assert state.updated_reputation("n", 0.0) == pytest.approx((1 - PARAMS.decay) * r)
+    assert state.updated_reputation("n", 7.0) == state.updated_reputation("n", 1.0)  # scores are clipped
+    # evidence against the truth moves reputation eta_truth / eta times as far as consensus does
+    drop_truth = r - state.updated_reputation("n", -1.0, truth=True)
+    drop_live = r - state.updated_reputation("n", -1.0)
+    assert drop_truth - drop_live == pytest.approx(PARAMS.eta_truth - PARAMS.eta)
+
+
+@pytest.mark.parametrize("bad", [dict(w_min=0.0), dict(w_max=1.0), dict(decay=1.0), dict(clear=0.5),
+                                 dict(deposit=1.0, min_stake=5.0)])
+def test_bad_trust_params_are_refused(bad):
+    with pytest.raises(ConfigError):
+        TrustParams(**bad)
+
+
+def honest_swarm(extra_judges=(), answers=("4", "4", "4", "4", "5")):
+    nodes = [answerer(f"a{i}", a) for i, a in enumerate(answers)]
+    nodes += [judge(f"j{k}", truth="4") for k in range(5)] + list(extra_judges)
+    return Swarm(nodes, options=RoundOptions(judges_per_pair=6), store=None)
+
+
+def test_a_round_scores_right_answerers_and_agreeing_judges_up_and_a_contrarian_down():
+    swarm = honest_swarm([judge("liar", rule="prefer", prefer="5")])
+    result = swarm.ask_sync("What is 2 + 2?", save=False)
+    assert result.answer == "4"
+    score = score_round(result, PARAMS)
+    assert score.answerers["a0"] == 1.0 and score.answerers["a4"] == -1.0
+    assert all(score.judges[f"j{k}"] > 0.5 for k in range(3))
+    assert score.judges["liar"] < -0.5
+    # the liar preferred the loser in both orders against a clear consensus: slashed, nobody else
+    assert [s.node for s in score.slashes] == ["liar"]
+    assert "clear consensus" in score.slashes[0].reason
+
+
+def test_known_truth_replaces_the_consensus_and_spot_checks_slash_and_reward():
+    # the crowd is wrong ("5" wins) but the truth is "4"
+    nodes = [answerer("a0", "4"), answerer("a1", "5"), answerer("a2", "5"), judge("fan", rule="prefer", prefer="5"),
+             judge("wise", truth="4")]
+    result = Swarm(nodes, options=RoundOptions(judges_per_pair=2), store=None).ask_sync("What is 2 + 2?", save=False)
+    correct = {c.answer: c.answer == "4" for c in result.candidates}
+    score = score_round(result, PARAMS, correct=correct, spot_check=True)
+    assert score.answerers == {"a0": 1.0, "a1": -1.0, "a2": -1.0}
+    assert score.judges["wise"] == 1.0 and score.judges["fan"] == -1.0
+    slashed = {s.node: s.amount for s in score.slashes}
+    rewarded = {s.node: s.amount for s in score.rewards}
+    assert slashed == {"a1": PARAMS.slash_spot_check, "a2": PARAMS.slash_spot_check, "fan": PARAMS.slash_spot_lie}
+    assert rewarded == {"a0": PARAMS.reward_spot_check, "wise": PARAMS.reward_spot_check}
+
+
+def test_a_red_flagged_answer_is_slashed_and_a_timeout_only_costs_reputation():
+    nodes = [answerer("a0", "4"), answerer("a1", "4"),
+             Node("garbled", ScriptedBackend(fault="garbage"), Persona(), frozenset({"answer"})),
+             Node("slow", ScriptedBackend(fault="timeout"), Persona(), frozenset({"answer"})), judge("j0", truth="4")]
+    result = Swarm(nodes, options=RoundOptions(node_timeout=0.2), store=None).ask_sync("What is 2 + 2?", save=False)
+    score = score_round(result, PARAMS)
+    assert score.answerers["garbled"] == -1.0
+    assert score.answerers["slow"] == PARAMS.failed_call_score
+    assert [s.node for s in score.slashes] == ["garbled"] and "red-flagged" in score.slashes[0].reason
+
+
+# -- the registry: ledger-backed state -------------------------------------------------------------
+
+def make_registry(tmp_path, params=PARAMS):
+    return Registry(MemoryLedger(), load_or_create(tmp_path / "keys", "coord"), params)
+
+
+def test_only_admitted_nodes_with_stake_count_and_influence_follows_reputation(tmp_path):
+    registry = make_registry(tmp_path)
+    swarm = honest_swarm([judge("liar", rule="prefer", prefer="5")])
+    for node in swarm.nodes:
+        if node.id != "a4":
+            registry.admit(node.id, passed=True, report={"seed": 1})
+    counted, options, left_out = registry.weigh(swarm.nodes, swarm.options)
+    assert "a4" not in {n.id for n in counted} and left_out == ["a4: not admitted"]
+    assert options.influence["liar"] == pytest.approx(1.0)
+
+    for _ in range(3):
+        result = swarm.ask_sync("What is 2 + 2?", save=False)
+        registry.record(result, counted)
+    state = registry.state()
+    assert state.nodes["liar"].reputation < 0 < state.nodes["j0"].reputation
+    assert state.influence("liar") < 1.0 < state.influence("j0")
+    assert state.nodes["liar"].stake == PARAMS.deposit - 3 * PARAMS.slash_contradiction
+    assert state.nodes["j0"].stake == PARAMS.deposit
+
+    # slashes take the liar below the minimum stake in exactly as many rounds as the params say
+    needed = math.floor((PARAMS.deposit - PARAMS.min_stake) / PARAMS.slash_contradiction) + 1
+    for _ in range(needed - 3):
+        assert "liar" in {n.id for n in registry.weigh(swarm.nodes, swarm.options)[0]}
+        registry.record(swarm.ask_sync("What is 2 + 2?", save=False), counted)
+    counted, _, left_out = registry.weigh(swarm.nodes, swarm.options)
+    assert "liar" not in {n.id for n in counted}
+    stake = PARAMS.deposit - needed * PARAMS.slash_contradiction
+    assert any(line.startswith(f"liar: stake {stake:g} below the minimum 5") for line in left_out)
+    registry.add_stake("liar", 2.0)
+    assert "liar" in {n.id for n in registry.weigh(swarm.nodes, swarm.options)[0]}
+
+
+def test_replaying_the_ledger_reproduces_reputation_exactly_and_catches_a_doctored_entry(tmp_path):
+    registry = make_registry(tmp_path)
+    swarm = honest_swarm([judge("liar", rule="prefer", prefer="5")])
+    for node in swarm.nodes:
+        registry.admit(node.id, passed=True, report={})
+    for q in range(4):
+        registry.record(swarm.ask_sync(f"What is 2 + 2? ({q})", save=False), swarm.nodes)
+    live = registry.state()
+    replayed = TrustState.replay(registry.ledger.entries(), PARAMS)
+    assert {k: v.reputation for k, v in replayed.nodes.items()} == {k: v.reputation for k, v in live.nodes.items()}
+    assert {k: v.stake for k, v in replayed.nodes.items()} == {k: v.stake for k, v in live.nodes.items()}
+
+    entry = next(e for e in registry.ledger.entries(kind="reputation") if e.payload["node"] == "liar")
+    entry.payload["after"] += 0.5  # a coordinator that writes a reputation the rule does not give
+    with pytest.raises(ReplayError, match=f"ledger entry {entry.seq}: reputation of liar"):
+        TrustState.replay(registry.ledger.entries(), PARAMS)
+
+
+def test_admission_deposit_must_meet_the_minimum_stake(tmp_path):
+    registry = make_registry(tmp_path)
+    with pytest.raises(ConfigError, match="below the minimum"):
+        registry.admit("n", passed=True, report={}, stake=1.0)
+    registry.admit("n", passed=False, report={})
+    assert not registry.state().eligible("n")
+
+
+def test_record_signs_each_participants_contribution_and_the_signatures_verify(tmp_path):
+    from swarmrank.identity import verify
+
+    registry = make_registry(tmp_path)
+    nodes = []
+    for node in honest_swarm().nodes:
+        key = load_or_create(tmp_path / "keys", node.id)
+        node.public_key, node.signer = key.public_hex, key.sign
+        nodes.append(node)
+    swarm = Swarm(nodes, options=RoundOptions(judges_per_pair=6), store=None)
+    result = swarm.ask_sync("What is 2 + 2?", save=False)
+    registry.record(result, nodes)
+    outcome = registry.ledger.entries(kind="round")[0].payload
+    assert set(outcome["nodes"]) == {n.id for n in nodes}
+    for node in nodes:
+        signed = outcome["nodes"][node.id]
+        assert verify(node.public_key, bytes.fromhex(signed["digest"]), bytes.fromhex(signed["signature"]))
+        other = next(n for n in nodes if n.id != node.id)
+        assert not verify(other.public_key, bytes.fromhex(signed["digest"]), bytes.fromhex(signed["signature"]))
+
+
+def test_a_swarm_with_a_registry_leaves_out_unadmitted_nodes_and_records_every_round(tmp_path):
+    registry = make_registry(tmp_path)
+    swarm = honest_swarm(answers=("4", "4", "5", "5", "5"))
+    swarm.registry = registry
+    with pytest.raises(ConfigError, match="admit nodes first"):
+        swarm.ask_sync("What is 2 + 2?", save=False)
+    for node in swarm.nodes:
+        if node.id not in ("a2", "a3", "a4"):  # the wrong answerers (a majority) are never admitted
+            registry.admit(node.id, passed=True, report={})
+    swarm.store = None
+    result = run(swarm.ask("What is 2 + 2?"))
+    assert result.answer == "4" and {c.answer for c in result.candidates} == {"4"}
+    assert "not counted: a2: not admitted" in result.notes
+    assert [e.payload["round_id"] for e in registry.ledger.entries(kind="round")] == [result.round_id]
+
+
+def test_spot_checks_are_scored_against_the_truth(tmp_path):
+    registry = make_registry(tmp_path)
+    nodes = [Node("good", ScriptedBackend(accuracy=1.0, answers={"*": "0"}), Persona(), frozenset({"answer"})),
+             Node("bad", ScriptedBackend(answers={"*": "7"}), Persona(), frozenset({"answer"})),
+             judge("j0"), judge("j1")]
+    swarm = Swarm(nodes, store=None, registry=registry)
+    for node in nodes:
+        registry.admit(node.id, passed=True, report={})
+    result = run(swarm.spot_check())
+    state = registry.state()
+    assert state.nodes["good"].stake == PARAMS.deposit + PARAMS.reward_spot_check
+    assert state.nodes["bad"].stake == PARAMS.deposit - PARAMS.slash_spot_check
+    assert registry.ledger.entries(kind="round")[0].payload["spot_check"] is True
+    assert result.answer is not None
+
+
+# -- admission --------------------------------------------------------------------------------------
+
+def test_exam_items_are_fresh_per_seed_and_have_a_wrong_answer_that_differs():
+    a, b = exam_items(20, seed=1), exam_items(20, seed=2)
+    assert [i.question for i in a] != [i.question for i in b]
+    assert exam_items(20, seed=1) == a
+    for item in a:
+        left, op, right = item.question.removeprefix("What is ").removesuffix("?").split()
+        expected = {"+": int(left) + int(right), "-": int(left) - int(right), "×": int(left) * int(right)}[op]
+        assert int(item.gold) == expected and item.wrong != item.gold
+
+
+@pytest.mark.parametrize("node, passes", [
+    (Node("skilled", ScriptedBackend(accuracy=1.0, judge="truth"), Persona()), True),
+    (Node("coin-judge", ScriptedBackend(judge="random"), Persona(), frozenset({"judge"})), False),
+    (Node("position-biased", ScriptedBackend(judge="first"), Persona(), frozenset({"judge"})), False),
+    (Node("constant", ScriptedBackend(answers={"*": "12"}), Persona(), frozenset({"answer"})), False),
+    (Node("weak", ScriptedBackend(accuracy=0.3, judge="truth"), Persona()), False),
+])
+def test_the_exam_passes_a_capable_node_and_refuses_weak_or_biased_ones(node, passes):
+    result = run(run_exam(node, ExamParams(seed=7)))
+    assert result.passed is passes
+    if node.answers:
+        assert result.answer_total == 20
+    if node.judges:
+        assert result.judge_total == 20
+    if node.id == "position-biased":
+        assert result.judge_correct == 0  # it picks A in both orders, so never the right one twice
+    assert result.calls == (20 if node.answers else 0) + (40 if node.judges else 0)
+
+
+def test_a_sybil_flood_of_weak_identities_is_refused():
+    """100 identities of one weak model (right 30% of the time, a coin as a judge): at most 1% get in."""
+    admitted = 0
+    for i in range(100):
+        node = Node(f"sybil{i}", ScriptedBackend(accuracy=0.3, judge="random", seed=i), Persona(seed=i))
+        admitted += run(run_exam(node, ExamParams(seed=1000 + i))).passed
+    assert admitted <= 1
+
+
+def test_exam_params_are_checked():
+    with pytest.raises(ConfigError, match="level"):
+        ExamParams(level="impossible")
+    with pytest.raises(ConfigError, match="at least one item"):
+        ExamParams(answer_items=0, judge_items=0)
+    assert math.isclose(ExamParams().threshold, 0.6)

@@ -61,7 +61,7 @@ async def test_the_injector_appends_its_note_to_answers_only():
     assert backend.describe().endswith("+judge-injection")
 
 
-async def test_judges_that_obey_injected_notes_lose_peer_rank_accuracy_and_the_summary_says_so(tmp_path):
+async def test_an_answer_injecting_notes_to_the_judges_is_red_flagged_so_gullible_judges_are_not_fooled(tmp_path):
     class Gullible(ScriptedBackend):
         """Judges by the truth, unless a solution carries a note to the judge."""
 
@@ -88,7 +88,14 @@ async def test_judges_that_obey_injected_notes_lose_peer_rank_accuracy_and_the_s
     assert summary.items == 1  # variants stay out of the main table
     drops = {(d.kind, d.system): d for d in summary.degradation}
     peer = drops[("inject-answer", "peer-rank")]
-    assert (peer.base, peer.variant, peer.drop) == (1.0, 0.0, 1.0)
-    assert drops[("inject-answer", "majority")].drop == 0.0
+    # without the red flag the gullible judge would crown the liar (base 1.0, variant 0.0)
+    assert (peer.base, peer.variant, peer.drop) == (1.0, 1.0, 0.0)
+    # majority: a three-way tie (wrong by the tie-break) becomes 4 vs 6 once the liar is excluded
+    majority = drops[("inject-answer", "majority")]
+    assert (majority.base, majority.variant) == (0.0, 1.0)
     assert summary.as_dict()["degradation"][0]["kind"] == "inject-answer"
+    row = next(r for r in store.eval_results(run.run_id) if r["item_id"].endswith("#inject-answer")
+               and r["system"] == "peer-rank")
+    liar = next(a for a in store.get_round(row["round_id"]).answers if a.node == "liar")
+    assert liar.excluded == "injection: the answer addresses the judges"
     store.close()

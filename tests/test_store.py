@@ -306,7 +306,7 @@ def test_migrate_is_idempotent_and_records_names(tmp_path: Path) -> None:
         assert migrate(engine) == []
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT name, applied_at FROM _migrations")).all()
-        assert [r.name for r in rows] == ["m001_initial", "m002_eval"]
+        assert [r.name for r in rows] == ["m001_initial", "m002_eval", "m003_ledger", "m004_api_keys"]
         assert all(r.applied_at for r in rows)
     finally:
         engine.dispose()

@@ -17,7 +17,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from swarmrank.errors import RoundNotSavedError, SwarmError
+from swarmrank.cli_ledger import ledger_app
+from swarmrank.cli_node import node_app
+from swarmrank.cli_serve import keys_app, serve
+from swarmrank.errors import RoundNotSavedError, StorageError, SwarmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
@@ -27,6 +30,10 @@ eval_app = typer.Typer(help="Evaluate protocols side by side on packaged dataset
 app.add_typer(config_app, name="config")
 app.add_typer(rounds_app, name="rounds")
 app.add_typer(eval_app, name="eval")
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(node_app, name="node")
 
 console = Console()
 err = Console(stderr=True)
@@ -136,8 +143,17 @@ def nodes(
     from swarmrank.config import load_config
     from swarmrank.render import print_table
 
-    swarm = _build(load_config(config), store=None)
+    cfg = load_config(config)
+    swarm = _build(cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"enabled": False})}), store=None)
     rows = swarm.describe()
+    from swarmrank.cli_node import trust_rows
+
+    try:
+        trust = trust_rows(cfg, [str(r["id"]) for r in rows])
+    except StorageError as exc:  # the node list does not need the database; say why trust is missing
+        err.print(f"warning: no reputation shown: {exc}", style="yellow", markup=False, highlight=False)
+        trust = {}
+    show_trust = cfg.trust.enabled and bool(trust) or any(t["admitted"] or t["rounds"] for t in trust.values())
     checks = {}
     if check:
         with err.status(f"checking {len(swarm.nodes)} node(s)…"):
@@ -147,14 +163,24 @@ def nodes(
             c = checks.get(str(row["id"]))
             if c is not None:
                 row["check"] = {"ok": c.ok, "detail": c.detail, "seconds": round(c.seconds, 3)}
+            if trust:
+                row["trust"] = trust[str(row["id"])]
         print(json.dumps(rows, indent=2))
     else:
         table_rows = []
         for row in rows:
             c = checks.get(str(row["id"]))
             status = "" if c is None else (f"[green]ok[/] {c.seconds:.1f}s" if c.ok else f"[red]FAIL[/] {c.detail}")
-            table_rows.append([row["id"], row["backend"], ",".join(row["roles"]), row["temperature"], row["key"], status])
-        print_table(console, f"Swarm {swarm.name!r}", ["node", "backend", "roles", "temp", "key", "check"], table_rows)
+            cells = [row["id"], row["backend"], ",".join(row["roles"]), row["temperature"], row["key"]]
+            if show_trust:
+                t = trust[str(row["id"])]
+                state = ("counts" if t["eligible"] else "[red]stake low[/]") if t["admitted"] else "[dim]not admitted[/]"
+                cells += [f"{t['reputation']:+.2f}", f"{t['influence']:.2f}", f"{t['stake']:g}", state]
+            table_rows.append([*cells, status])
+        headers = ["node", "backend", "roles", "temp", "key"]
+        if show_trust:
+            headers += ["reputation", "influence", "stake", "trust"]
+        print_table(console, f"Swarm {swarm.name!r}", [*headers, "check"], table_rows)
     if checks and not all(c.ok for c in checks.values()):
         raise typer.Exit(1)
 

@@ -66,3 +66,7 @@ class RoundNotSavedError(StorageError):
     def __init__(self, message: str, *, result: object) -> None:
         super().__init__(message)
         self.result = result
+
+
+class LedgerError(SwarmError):
+    """The ledger refused an entry or an import, or a stored entry cannot be read (see :mod:`swarmrank.ledger`)."""

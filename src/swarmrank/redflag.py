@@ -17,6 +17,15 @@ _REFUSAL = re.compile(
     r"as an ai(?: language model)?,? i)\b",
     re.IGNORECASE,
 )
+# an answer that talks to the judges is trying to win the judging phase, not to answer the question
+_INJECTION = re.compile(
+    r"\b(?:note|message|instructions?|notice)\s+(?:to|for)\s+(?:any\s+|the\s+|all\s+)?"
+    r"(?:judges?|graders?|evaluators?|reviewers?)\b"
+    r"|\bignore\s+(?:all\s+|any\s+|the\s+)?(?:other|previous|above|prior)\s+"
+    r"(?:responses?|answers?|solutions?|instructions?)\b"
+    r"|\bverdict\s*:\s*[AB]\b",
+    re.IGNORECASE,
+)
 # short and free answers are read from any text, so a refusal only stands aside for an explicit answer
 _ANSWER_GIVEN = re.compile(r"\b(?:final answer|answer)\s*(?:is\b|:|=)", re.IGNORECASE)
 
@@ -40,6 +49,8 @@ def red_flag(task: Task, completion: Completion, *, max_chars: int = 4000) -> st
         return f"over-long: {len(text)} characters > {max_chars}"
     if printable_ratio(text) < 0.85 or not re.search(r"[A-Za-z0-9]", text):
         return "malformed: mostly unreadable characters"
+    if _INJECTION.search(text):
+        return "injection: the answer addresses the judges"
     answer = task.extract(text)
     explicit = answer is not None and (task.type in (TaskType.MC, TaskType.NUMBER) or _ANSWER_GIVEN.search(text))
     if _REFUSAL.search(text) and not explicit:

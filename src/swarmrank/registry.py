@@ -112,8 +112,12 @@ class Registry:
     def state(self) -> TrustState:
         """The state replayed up to the ledger's head (only new entries are read)."""
         with self._lock:
-            self._state.extend(self.ledger.entries(after=self._state.seq))
+            self._sync()
             return self._state.copy()
+
+    def _sync(self) -> None:
+        """Apply the entries written since the last read (by anyone); hold ``_lock``."""
+        self._state.extend(self.ledger.entries(after=self._state.seq))
 
     def weigh(self, nodes: Sequence[Node], options: RoundOptions) -> tuple[list[Node], RoundOptions, list[str]]:
         """The nodes that count in a round, the options with their influence, and who was left out and why."""
@@ -156,7 +160,7 @@ class Registry:
             "nodes": signatures, "at": datetime.now(timezone.utc).isoformat(),
         }
         with self._lock:
-            self._state.extend(self.ledger.entries(after=self._state.seq))
+            self._sync()
             state = self._state.copy()
             items: list[tuple[str, dict[str, Any], Any]] = [("round", outcome, self.coordinator)]
             for node_id, s in score.node_scores().items():
@@ -171,8 +175,8 @@ class Registry:
             for reward in score.rewards:
                 items.append(("stake", {"node": reward.node, "round_id": result.round_id, "amount": reward.amount,
                                         "reason": reward.reason}, self.coordinator))
-            entries = self.ledger.append_many(items)
-            self._state.extend(entries)
+            self.ledger.append_many(items)
+            self._sync()
         return score
 
     def admit(self, node_id: str, *, passed: bool, report: Mapping[str, Any], stake: float | None = None) -> None:
@@ -189,11 +193,13 @@ class Registry:
                 items.append(("stake", {"node": node_id, "amount": top_up, "reason": "deposit at admission"},
                               self.coordinator))
         with self._lock:
-            self._state.extend(self.ledger.append_many(items))
+            self.ledger.append_many(items)
+            self._sync()
 
     def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
         if not amount > 0:
             raise ConfigError("a stake must be a positive amount")
         with self._lock:
-            self._state.extend([self.ledger.append("stake", {"node": node_id, "amount": float(amount),
-                                                             "reason": reason}, self.coordinator)])
+            self.ledger.append("stake", {"node": node_id, "amount": float(amount), "reason": reason},
+                               self.coordinator)
+            self._sync()

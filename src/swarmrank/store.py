@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -68,6 +69,7 @@ __all__ = [
     "Base",
     "CandidateRow",
     "JudgmentRow",
+    "LedgerRow",
     "RoundRow",
     "RoundSummary",
     "Store",
@@ -249,6 +251,28 @@ class EvalResultRow(Base):
     round_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class LedgerRow(Base):
+    """One entry of the signed, hash-chained ledger (see :mod:`swarmrank.ledger`).
+
+    ``created_at`` and ``payload`` are TEXT, not a timestamp and a JSON type: the entry's hash is
+    computed over exactly these stored strings.
+    """
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)
+    created_at: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(200))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_ledger_kind", "kind"), Index("ix_ledger_hash", "hash"))
+
+
 _ANSWERS: Table = AnswerRow.__table__  # type: ignore[assignment]
 _JUDGMENTS: Table = JudgmentRow.__table__  # type: ignore[assignment]
 
@@ -392,6 +416,47 @@ def m002_eval(conn: Connection) -> None:
         Column("completion_tokens", Integer, nullable=False),
         Column("seconds", Float, nullable=False),
         Column("round_id", String(64)),
+    )
+    meta.create_all(conn)
+
+
+@migration
+def m003_ledger(conn: Connection) -> None:
+    """The signed, hash-chained ledger: one row per entry, ``seq`` 1, 2, 3, ... as the key.
+
+    On SQLite ``seq`` is ``INTEGER PRIMARY KEY`` (the rowid); elsewhere a BIGINT. ``created_at``
+    and ``payload`` are TEXT because the entry hash covers their exact stored strings.
+    """
+    meta = MetaData()
+    Table(
+        "ledger", meta,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column("created_at", String(64), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("signer", String(200), nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Column("signature", String(128), nullable=False),
+        Index("ix_ledger_kind", "kind"),
+        Index("ix_ledger_hash", "hash"),
+    )
+    meta.create_all(conn)
+
+
+@migration
+def m004_api_keys(conn: Connection) -> None:
+    """API keys for ``swarmrank serve``: a name and a SHA-256 hash per key, never the key itself."""
+    meta = MetaData()
+    Table(
+        "api_keys", meta,
+        Column("id", String(32), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("key_hash", String(64), nullable=False, unique=True),
+        Column("prefix", String(16), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("revoked_at", UTCDateTime),
+        Index("ix_api_keys_name", "name"),
     )
     meta.create_all(conn)
 
@@ -779,6 +844,63 @@ class Store:
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return _storage_errors(action, self._url)
+
+    # -- API keys (the HTTP server) --------------------------------------------------------------
+
+    def create_api_key(self, name: str, key_hash: str, prefix: str) -> dict[str, Any]:
+        """Record a key under ``name`` by its hash; a name has at most one active (unrevoked) key."""
+        import uuid
+
+        from swarmrank.errors import ConfigError
+
+        keys = self._api_keys()
+        row = {"id": uuid.uuid4().hex, "name": name, "key_hash": key_hash, "prefix": prefix,
+               "created_at": datetime.now(timezone.utc), "revoked_at": None}
+        with self._errors(f"create API key {name}"), _writing(self.engine) as conn:
+            active = select(keys.c.id).where(keys.c.name == name, keys.c.revoked_at.is_(None))
+            if conn.scalar(active) is not None:
+                raise ConfigError(f"an active API key named {name!r} exists; revoke it first or pick another name")
+            conn.execute(insert(keys).values(**row))
+        return {k: v for k, v in row.items() if k != "key_hash"}
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every API key (revoked ones too), oldest first, without hashes."""
+        keys = self._api_keys()
+        query = select(keys.c.id, keys.c.name, keys.c.prefix, keys.c.created_at, keys.c.revoked_at)
+        with self._errors("list API keys"), _connect(self.engine) as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(keys.c.created_at, keys.c.id))]
+
+    def revoke_api_key(self, name: str) -> dict[str, Any]:
+        """Revoke the active key named ``name`` (raises ConfigError when there is none)."""
+        from sqlalchemy import update
+
+        from swarmrank.errors import ConfigError
+
+        keys = self._api_keys()
+        now = datetime.now(timezone.utc)
+        with self._errors(f"revoke API key {name}"), _writing(self.engine) as conn:
+            key_id = conn.scalar(select(keys.c.id).where(keys.c.name == name, keys.c.revoked_at.is_(None)))
+            if key_id is None:
+                raise ConfigError(f"no active API key named {name!r}")
+            conn.execute(update(keys).where(keys.c.id == key_id).values(revoked_at=now))
+        return {"id": key_id, "name": name, "revoked_at": now}
+
+    def find_api_key(self, key_hash: str) -> dict[str, Any] | None:
+        """The active key with this hash (``id``, ``name``, ``prefix``), or None."""
+        keys = self._api_keys()
+        query = select(keys.c.id, keys.c.name, keys.c.prefix).where(keys.c.key_hash == key_hash,
+                                                                    keys.c.revoked_at.is_(None))
+        with self._errors("check an API key"), _connect(self.engine) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else dict(row._mapping)
+
+    @staticmethod
+    def _api_keys() -> Any:
+        """The ``api_keys`` table of migration m004, for Core queries."""
+        from sqlalchemy import column, table
+
+        return table("api_keys", column("id", String), column("name", String), column("key_hash", String),
+                     column("prefix", String), column("created_at", UTCDateTime), column("revoked_at", UTCDateTime))
 
 
 def _run_dict(row: Any) -> dict[str, Any]:

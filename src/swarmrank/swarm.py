@@ -28,6 +28,8 @@ from swarmrank.schedule import SCHEDULES
 from swarmrank.settings import Settings
 from swarmrank.tasks import Task
 
+#: node options that wrap the node's backend in an adversary (swarmrank.nodes.adversary)
+ADVERSARY_KEYS = ("adversary", "adversary_value", "adversary_seed")
 #: the key the coordinator signs round outcomes, reputation and stake entries with
 COORDINATOR_ID = "swarmrank-coordinator"
 
@@ -84,7 +86,12 @@ class Swarm:
         for section in config.nodes:
             backend_name, options = config.backend_for(section)
             persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
+            adversary = {k: options.pop(k) for k in ADVERSARY_KEYS if k in options}
             backend = create_backend(backend_name, options, ctx)
+            if adversary:
+                from swarmrank.nodes.adversary import wrap
+
+                backend = wrap(backend, adversary)
             identity = load_or_create(settings.keys_dir, section.id)
             if identity.created:
                 created.append(section.id)

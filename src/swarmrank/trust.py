@@ -43,7 +43,7 @@ __all__ = ["TrustParams", "NodeTrust", "TrustState", "RoundScore", "score_round"
 
 #: Red-flag reasons start with one of these (:func:`swarmrank.redflag.red_flag`); any other exclusion
 #: is a failed call (timeout, error), which costs reputation but is not slashed.
-RED_FLAG_PREFIXES = ("empty", "over-long", "malformed", "refused")
+RED_FLAG_PREFIXES = ("empty", "over-long", "malformed", "refused", "injection")
 
 
 class ReplayError(SwarmError):

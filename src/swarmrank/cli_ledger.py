@@ -1,0 +1,191 @@
+"""``swarmrank ledger``: verify, show, head, export and import the signed ledger (a Typer sub-app).
+
+:mod:`swarmrank.cli` imports this module at import time, so this one takes what it shares with
+it (the consoles, ``_store``) from it inside the commands, never at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from swarmrank.errors import LedgerError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from swarmrank.ledger import Entry, Ledger
+
+ledger_app = typer.Typer(no_args_is_help=True,
+                         help="Verify, show, export and import the signed, hash-chained ledger.")
+
+# The same options as swarmrank.cli's ConfigOpt and JsonOpt (which cannot be imported from there here).
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+KindOpt = Annotated[Optional[str], typer.Option("--kind", "-k", help="only entries of this kind")]
+
+
+@contextmanager
+def _ledger(config: Path | None) -> Iterator[Ledger]:
+    from swarmrank.cli import _store
+    from swarmrank.ledger import Ledger
+
+    store = _store(config)
+    try:
+        yield Ledger(store)
+    finally:
+        store.close()
+
+
+def _say(text: str) -> None:
+    from swarmrank.cli import console
+
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _note(text: str) -> None:
+    from swarmrank.cli import err
+
+    err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@ledger_app.command("verify")
+def verify(
+    head: Annotated[Optional[str], typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
+                                                "also detects entries cut off the end")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every entry's hash, chain link and signature; exit 1 at the first bad one."""
+    with _ledger(config) as ledger:
+        report = ledger.verify(expected_head=head)
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    if not report.ok:
+        raise LedgerError(f"ledger broken at entry {report.bad_seq}: {report.reason}")
+    if report.head is None:
+        _say("ledger ok: empty")
+    else:
+        kept = ", contains the expected head" if head is not None else ""
+        _say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}")
+
+
+@ledger_app.command("show")
+def show(
+    kind: KindOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many entries (the last ones)")] = 20,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the last entries (oldest first)."""
+    from rich.table import Table
+
+    from swarmrank.cli import console
+
+    with _ledger(config) as ledger:
+        entries = ledger.last(limit, kind=kind)
+    if as_json:
+        print(json.dumps([asdict(e) for e in entries], indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"Ledger entries ({len(entries)}{', ' + kind if kind else ''})", title_justify="left")
+    names = ("seq", "when (UTC)", "kind", "signer", "hash", "payload")
+    rows = [[str(e.seq), e.created_at[5:19].replace("T", " "), e.kind, e.signer, e.hash[:8] + "…"] for e in entries]
+    fixed = sum(max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(names[:-1]))
+    room = max(8, console.width - fixed - 3 * len(names) - 1)  # the payload gets what the table borders leave
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(names[:-1])]
+    for name, width in zip(names[:-1], widths):
+        table.add_column(name, no_wrap=True, min_width=width)  # the fixed columns never shrink
+    table.add_column(names[-1], no_wrap=True, overflow="ellipsis")
+    for row, entry in zip(rows, entries):
+        table.add_row(*row, _summary(entry, room))
+    console.print(table, markup=False, highlight=False)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _summary(entry: Entry, width: int) -> str:
+    """A short reading of the payload for the known kinds; compact JSON otherwise."""
+    p = entry.payload
+    try:
+        if entry.kind == "reputation":
+            text = f"{p['node']} {p['before']:+.2f}→{p['after']:+.2f} (score {p['score']:+.2f})"
+        elif entry.kind in ("slash", "stake"):
+            sign = "−" if entry.kind == "slash" else "+"
+            text = f"{p['node']} {sign}{p['amount']:g}" + (f": {p['reason']}" if p.get("reason") else "")
+        elif entry.kind == "admission":
+            text = f"{p['node']} {'passed' if p.get('passed') else 'refused'}"
+            if "answer" in p and "judge" in p:
+                text += f" (answers {p['answer'][0]}/{p['answer'][1]}, judging {p['judge'][0]}/{p['judge'][1]})"
+        elif entry.kind == "round":
+            text = (f"{str(p['round_id'])[:8]} {p['protocol']} → {p['answer']!s}, {len(p['nodes'])} node(s)"
+                    + (" [spot check]" if p.get("spot_check") else ""))
+        elif entry.kind == "key":
+            text = f"{p['node']} {str(p['public_key'])[:16]}…"
+        else:
+            raise KeyError(entry.kind)
+    except (KeyError, TypeError, ValueError, IndexError):
+        text = json.dumps(p, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+@ledger_app.command("head")
+def head(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the last entry's seq and hash (keep the hash elsewhere for `verify --head`)."""
+    with _ledger(config) as ledger:
+        last = ledger.head()
+    if as_json:
+        print(json.dumps(None if last is None else {"seq": last.seq, "hash": last.hash}))
+    elif last is None:
+        _say("ledger is empty")
+    else:
+        _say(f"{last.seq} {last.hash}")
+
+
+@ledger_app.command("export")
+def export(
+    file: Annotated[str, typer.Argument(help="where to write the JSON Lines ('-' for stdout)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Write every entry to FILE as JSON Lines."""
+    with _ledger(config) as ledger:
+        if file == "-":
+            count = ledger.export(sys.stdout)
+            sys.stdout.flush()
+        else:
+            try:
+                with open(file, "w", encoding="utf-8", newline="\n") as fh:
+                    count = ledger.export(fh)
+            except OSError as exc:
+                raise LedgerError(f"cannot write {file}: {exc.strerror or exc}") from None
+    _note(f"exported {_entries(count)} to {'stdout' if file == '-' else file}")
+
+
+@ledger_app.command("import")
+def import_(
+    file: Annotated[str, typer.Argument(help="a JSON Lines export ('-' for stdin)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Add the entries of FILE that this ledger lacks (its entries must be the file's first ones)."""
+    with _ledger(config) as ledger:
+        if file == "-":
+            added = ledger.import_(sys.stdin)
+        else:
+            try:
+                with open(file, encoding="utf-8") as fh:
+                    added = ledger.import_(fh)
+            except OSError as exc:
+                raise LedgerError(f"cannot read {file}: {exc.strerror or exc}") from None
+        last = ledger.head()
+    where = "" if last is None else f"; head is entry {last.seq} {last.hash[:12]}…"
+    _say(f"imported {_entries(added)}{where}")

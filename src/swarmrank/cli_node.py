@@ -1,0 +1,135 @@
+"""``swarmrank node …``: admission exams, stake, and the trust view of the swarm's nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+node_app = typer.Typer(help="Admit nodes (proof-of-capability exam) and manage their stake.", no_args_is_help=True)
+
+_Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
+_Json = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def open_registry(cfg: Any) -> Any:
+    """The ledger-backed registry for a config's database (whether or not ``[trust]`` is enabled)."""
+    from swarmrank.identity import load_or_create
+    from swarmrank.ledger import Ledger
+    from swarmrank.registry import Registry
+    from swarmrank.settings import Settings
+    from swarmrank.store import Store
+    from swarmrank.swarm import COORDINATOR_ID
+
+    settings = Settings.from_env()
+    store = Store.open(settings, cfg.store.url)
+    coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
+    return Registry(Ledger(store), coordinator, cfg.trust.params()), store
+
+
+def trust_rows(cfg: Any, node_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each node's reputation, influence, stake and admission, replayed from the ledger."""
+    registry, store = open_registry(cfg)
+    try:
+        state = registry.state()
+    finally:
+        store.close()
+    return {n: state.node(n).as_dict(state.params) for n in node_ids}
+
+
+@node_app.command("admit")
+def admit(
+    node_id: Annotated[str, typer.Argument(metavar="NODE", help="a node id from the swarm config")],
+    config: _Config = None,
+    stake: Annotated[Optional[float], typer.Option("--stake", help="deposit on a pass (default: [trust] deposit)")] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help="easy, medium or hard (default: [trust] exam_level)")] = None,
+    items: Annotated[int, typer.Option("--items", min=1, help="questions and A/B challenges, each")] = 20,
+    threshold: Annotated[float, typer.Option("--threshold", help="share right needed in each part")] = 0.6,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="fixed exam seed (default: fresh items)")] = None,
+    as_json: _Json = False,
+) -> None:
+    """Examine NODE (answers, and A/B judging in both orders) and record the result in the ledger."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from swarmrank.admission import ExamParams
+    from swarmrank.cli import _build, console, err
+    from swarmrank.config import load_config
+    from swarmrank.errors import ConfigError
+
+    if not 0 < threshold <= 1:
+        raise ConfigError("--threshold must be in (0, 1]")
+    cfg = load_config(config)
+    params = ExamParams(answer_items=items, judge_items=items, threshold=threshold,
+                        level=level or cfg.trust.exam_level, seed=seed)
+    # the node is built without the trust layer: the exam talks to it directly
+    swarm = _build(cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"enabled": False})}), store=None)
+    registry, store = open_registry(cfg)
+    try:
+        node = swarm.node(node_id)
+        with Progress(TextColumn(f"exam of {node_id}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True) as progress:
+            task = progress.add_task("exam", total=None)
+
+            def tick(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = asyncio.run(_exam(swarm, node, params, tick, cfg.round.node_timeout))
+        registry.register([node])
+        registry.admit(node_id, passed=result.passed, report=result.report(), stake=stake)
+        state = registry.state().node(node_id)
+    finally:
+        store.close()
+        swarm.close()
+    data = {"node": node_id, "passed": result.passed, **result.report(), "stake": state.stake,
+            "admitted": state.admitted}
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        def part(correct: int, total: int) -> str:
+            return "—" if total == 0 else f"{correct}/{total} ({correct / total:.0%})"
+
+        console.print(f"{node_id}: answers {part(result.answer_correct, result.answer_total)}, "
+                      f"judging in both orders {part(result.judge_correct, result.judge_total)}; "
+                      f"threshold {threshold:.0%} → " + ("[green]admitted[/]" if result.passed else "[red]refused[/]"),
+                      highlight=False)
+        console.print(f"exam cost: {result.calls} calls, {result.prompt_tokens + result.completion_tokens} tokens, "
+                      f"{result.seconds:.1f} s; stake {state.stake:g}", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+async def _exam(swarm: Any, node: Any, params: Any, tick: Any, timeout: float) -> Any:
+    from swarmrank.admission import run_exam
+
+    try:
+        return await run_exam(node, params, on_progress=tick, node_timeout=timeout)
+    finally:
+        await swarm.aclose_backends()
+
+
+@node_app.command("stake")
+def add_stake(
+    node_id: Annotated[str, typer.Argument(metavar="NODE")],
+    amount: Annotated[float, typer.Argument(help="points to deposit")],
+    config: _Config = None,
+) -> None:
+    """Deposit more stake for NODE (e.g. after slashing took it below the minimum)."""
+    from swarmrank.cli import console
+    from swarmrank.config import load_config
+    from swarmrank.errors import ConfigError
+
+    cfg = load_config(config)
+    if node_id not in {n.id for n in cfg.nodes}:
+        raise ConfigError(f"no node {node_id!r} in swarm {cfg.swarm.name!r}")
+    registry, store = open_registry(cfg)
+    try:
+        registry.add_stake(node_id, amount)
+        state = registry.state()
+    finally:
+        store.close()
+    info = state.node(node_id)
+    console.print(f"{node_id}: stake {info.stake:g} ({'counts' if info.eligible(state.params) else 'does not count'}"
+                  f"{'' if info.admitted else ': not admitted'})", highlight=False)

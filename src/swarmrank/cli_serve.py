@@ -1,0 +1,130 @@
+"""``swarmrank serve`` and ``swarmrank keys``: a thin Typer layer over :mod:`swarmrank.server`.
+
+Registered on the main app in :mod:`swarmrank.cli`; the server's dependencies (fastapi, uvicorn)
+are imported only when ``serve`` runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for `swarmrank serve`.")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="swarm config TOML (default: the embedded swarm); its [store] url holds the keys")]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8000,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="accept requests without an API key")] = False,
+    rate_limit: Annotated[float, typer.Option("--rate-limit", min=0,
+                                              help="requests per minute per API key (0: no limit)")] = 60.0,
+    burst: Annotated[Optional[int], typer.Option(
+        "--burst", min=1, help="requests a key may make at once (default: a minute's worth)")] = None,
+    max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 64 * 1024,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=0.001, help="seconds a request's round may take (the round's deadline applies too)")] = 600.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
+) -> None:
+    """Serve the swarm as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /v1/rounds/ID."""
+    from swarmrank.cli import _build, err
+    from swarmrank.config import load_config
+    from swarmrank.server import ServerSettings, create_app
+
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        from swarmrank.errors import ConfigError
+
+        raise ConfigError(f"swarmrank serve needs fastapi and uvicorn ({exc.name} is not installed)") from None
+    settings = ServerSettings(auth=not no_auth, rate_limit=rate_limit, burst=burst, max_body_bytes=max_body,
+                              request_timeout=timeout)
+    swarm = _build(load_config(config), store="default")
+    bind = host or "127.0.0.1"
+    if no_auth:
+        exposed = "" if _is_loopback(bind) else f" and {bind} is not a loopback address: anyone who can reach it can"
+        err.print(f"warning: authentication is off (--no-auth){exposed or ': any local process can'} use the swarm",
+                  style="yellow", markup=False, highlight=False, soft_wrap=True)
+    elif not any(k["revoked_at"] is None for k in swarm.store.list_api_keys()):
+        err.print("no API keys yet: every request will be refused until you run `swarmrank keys create NAME`"
+                  + (f" --config {config}" if config else ""), style="yellow", markup=False, highlight=False,
+                  soft_wrap=True)
+    app = create_app(swarm, settings=settings)
+    err.print(f"serving swarm {swarm.name!r} ({len(swarm.nodes)} nodes, default protocol {swarm.protocol}) at "
+              f"http://{bind}:{port}/v1; rounds are stored in {swarm.store.url}", markup=False, highlight=False,
+              soft_wrap=True)
+    try:
+        uvicorn.run(app, host=bind, port=port, log_level=log_level)
+    finally:
+        swarm.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="a name for the key's holder (letters, digits, . _ @ -)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key and print it once (only its SHA-256 hash is stored)."""
+    from swarmrank.cli import _store, err
+    from swarmrank.server.keys import create_key
+
+    store = _store(config)
+    try:
+        key, _ = create_key(store, name)
+    finally:
+        store.close()
+    print(key)
+    err.print(f"created API key {name!r}; it is shown only this once, so keep it now", style="dim",
+              markup=False, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None,
+              as_json: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")] = False) -> None:
+    """List API keys (names and prefixes; the keys themselves are not stored)."""
+    from swarmrank.cli import _store, console
+    from swarmrank.render import print_table
+
+    store = _store(config)
+    try:
+        keys = store.list_api_keys()
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([{"name": k["name"], "prefix": k["prefix"], "created_at": k["created_at"].isoformat(),
+                           "revoked_at": k["revoked_at"].isoformat() if k["revoked_at"] else None} for k in keys],
+                         indent=2))
+        return
+    print_table(console, f"API keys ({len(keys)})", ["name", "key", "created (UTC)", "revoked (UTC)"],
+                [[k["name"], k["prefix"] + "…", k["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                  k["revoked_at"].strftime("%Y-%m-%d %H:%M:%S") if k["revoked_at"] else ""] for k in keys])
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="the name the key was created with")],
+                config: ConfigOpt = None) -> None:
+    """Revoke the active API key NAME; a running server refuses it from its next request."""
+    from swarmrank.cli import _store, err
+
+    store = _store(config)
+    try:
+        store.revoke_api_key(name)
+    finally:
+        store.close()
+    err.print(f"revoked API key {name!r}", markup=False, highlight=False, soft_wrap=True)

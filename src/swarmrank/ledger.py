@@ -1,0 +1,671 @@
+"""The ledger: a signed, hash-chained, append-only record of what the swarm decided.
+
+Every entry (:class:`Entry`) has a sequence number (1, 2, 3, ...), a kind (:data:`KINDS`), a JSON
+object payload and the node id of its signer. Its ``hash`` is the SHA-256 of the canonical JSON
+(:func:`canonical`) of ``{seq, created_at, kind, payload, signer, prev_hash}``, where
+``prev_hash`` is the previous entry's hash (:data:`GENESIS` for entry 1), and its ``signature``
+is the signer's Ed25519 signature over the 32 bytes of that hash. A node's key is itself recorded
+in the ledger: a ``key`` entry, payload ``{"node": id, "public_key": hex}``, signed by that key,
+written the first time the node signs anything (trust on first use; a different key for the same
+node id is refused for good).
+
+So changing, removing, inserting or reordering stored entries breaks the chain at the first
+entry touched, which :meth:`Ledger.verify` reports; cutting entries off the end is found only
+against a head hash kept elsewhere (``verify(expected_head=...)``). ``docs/ledger.md`` spells out
+the encoding so that anyone can verify a ledger export without this code.
+
+The ledger lives in the store's ``ledger`` table (migration ``m003_ledger``). Appends are
+serialised: SQLite write transactions take the write lock up front (``BEGIN IMMEDIATE``), and on
+PostgreSQL each one takes a transaction-scoped advisory lock before reading the head, so that
+several coordinators writing to one database still produce one chain. An append returns once its
+transaction has committed.
+
+Errors: a refused entry, import or unreadable stored entry is a
+:class:`~swarmrank.errors.LedgerError`; a database failure a
+:class:`~swarmrank.errors.StorageError`. Both have one-line messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TextIO, TypeVar
+
+from sqlalchemy import LargeBinary, cast, insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from swarmrank.errors import ConfigError, LedgerError, StorageError
+from swarmrank.identity import check_node_id
+from swarmrank.identity import verify as verify_signature
+from swarmrank.store import LedgerRow, _connect, _reason, _writing
+
+if TYPE_CHECKING:
+    from swarmrank.store import Store
+
+__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "Signer", "VerifyReport", "canonical", "entry_hash"]
+
+KINDS = ("key", "round", "reputation", "stake", "slash", "admission", "spot-check")
+"""Every kind of entry; ``key`` entries are written by :meth:`Ledger.register_key` only."""
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of entry 1."""
+
+BATCH = 1000
+"""Entries read per query when walking the whole ledger (verify, export, import)."""
+
+WRITE_ATTEMPTS = 8
+"""How often a write transaction is tried when it fails on a lock, a serialization failure or a
+duplicate ``seq`` (another writer got there first); the wait doubles from 20 ms, with jitter."""
+
+PG_LOCK_KEY = 0x73776C6564676572 & 0x7FFF_FFFF_FFFF_FFFF  # b"swledger"
+"""The PostgreSQL advisory lock every append and import takes (``pg_advisory_xact_lock``)."""
+
+_COLUMNS = ("seq", "created_at", "kind", "payload", "signer", "prev_hash", "hash", "signature")
+_TEXT_COLUMNS = _COLUMNS[1:]
+_HEX = frozenset("0123456789abcdef")
+_T = TypeVar("_T")
+
+
+class Signer(Protocol):
+    """Whoever signs an entry: :class:`swarmrank.identity.Identity` is one."""
+
+    @property
+    def node_id(self) -> str: ...  # a plain attribute will do
+
+    @property
+    def public_hex(self) -> str: ...  # the raw 32-byte Ed25519 public key, hex
+
+    def sign(self, payload: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry, as stored (``payload`` parsed back from its canonical JSON)."""
+
+    seq: int
+    created_at: str
+    kind: str
+    payload: dict[str, Any] = field(hash=False)
+    signer: str
+    prev_hash: str
+    hash: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :meth:`Ledger.verify` found.
+
+    ``entries`` counts the entries that verified (all of them when ``ok``); ``head`` is the hash
+    of the last of those. When not ``ok``, ``bad_seq`` is the first position where the chain
+    breaks and ``reason`` says how, in one line.
+    """
+
+    ok: bool
+    entries: int
+    head: str | None
+    bad_seq: int | None
+    reason: str | None
+
+
+# -- the encoding ---------------------------------------------------------------------------------
+
+
+def canonical(obj: Any) -> bytes:
+    """The canonical JSON encoding that entry hashes are computed over (UTF-8, sorted keys, no spaces)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def entry_hash(seq: int, created_at: str, kind: str, payload: dict[str, Any], signer: str, prev_hash: str) -> str:
+    """The hex SHA-256 of an entry's content (everything but its hash and signature)."""
+    content = {"seq": seq, "created_at": created_at, "kind": kind, "payload": payload, "signer": signer,
+               "prev_hash": prev_hash}
+    return hashlib.sha256(canonical(content)).hexdigest()
+
+
+def _payload_text(payload: Any) -> str:
+    """``payload`` as canonical JSON text, or a :class:`LedgerError` saying what is not JSON in it."""
+    if not isinstance(payload, dict):
+        raise LedgerError(f"a ledger payload must be a JSON object (a dict), not {type(payload).__name__}")
+    _check_json(payload, "payload")
+    try:
+        return canonical(payload).decode()
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise LedgerError(f"payload cannot be encoded as JSON: {exc}") from None
+
+
+def _check_json(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LedgerError(f"{where} is {value!r}: a ledger payload holds finite numbers only")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LedgerError(f"{where} has the non-string key {key!r}; JSON object keys are strings")
+            _check_json(item, f"{where}.{key}")
+        return
+    raise LedgerError(f"{where} is a {type(value).__name__}, which is not a JSON value")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text_: str) -> Any:
+    """Strict JSON: NaN and Infinity, which Python's json accepts, are refused."""
+    return json.loads(text_, parse_constant=_reject_constant)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _is_hex(value: object, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and set(value) <= _HEX
+
+
+# -- the rules of a valid chain -------------------------------------------------------------------
+
+
+class _Row(NamedTuple):
+    """An entry's stored columns, unparsed (text columns are ``bytes`` when not valid UTF-8)."""
+
+    seq: Any
+    created_at: Any
+    kind: Any
+    payload: Any
+    signer: Any
+    prev_hash: Any
+    hash: Any
+    signature: Any
+
+
+class _Chain:
+    """Checks entries one at a time, in order; holds only the previous hash and the registered keys."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_seq = 0
+        self.head: str | None = None
+        self.keys: dict[str, tuple[str, int]] = {}  # node id -> (public key hex, seq of its key entry)
+
+    def check(self, row: _Row) -> tuple[int, str] | None:
+        """None if ``row`` extends the chain (and the chain moves on), else (bad seq, reason)."""
+        expected = self.last_seq + 1
+        seq = row.seq
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return expected, f"seq {seq!r} is not an integer"
+        if seq != expected:
+            if seq < expected:
+                return expected, f"found entry {seq} where entry {expected} should be"
+            if expected == 1:
+                return 1, f"entry 1 missing: the ledger starts at entry {seq}"
+            return expected, f"entry {expected} missing: found {seq} after {expected - 1}"
+        reason = self._content(row)
+        if reason is not None:
+            return seq, reason
+        self.count += 1
+        self.last_seq = seq
+        self.head = row.hash
+        return None
+
+    def _content(self, row: _Row) -> str | None:
+        for name in _TEXT_COLUMNS:
+            if not isinstance(getattr(row, name), str):
+                return f"{name} is not valid UTF-8 text (modified?)"
+        if row.prev_hash != (self.head or GENESIS):
+            if row.seq == 1:
+                return "prev_hash is not the genesis hash (0…0)"
+            return f"prev_hash does not match entry {row.seq - 1}'s hash (reordered, inserted or removed?)"
+        try:
+            payload = _loads(row.payload)
+        except (ValueError, RecursionError):
+            return "payload is not valid JSON (modified?)"
+        try:
+            digest = entry_hash(row.seq, row.created_at, row.kind, payload, row.signer, row.prev_hash)
+        except (ValueError, TypeError, RecursionError):
+            return "payload cannot be encoded canonically (modified?)"
+        if digest != row.hash:
+            return "hash does not match the entry's content (modified?)"
+        if canonical(payload).decode() != row.payload:
+            return "payload is not stored in canonical form (modified?)"
+        if row.kind not in KINDS:
+            return f"unknown kind {row.kind!r}"
+        if not isinstance(payload, dict):
+            return "payload is not a JSON object"
+        if row.kind == "key":
+            return self._key_entry(row, payload)
+        registered = self.keys.get(row.signer)
+        if registered is None:
+            return f"signer {row.signer!r} has no key registered by an earlier entry"
+        if not _signed(registered[0], row):
+            return f"signature is not {row.signer!r}'s (registered at entry {registered[1]}) over this entry"
+        return None
+
+    def _key_entry(self, row: _Row, payload: dict[str, Any]) -> str | None:
+        public = payload.get("public_key")
+        if set(payload) != {"node", "public_key"} or payload["node"] != row.signer or not _is_hex(public, 64):
+            return "a key entry's payload must be exactly {node: <its signer>, public_key: <64 hex digits>}"
+        if not _signed(public, row):
+            return f"key entry for {row.signer!r} is not signed by the key it registers"
+        registered = self.keys.get(row.signer)
+        if registered is not None and registered[0] != public:
+            return (f"second key entry for node {row.signer!r} with a different key "
+                    f"(its key was registered at entry {registered[1]}; keys cannot be replaced)")
+        self.keys.setdefault(row.signer, (public, row.seq))
+        return None
+
+
+def _signed(public_hex: str, row: _Row) -> bool:
+    if not _is_hex(row.signature, 128):
+        return False
+    try:
+        return verify_signature(public_hex, bytes.fromhex(row.hash), bytes.fromhex(row.signature))
+    except ValueError:
+        return False
+
+
+# -- reading rows ---------------------------------------------------------------------------------
+
+
+def _select(conn: Connection) -> Any:
+    """The ledger's columns; on SQLite text comes back as bytes, so that invalid UTF-8 is reported, not raised."""
+    table = LedgerRow.__table__
+    if conn.dialect.name == "sqlite":
+        return select(table.c.seq, *(cast(table.c[name], LargeBinary).label(name) for name in _TEXT_COLUMNS))
+    return select(*(table.c[name] for name in _COLUMNS))
+
+
+def _row(raw: Any) -> _Row:
+    values = list(raw)
+    for i, value in enumerate(values):
+        if isinstance(value, (bytes, memoryview)):
+            try:
+                values[i] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                values[i] = bytes(value)
+    return _Row(*values)
+
+
+def _entry(row: _Row) -> Entry:
+    """The stored row as an :class:`Entry` (a LedgerError if it cannot even be read)."""
+    if not all(isinstance(getattr(row, name), str) for name in _TEXT_COLUMNS):
+        raise LedgerError(f"ledger entry {row.seq} holds text that is not UTF-8; run `swarmrank ledger verify`")
+    try:
+        payload = _loads(row.payload)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise LedgerError(f"ledger entry {row.seq} has a payload that is not a JSON object; "
+                          "run `swarmrank ledger verify`")
+    return Entry(row.seq, row.created_at, row.kind, payload, row.signer, row.prev_hash, row.hash, row.signature)
+
+
+def _walk(conn: Connection) -> Iterator[_Row]:
+    """Every row in seq order (a seq below 1 too: verify reports it), read ``BATCH`` at a time."""
+    seq = LedgerRow.__table__.c.seq
+    query = _select(conn).order_by(seq).limit(BATCH)
+    rows = [_row(r) for r in conn.execute(query)]
+    while True:
+        yield from rows
+        if len(rows) < BATCH:
+            return
+        rows = [_row(r) for r in conn.execute(query.where(seq > rows[-1].seq))]
+
+
+def _head(conn: Connection) -> tuple[int, str]:
+    seq = LedgerRow.__table__.c.seq
+    row = conn.execute(select(seq, LedgerRow.__table__.c.hash).order_by(seq.desc()).limit(1)).first()
+    return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+
+def _registered(conn: Connection, nodes: Iterable[str]) -> dict[str, str]:
+    """The key first registered for each of ``nodes`` that has one."""
+    table = LedgerRow.__table__
+    query = (select(table.c.signer, table.c.payload)
+             .where(table.c.kind == "key", table.c.signer.in_(sorted(set(nodes)))).order_by(table.c.seq))
+    keys: dict[str, str] = {}
+    for node, payload in conn.execute(query):
+        try:
+            public = _loads(payload).get("public_key")
+        except (ValueError, AttributeError, RecursionError):
+            continue  # a damaged key entry; verify reports it
+        if isinstance(public, str):
+            keys.setdefault(node, public)
+    return keys
+
+
+def _lock(conn: Connection) -> None:
+    """On PostgreSQL, wait for the ledger's advisory lock (released at commit or rollback)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+
+
+def _transient(exc: SQLAlchemyError) -> bool:
+    """Whether a failed write transaction can simply be tried again (it was rolled back)."""
+    if isinstance(exc, IntegrityError):
+        return True  # a duplicate seq: another writer appended first
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    if getattr(orig, "sqlstate", None) in ("40001", "40P01", "55P03"):  # serialization, deadlock, lock
+        return True
+    message = str(orig or exc).lower()
+    return "database is locked" in message or "database table is locked" in message or "busy" in message
+
+
+# -- the ledger -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str
+    payload: str  # canonical JSON text
+    signer: Signer
+    public: str
+
+
+class Ledger:
+    """The signed, hash-chained ledger in ``store``'s database."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"Ledger({self._store.url!r})"
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def append(self, kind: str, payload: dict[str, Any], signer: Signer) -> Entry:
+        """Append one entry signed by ``signer`` and return it once committed.
+
+        Registers ``signer``'s key first (a ``key`` entry) if its node has none yet. Raises
+        :class:`LedgerError` for an unknown kind, a payload that is not a JSON object of finite
+        values, or a signer whose node id is registered with a different key.
+        """
+        return self.append_many([(kind, payload, signer)])[0]
+
+    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Signer]]) -> list[Entry]:
+        """Append several entries in one transaction, with contiguous seqs: all of them or none.
+
+        Returns one entry per item, in order; key entries written for new signers come right
+        before their signer's first entry and are not in the returned list.
+        """
+        prepared = [_prepare(kind, payload, signer) for kind, payload, signer in items]
+        if not prepared:
+            return []
+        return self._write("append to the ledger", lambda conn: _append(conn, prepared))
+
+    def register_key(self, signer: Signer) -> Entry | None:
+        """Record ``signer``'s key (a ``key`` entry); None if it is registered already.
+
+        Raises :class:`LedgerError` if the node id is registered with a different key.
+        """
+        public = _public_hex(signer)
+
+        def work(conn: Connection) -> Entry | None:
+            known = _registered(conn, [signer.node_id]).get(signer.node_id)
+            if known == public:
+                return None
+            if known is not None:
+                raise _different_key(signer.node_id)
+            seq, prev = _head(conn)
+            return _write_entries(conn, seq, prev, [("key", _key_payload(signer.node_id, public), signer, public)])[0]
+
+        return self._write(f"register the key of {signer.node_id}", work)
+
+    def import_(self, fh: TextIO) -> int:
+        """Add the entries of a JSON Lines export that this ledger lacks; returns how many.
+
+        The file must verify on its own. Into an empty ledger everything is copied; into a
+        non-empty one only if its entries are exactly the file's first ones. Otherwise, or on a
+        malformed line, :class:`LedgerError` says where, and nothing is written.
+        """
+        rows = list(_read_export(fh))
+        chain = _Chain()
+        for line, row in rows:
+            bad = chain.check(row)
+            if bad is not None:
+                raise LedgerError(f"import: line {line}: entry {bad[0]}: {bad[1]}; nothing imported")
+        return self._write("import into the ledger", lambda conn: _import(conn, [row for _, row in rows]))
+
+    def _write(self, action: str, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` in a locked write transaction, retrying (bounded) when another writer got in the way."""
+        engine = self._store.engine
+        delay = 0.02
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with _writing(engine) as conn:
+                    _lock(conn)
+                    return work(conn)
+            except SQLAlchemyError as exc:
+                if attempt < WRITE_ATTEMPTS and _transient(exc):
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise StorageError(f"database {self._store.url}: could not {action}: {_reason(exc)}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def entries(self, *, after: int = 0, kind: str | None = None, limit: int | None = None) -> list[Entry]:
+        """Entries with ``seq > after`` in seq order, optionally only one kind and at most ``limit``."""
+        query = self._query(kind, limit)
+        with self._reading("read the ledger") as conn:
+            table = LedgerRow.__table__
+            rows = conn.execute(query(conn).where(table.c.seq > after).order_by(table.c.seq))
+            return [_entry(_row(r)) for r in rows]
+
+    def last(self, n: int, *, kind: str | None = None) -> list[Entry]:
+        """The last ``n`` entries (of one kind, if given), oldest first."""
+        query = self._query(kind, n)
+        with self._reading("read the ledger") as conn:
+            rows = conn.execute(query(conn).order_by(LedgerRow.__table__.c.seq.desc()))
+            return [_entry(_row(r)) for r in reversed(rows.all())]
+
+    def head(self) -> Entry | None:
+        """The last entry, or None when the ledger is empty."""
+        last = self.last(1)
+        return last[0] if last else None
+
+    def public_keys(self) -> dict[str, str]:
+        """Node id -> public key hex, as first registered by each node's key entry."""
+        with self._reading("read the ledger's keys") as conn:
+            table = LedgerRow.__table__
+            nodes = conn.scalars(select(table.c.signer).where(table.c.kind == "key").distinct()).all()
+            return _registered(conn, nodes) if nodes else {}
+
+    def verify(self, *, expected_head: str | None = None) -> VerifyReport:
+        """Check every entry in order and report the first bad one (see :class:`VerifyReport`).
+
+        ``expected_head`` is an entry hash kept from earlier (``swarmrank ledger head``): the
+        ledger must still contain it, which detects entries cut off the end.
+        """
+        expected = None if expected_head is None else expected_head.strip().lower()
+        if expected is not None and not _is_hex(expected, 64):
+            raise LedgerError(f"expected head {expected_head!r} is not a SHA-256 hash (64 hex digits)")
+        chain = _Chain()
+        found = expected is None
+        with self._reading("verify the ledger") as conn:
+            for row in _walk(conn):
+                bad = chain.check(row)
+                if bad is not None:
+                    return VerifyReport(False, chain.count, chain.head, bad[0], bad[1])
+                found = found or row.hash == expected
+        if not found and expected is not None:
+            end = f"ends at entry {chain.last_seq}" if chain.count else "is empty"
+            return VerifyReport(False, chain.count, chain.head, chain.last_seq + 1,
+                                f"expected head {expected[:12]}… is not in the ledger, which {end}: "
+                                "it is shorter than, or diverges from, the ledger that head was taken from")
+        return VerifyReport(True, chain.count, chain.head, None, None)
+
+    def export(self, fh: TextIO) -> int:
+        """Write every entry to ``fh`` as JSON Lines (one object per line, all fields); returns the count."""
+        count = 0
+        with self._reading("export the ledger") as conn:
+            for row in _walk(conn):
+                fh.write(json.dumps(asdict(_entry(row)), ensure_ascii=False, allow_nan=False) + "\n")
+                count += 1
+        return count
+
+    def _query(self, kind: str | None, limit: int | None) -> Callable[[Connection], Any]:
+        if kind is not None and kind not in KINDS:
+            raise LedgerError(f"unknown ledger entry kind {kind!r} (known: {', '.join(KINDS)})")
+        if limit is not None and limit < 0:
+            raise LedgerError(f"limit must be >= 0, not {limit}")
+
+        def query(conn: Connection) -> Any:
+            q = _select(conn)
+            if kind is not None:
+                q = q.where(LedgerRow.__table__.c.kind == kind)
+            return q if limit is None else q.limit(limit)
+
+        return query
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        engine = self._store.engine
+        try:
+            with _connect(engine) as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database {self._store.url}: could not {action}: {_reason(exc)}") from exc
+
+
+# -- appending and importing (inside the locked transaction) ----------------------------------------
+
+
+def _public_hex(signer: Signer) -> str:
+    try:
+        check_node_id(signer.node_id)
+    except ConfigError as exc:
+        raise LedgerError(f"cannot sign ledger entries as {signer.node_id!r}: {exc}") from None
+    public = signer.public_hex
+    public = public.lower() if isinstance(public, str) else public
+    if not _is_hex(public, 64):
+        raise LedgerError(f"signer {signer.node_id!r} has no Ed25519 public key (64 hex digits): {public!r}")
+    return public
+
+
+def _prepare(kind: str, payload: dict[str, Any], signer: Signer) -> _Item:
+    if kind == "key":
+        raise LedgerError("key entries are written by Ledger.register_key, not appended directly")
+    if kind not in KINDS:
+        raise LedgerError(f"unknown ledger entry kind {kind!r} (known: {', '.join(KINDS)})")
+    return _Item(kind, _payload_text(payload), signer, _public_hex(signer))
+
+
+def _key_payload(node: str, public: str) -> str:
+    return canonical({"node": node, "public_key": public}).decode()
+
+
+def _different_key(node: str) -> LedgerError:
+    return LedgerError(f"node {node!r} is registered in the ledger with a different key; "
+                       "refusing to sign with this one (keys cannot be replaced)")
+
+
+def _append(conn: Connection, items: list[_Item]) -> list[Entry]:
+    keys = _registered(conn, [item.signer.node_id for item in items])
+    planned: list[tuple[str, str, Signer, str]] = []
+    mine: list[int] = []  # positions in `planned` of the caller's entries
+    for item in items:
+        node = item.signer.node_id
+        known = keys.get(node)
+        if known is None:
+            keys[node] = item.public
+            planned.append(("key", _key_payload(node, item.public), item.signer, item.public))
+        elif known != item.public:
+            raise _different_key(node)
+        mine.append(len(planned))
+        planned.append((item.kind, item.payload, item.signer, item.public))
+    seq, prev = _head(conn)
+    written = _write_entries(conn, seq, prev, planned)
+    return [written[i] for i in mine]
+
+
+def _write_entries(conn: Connection, seq: int, prev: str, planned: list[tuple[str, str, Signer, str]]) -> list[Entry]:
+    """Hash, sign and insert ``planned`` (kind, payload text, signer, its public key) after entry ``seq``."""
+    entries = []
+    for kind, payload_text, signer, public in planned:
+        seq += 1
+        created_at = _now()
+        payload = json.loads(payload_text)
+        digest = entry_hash(seq, created_at, kind, payload, signer.node_id, prev)
+        signature = signer.sign(bytes.fromhex(digest))
+        if not isinstance(signature, bytes) or not verify_signature(public, bytes.fromhex(digest), signature):
+            raise LedgerError(f"signer {signer.node_id!r} produced a signature that its public key does not verify")
+        entries.append(Entry(seq, created_at, kind, payload, signer.node_id, prev, digest, signature.hex()))
+        prev = digest
+    conn.execute(insert(LedgerRow), [_stored(e) for e in entries])
+    return entries
+
+
+def _stored(entry: Entry) -> dict[str, Any]:
+    return {**asdict(entry), "payload": canonical(entry.payload).decode()}
+
+
+def _import(conn: Connection, rows: list[_Row]) -> int:
+    """Check the stored entries are the first of ``rows`` and insert the rest; returns how many."""
+    have = 0
+    for stored in _walk(conn):
+        if have >= len(rows):
+            raise LedgerError(f"the ledger has entry {stored.seq} but the file ends at entry {len(rows)}: "
+                              "the file is not an extension of this ledger; nothing imported")
+        if stored != rows[have]:
+            raise LedgerError(f"the ledger and the file differ at entry {have + 1}: "
+                              "the file is not an extension of this ledger; nothing imported")
+        have += 1
+    rest = [row._asdict() for row in rows[have:]]
+    for start in range(0, len(rest), BATCH):
+        conn.execute(insert(LedgerRow), rest[start:start + BATCH])
+    return len(rest)
+
+
+def _read_export(fh: TextIO) -> Iterator[tuple[int, _Row]]:
+    """(line number, row) for each non-blank line of a JSON Lines export; LedgerError on a bad line."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(fh, start=1):
+            if line.strip():
+                yield line_no, _parse_line(line, line_no)
+    except UnicodeDecodeError as exc:
+        raise LedgerError(f"import: line {line_no + 1}: not UTF-8 text ({exc.reason}); nothing imported") from None
+
+
+def _parse_line(line: str, line_no: int) -> _Row:
+    def bad(problem: str) -> LedgerError:
+        return LedgerError(f"import: line {line_no}: {problem}; nothing imported")
+
+    try:
+        data = _loads(line.rstrip("\r\n"))
+    except json.JSONDecodeError as exc:
+        raise bad(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    missing = [name for name in _COLUMNS if name not in data]
+    unknown = sorted(set(data) - set(_COLUMNS))
+    if missing or unknown:
+        raise bad("missing field(s) " + ", ".join(missing) if missing else "unknown field(s) " + ", ".join(unknown))
+    if not isinstance(data["seq"], int) or isinstance(data["seq"], bool):
+        raise bad("seq is not an integer")
+    for name in _TEXT_COLUMNS:
+        if name != "payload" and not isinstance(data[name], str):
+            raise bad(f"{name} is not a string")
+    if not isinstance(data["payload"], dict):
+        raise bad("payload is not a JSON object")
+    return _Row(**{**data, "payload": canonical(data["payload"]).decode()})

@@ -1,0 +1,122 @@
+"""Errors at the HTTP edge, all answered in OpenAI's shape: ``{"error": {message, type, param, code}}``.
+
+:class:`APIError` is what routes raise; :func:`from_swarm_error` turns a library error
+(:class:`~swarmrank.errors.SwarmError`) into one; :func:`install_handlers` makes every other
+failure (bad JSON, wrong field types, unknown paths, bugs) answer in the same shape, never with a
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from swarmrank.errors import ConfigError, NodeError, RoundError, StorageError, SwarmError
+from swarmrank.server.schemas import ErrorDetail, ErrorResponse
+
+log = logging.getLogger("swarmrank.server")
+
+NO_RETRY = {"x-should-retry": "false"}
+"""Tells the official clients not to retry: a failed round would only be rerun at full cost."""
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description} for status, description in {
+        400: "malformed JSON, a wrong field or an unsupported message",
+        401: "missing, incorrect or revoked API key",
+        404: "unknown model (protocol)",
+        413: "request body over the size limit",
+        429: "rate limit reached (see Retry-After)",
+        502: "no node produced a usable answer",
+        504: "the round ran past the request timeout or its deadline",
+    }.items()
+}
+"""OpenAPI ``responses`` entries for the errors the routes answer."""
+
+
+class APIError(Exception):
+    """An error to answer with ``status`` and an OpenAI error body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, object]:
+        return ErrorResponse(error=self.detail).model_dump(mode="json")
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def from_swarm_error(exc: SwarmError) -> APIError:
+    """The HTTP answer to a library error raised by a round."""
+    if isinstance(exc, ConfigError):
+        return APIError(400, str(exc), code="invalid_request")
+    if isinstance(exc, RoundError):
+        return APIError(504, str(exc), type="timeout_error", code="round_deadline", headers=NO_RETRY)
+    if isinstance(exc, StorageError):
+        log.error("storage error: %s", exc)
+        return APIError(503, "the round store is unavailable (see the server log)", type="server_error",
+                        code="storage_error")
+    if isinstance(exc, NodeError):
+        return APIError(502, str(exc), type="server_error", code="node_error", headers=NO_RETRY)
+    return APIError(500, str(exc), type="server_error", code="swarm_error")
+
+
+def _validation_message(exc: RequestValidationError) -> APIError:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        reason = first.get("ctx", {}).get("error", "invalid JSON")
+        return APIError(400, f"the request body is not valid JSON ({reason})", code="invalid_json")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    where = ".".join(loc) or "body"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    value = first.get("input")
+    got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60 else ""
+    return APIError(400, f"invalid request: {where}: {first.get('msg', 'invalid value')}{got}{more}",
+                    param=where, code="invalid_value")
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer every error in OpenAI's shape."""
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, APIError)
+        return exc.response()
+
+    async def swarm_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SwarmError)
+        return from_swarm_error(exc).response()
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _validation_message(exc).response()
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = f"unknown path {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return APIError(exc.status_code, message, code=None, headers=dict(exc.headers or {})).response()
+
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return APIError(500, "internal server error (details are in the server log)", type="server_error",
+                        code="internal_error").response()
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(SwarmError, swarm_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, bug)

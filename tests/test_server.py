@@ -1,0 +1,553 @@
+"""The OpenAI-compatible server over real HTTP: uvicorn on a loopback port, the official client, scripted swarms."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.protocols import protocol_names
+from swarmrank.round import RoundOptions
+from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.store import Store
+from swarmrank.swarm import Swarm
+
+QUESTION = "What is 40 + 2?"
+RIGHT_TEXT = "Let me think. The answer is 42."
+
+
+def node(node_id: str, roles: set[str], **kw: Any) -> Node:
+    return Node(node_id, ScriptedBackend(**kw), Persona(seed=len(node_id)), roles=frozenset(roles))
+
+
+def right_and_wrong(store: Store | None, latency: float = 0.0) -> Swarm:
+    """One right answerer, two that agree on a wrong answer, a judge that knows the truth:
+    peer-rank picks 42, majority picks 41."""
+    nodes = [node("right", {"answer"}, answers={"*": "42"}, latency=latency),
+             node("wrong1", {"answer"}, answers={"*": "41"}, latency=latency),
+             node("wrong2", {"answer"}, answers={"*": "41"}, latency=latency),
+             node("judge1", {"judge"}, judge="truth", truth="42", latency=latency)]
+    return Swarm(nodes, options=RoundOptions(), name="server-test", store=store)
+
+
+def broken(store: Store | None) -> Swarm:
+    nodes = [node(f"dead{i}", {"answer", "judge"}, fault="crash") for i in range(2)]
+    return Swarm(nodes, name="broken", store=store)
+
+
+class Server:
+    """A uvicorn server for one app on a free loopback port, in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'server.db'}") as s:
+        yield s
+
+
+@pytest.fixture
+def key(store: Store) -> str:
+    return create_key(store, "tester")[0]
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., str]]:
+    """start(swarm, store=..., **settings) → the base URL of a running server."""
+    running: list[Server] = []
+
+    def _start(swarm: Swarm, *, store: Store | None = None, **settings: Any) -> str:
+        server = Server(create_app(swarm, store=store, settings=ServerSettings(**settings)))
+        running.append(server)
+        return server.url
+
+    yield _start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def url(start, store) -> str:
+    return start(right_and_wrong(store), store=store)
+
+
+def client(url: str, key: str, **kw: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=kw.pop("max_retries", 0), **kw)
+
+
+def ask(model: str = "swarmrank", content: str = QUESTION) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}]}
+
+
+def assert_openai_error(response: httpx.Response, status: int, *, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"] and "Traceback" not in response.text
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+# -- chat completions -----------------------------------------------------------------------------
+
+
+def test_the_sync_client_gets_the_consensus_answer_and_the_round_behind_it(url, key):
+    resp = client(url, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}])
+    assert resp.object == "chat.completion"
+    assert resp.model == "swarmrank/peer-rank"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == RIGHT_TEXT
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens > 0
+    extra = resp.model_extra["swarmrank"]  # the client keeps the unknown field and validates the rest
+    assert extra == resp.to_dict()["swarmrank"]
+    assert extra["answer"] == "42" and extra["protocol"] == "peer-rank" and extra["stored"] is True
+    assert [(c["answer"], c["supporters"]) for c in extra["candidates"]] == [("42", ["right"]),
+                                                                             ("41", ["wrong1", "wrong2"])]
+    assert extra["confidence"] == extra["candidates"][0]["strength"] > 0.5
+    assert extra["calls"] == 5  # three answers and the pair judged in both orders
+
+    stored = httpx.get(f"{url}/v1/rounds/{extra['round_id'][:8]}", headers={"Authorization": f"Bearer {key}"})
+    assert stored.status_code == 200
+    data = stored.json()
+    assert data["round_id"] == extra["round_id"] and data["question"] == QUESTION and data["answer"] == "42"
+    assert {a["node"] for a in data["answers"]} == {"right", "wrong1", "wrong2"}
+    assert len(data["judgments"]) == 2
+    assert data["cost"]["phases"]["answer"]["prompt_tokens"] + data["cost"]["phases"]["judge"]["prompt_tokens"] == \
+        resp.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("model,protocol,answer", [
+    ("swarmrank", "peer-rank", "42"),
+    ("swarmrank/majority", "majority", "41"),
+    ("majority", "majority", "41"),
+    ("swarmrank/council", "council", "42"),
+])
+def test_the_model_names_the_protocol(url, key, model, protocol, answer):
+    resp = client(url, key).chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}])
+    assert resp.model == f"swarmrank/{protocol}"
+    assert resp.model_extra["swarmrank"]["protocol"] == protocol
+    assert resp.model_extra["swarmrank"]["answer"] == answer
+
+
+def test_extra_body_asks_for_the_bare_answer(url, key):
+    resp = client(url, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}],
+                                                    extra_body={"swarmrank": {"content": "answer"}})
+    assert resp.choices[0].message.content == "42"
+
+
+def test_system_messages_and_earlier_turns_are_put_before_the_question(url, key):
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi! Ask me a sum."},
+                {"role": "user", "content": [{"type": "text", "text": QUESTION}]}]
+    resp = client(url, key).chat.completions.create(model="swarmrank", messages=messages)
+    stored = httpx.get(f"{url}/v1/rounds/{resp.model_extra['swarmrank']['round_id']}",
+                       headers={"Authorization": f"Bearer {key}"}).json()
+    assert stored["question"] == ("Be brief.\n\nEarlier in this conversation:\nUser: Hello\n"
+                                  f"Assistant: Hi! Ask me a sum.\n\nQuestion: {QUESTION}")
+    assert stored["task_type"] == "number"  # guessed from the last message alone
+
+
+async def test_the_async_client_runs_rounds_concurrently_without_blocking_the_server(start, store, key):
+    url = start(right_and_wrong(store, latency=0.4), store=store)
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0) as aclient:
+        began = time.monotonic()
+        replies = await asyncio.gather(*(aclient.chat.completions.create(
+            model="swarmrank", messages=[{"role": "user", "content": QUESTION}]) for _ in range(4)))
+        elapsed = time.monotonic() - began
+        async with httpx.AsyncClient() as http:
+            health = await http.get(f"{url}/healthz")
+    assert [r.choices[0].message.content for r in replies] == [RIGHT_TEXT] * 4
+    assert len({r.model_extra["swarmrank"]["round_id"] for r in replies}) == 4
+    assert elapsed < 2.4, f"4 rounds of ~0.8 s each took {elapsed:.1f}s: they ran one after another"
+    assert health.json()["status"] == "ok"
+
+
+def test_streaming_sends_progress_then_the_answer_then_stop(url, key):
+    stream = client(url, key).chat.completions.create(
+        model="swarmrank", messages=[{"role": "user", "content": QUESTION}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    with_choices = [c for c in chunks if c.choices]
+    assert all(c.object == "chat.completion.chunk" and c.model == "swarmrank/peer-rank" for c in chunks)
+    assert len({c.id for c in chunks}) == 1
+    assert "".join(c.choices[0].delta.content or "" for c in with_choices) == RIGHT_TEXT
+    assert with_choices[0].choices[0].delta.role == "assistant"
+    assert with_choices[-1].choices[0].finish_reason == "stop"
+    assert all(c.choices[0].finish_reason is None for c in with_choices[:-1])
+    progress = [c.model_extra["swarmrank"]["progress"] for c in with_choices
+                if c.model_extra and "progress" in c.model_extra.get("swarmrank", {})]
+    assert {p["event"] for p in progress} == {"phase", "answer", "judgment"}
+    assert {p["node"] for p in progress if p["event"] == "answer"} == {"right", "wrong1", "wrong2"}
+    progress_chunks = [c for c in with_choices if "progress" in (c.model_extra or {}).get("swarmrank", {})]
+    assert all(c.choices[0].delta.content == "" for c in progress_chunks)  # printing delta.content shows nothing
+    result = with_choices[-1].model_extra["swarmrank"]["result"]
+    assert result["answer"] == "42"
+    usage = chunks[-1]
+    assert usage.choices == [] and usage.usage is not None and usage.usage.total_tokens > 0
+    stored = httpx.get(f"{url}/v1/rounds/{result['round_id']}", headers={"Authorization": f"Bearer {key}"})
+    assert stored.json()["answer"] == "42"
+
+
+def test_long_answers_stream_in_several_pieces_that_join_back_exactly(start, store, key):
+    text = "The answer, after a long and careful look at every digit involved, is 42."
+    swarm = Swarm([node("talker", {"answer"}, answers={"*": "42"})], store=store)
+    swarm.nodes[0].backend._answer = lambda request, rng: text  # type: ignore[method-assign]
+    url = start(swarm, store=store, chunk_chars=16)
+    chunks = list(client(url, key).chat.completions.create(
+        model="majority", messages=[{"role": "user", "content": QUESTION}], stream=True))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 4 and "".join(pieces) == text
+
+
+def test_a_slow_round_keeps_the_stream_alive_with_comments_the_client_ignores(start, store, key):
+    url = start(right_and_wrong(store, latency=0.3), store=store, keepalive_seconds=0.1)
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask(), "stream": True},
+                      headers={"Authorization": f"Bearer {key}"}) as raw:
+        lines = list(raw.iter_lines())
+    assert ": keep-alive" in lines
+    assert [line for line in lines if line][-1] == "data: [DONE]"
+    chunks = list(client(url, key).chat.completions.create(
+        model="swarmrank", messages=[{"role": "user", "content": QUESTION}], stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == RIGHT_TEXT
+
+
+def test_closing_a_stream_stops_its_round(start, store, key):
+    url = start(right_and_wrong(store, latency=0.5), store=store)
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask(), "stream": True},
+                      headers={"Authorization": f"Bearer {key}"}) as raw:
+        first = next(raw.iter_lines())
+    assert first.startswith("data: ")
+    time.sleep(1.8)  # a finished round (0.5 s answering + 0.5 s judging) would be stored by now
+    assert store.count_rounds() == 0
+    client(url, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}])
+    assert store.count_rounds() == 1
+
+
+# -- models, rounds, health, OpenAPI -------------------------------------------------------------
+
+
+def test_models_lists_one_model_per_protocol_and_the_default(url, key):
+    listed = client(url, key).models.list()
+    ids = [m.id for m in listed.data]
+    assert ids == ["swarmrank"] + [f"swarmrank/{p}" for p in protocol_names()]
+    assert all(m.object == "model" and m.owned_by == "swarmrank" for m in listed.data)
+    assert client(url, key).models.retrieve("majority").id == "swarmrank/majority"
+
+
+def test_unknown_model_is_a_not_found_error_in_openai_shape(url, key):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(url, key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
+    assert caught.value.status_code == 404
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
+    assert "gpt-4o" in caught.value.message and "swarmrank/<protocol>" in caught.value.message
+
+
+def test_unknown_round_is_404_and_healthz_needs_no_key(url, key):
+    missing = httpx.get(f"{url}/v1/rounds/ffffffffffff", headers={"Authorization": f"Bearer {key}"})
+    error = assert_openai_error(missing, 404, code="round_not_found")
+    assert "sqlite" not in error["message"]  # the database's location stays on the server
+    health = httpx.get(f"{url}/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "swarm": "server-test", "nodes": 4, "default_protocol": "peer-rank",
+                             "auth": True}
+
+
+def test_the_openapi_spec_describes_requests_responses_and_errors(url):
+    spec = httpx.get(f"{url}/openapi.json").json()
+    assert set(spec["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/rounds/{round_id}", "/healthz"}
+    post = spec["paths"]["/v1/chat/completions"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
+    ok = post["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"]["$ref"].endswith("/ChatCompletion")
+    assert ok["text/event-stream"]["schema"]["$ref"].endswith("/ChatCompletionChunk")
+    assert {"400", "401", "404", "413", "429", "502", "504"} <= set(post["responses"])
+    assert "422" not in post["responses"]  # invalid requests are answered 400, as OpenAI does
+    schemas = spec["components"]["schemas"]
+    assert {"ChatCompletionChunk", "ErrorResponse", "RoundResult", "SwarmrankInfo", "ModelList"} <= set(schemas)
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+# -- auth and limits ------------------------------------------------------------------------------
+
+
+def test_a_wrong_or_missing_key_is_refused(url, key):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(url, "sr-not-a-real-key").chat.completions.create(model="swarmrank",
+                                                                 messages=[{"role": "user", "content": QUESTION}])
+    assert caught.value.code == "invalid_api_key"
+    assert_openai_error(httpx.post(f"{url}/v1/chat/completions", json=ask()), 401, code="invalid_api_key")
+    assert_openai_error(httpx.get(f"{url}/v1/models", headers={"Authorization": "Basic abc"}), 401)
+    assert_openai_error(httpx.get(f"{url}/v1/rounds/abcd"), 401)
+
+
+def test_the_rate_limit_is_per_key_and_says_when_to_retry(start, store, key):
+    url = start(right_and_wrong(store), store=store, rate_limit=2)
+    limited = client(url, key)
+    limited.models.list()
+    limited.models.list()
+    with pytest.raises(openai.RateLimitError) as caught:
+        limited.models.list()
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 30
+    assert caught.value.code == "rate_limit_exceeded"
+    other = create_key(store, "other")[0]
+    assert client(url, other).models.list().data  # another key has its own bucket
+
+
+def test_without_auth_any_caller_is_served(start):
+    url = start(right_and_wrong(None), auth=False)
+    resp = client(url, "anything").chat.completions.create(model="majority",
+                                                           messages=[{"role": "user", "content": QUESTION}])
+    assert resp.model_extra["swarmrank"]["answer"] == "41"
+    assert resp.model_extra["swarmrank"]["stored"] is False
+    assert_openai_error(httpx.get(f"{url}/v1/rounds/{resp.model_extra['swarmrank']['round_id']}"), 404)
+
+
+def test_an_oversized_body_is_413_whether_declared_or_streamed(start, store, key):
+    url = start(right_and_wrong(store), store=store, max_body_bytes=4096)
+    headers = {"Authorization": f"Bearer {key}"}
+    big = json.dumps(ask(content="x" * 5000)).encode()
+    assert_openai_error(httpx.post(f"{url}/v1/chat/completions", content=big, headers=headers), 413,
+                        code="request_too_large")
+    chunked = httpx.post(f"{url}/v1/chat/completions", content=iter([big[:3000], big[3000:]]), headers=headers)
+    assert "content-length" not in chunked.request.headers
+    assert_openai_error(chunked, 413, code="request_too_large")
+    small = httpx.post(f"{url}/v1/chat/completions", json=ask(), headers=headers)
+    assert small.status_code == 200
+
+
+@pytest.mark.parametrize("body,param,words", [
+    (b'{"model": "swarmrank", "messages": [', None, "not valid JSON"),
+    (b'{"model": "swarmrank", "messages": "What is 40 + 2?"}', "messages", "valid list"),
+    (b'{"model": 7, "messages": [{"role": "user", "content": "hi"}]}', "model", "valid string"),
+    (b'{"model": "swarmrank", "messages": [{"role": "robot", "content": "hi"}]}', "messages.0.role", "robot"),
+    (b'{"model": "swarmrank", "n": 2, "messages": [{"role": "user", "content": "hi"}]}', "n",
+     "less than or equal to 1"),
+    (b'{"model": "swarmrank", "messages": [{"role": "assistant", "content": "hi"}]}', "messages.0.role",
+     "must have role 'user'"),
+    (b'{"model": "swarmrank", "messages": [{"role": "user", "content": "   "}]}', None, "question is empty"),
+    (b'{"model": "swarmrank", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
+     "messages.0.content", "only text content"),
+])
+def test_bad_requests_are_400_in_openai_shape(url, key, body, param, words):
+    response = httpx.post(f"{url}/v1/chat/completions", content=body,
+                          headers={"Authorization": f"Bearer {key}", "content-type": "application/json"})
+    error = assert_openai_error(response, 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert words in error["message"]
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_a_round_with_no_usable_answer_is_a_clear_502_and_is_not_retried(start, store, key):
+    url = start(broken(store), store=store)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(url, key, max_retries=2).chat.completions.create(model="swarmrank",
+                                                                messages=[{"role": "user", "content": QUESTION}])
+    assert caught.value.status_code == 502
+    assert caught.value.code == "no_usable_answer"
+    assert "no node produced a usable answer" in caught.value.message
+    assert "error: scripted crash" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert store.count_rounds() == 1  # the failed round is stored once, not rerun by the client's retries
+
+
+def test_a_round_that_fails_mid_stream_ends_with_an_error_event_then_done(start, store, key):
+    url = start(broken(store), store=store)
+    seen = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client(url, key).chat.completions.create(
+                model="swarmrank", messages=[{"role": "user", "content": QUESTION}], stream=True):
+            seen.append(chunk)
+    assert "no node produced a usable answer" in caught.value.message
+    assert caught.value.body["code"] == "no_usable_answer"
+    assert seen and all(not (c.choices and c.choices[0].delta.content) for c in seen)
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask(), "stream": True},
+                      headers={"Authorization": f"Bearer {key}"}) as raw:
+        assert raw.status_code == 200
+        events = [line for line in raw.iter_lines() if line.startswith("data: ")]
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["type"] == "server_error"
+    assert events[-1] == "data: [DONE]"
+
+
+def test_a_round_past_the_request_timeout_is_504(start, store, key):
+    url = start(right_and_wrong(store, latency=5.0), store=store, request_timeout=0.3)
+    began = time.monotonic()
+    response = httpx.post(f"{url}/v1/chat/completions", json=ask(), headers={"Authorization": f"Bearer {key}"})
+    error = assert_openai_error(response, 504, code="request_timeout")
+    assert "request timeout of 0.3s" in error["message"]
+    assert time.monotonic() - began < 3
+
+
+# -- the CLI: keys and serve ----------------------------------------------------------------------
+
+SCRIPTED = """
+[swarm]
+name = "cli-served"
+[[nodes]]
+id = "right"
+backend = "scripted"
+answer = "42"
+roles = ["answer"]
+[[nodes]]
+id = "wrong"
+backend = "scripted"
+answer = "41"
+roles = ["answer"]
+[[nodes]]
+id = "judge1"
+backend = "scripted"
+judge = "truth"
+truth = "42"
+roles = ["judge"]
+"""
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SWARMRANK_HOME": str(home), "COLUMNS": "200"}
+    env.pop("SWARMRANK_DB", None)
+    return subprocess.run([sys.executable, "-m", "swarmrank", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_keys_from_the_cli_open_the_served_swarm_until_revoked(tmp_path, isolated_home):
+    config = tmp_path / "swarm.toml"
+    config.write_text(SCRIPTED)
+    created = cli("keys", "create", "alice", "--config", str(config), home=isolated_home)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("sr-") and len(key) > 40 and "shown only this once" in created.stderr
+    listed = json.loads(cli("keys", "list", "--json", "--config", str(config), home=isolated_home).stdout)
+    assert [(k["name"], k["prefix"], k["revoked_at"]) for k in listed] == [("alice", key[:7], None)]
+    assert key.encode() not in (isolated_home / "swarmrank.db").read_bytes()  # only the hash is stored
+    again = cli("keys", "create", "alice", home=isolated_home)
+    assert again.returncode == 1 and "an active API key named 'alice' exists" in again.stderr
+
+    port = free_port()
+    env = {**os.environ, "SWARMRANK_HOME": str(isolated_home)}
+    env.pop("SWARMRANK_DB", None)
+    server = subprocess.Popen([sys.executable, "-m", "swarmrank", "serve", "--config", str(config),
+                               "--port", str(port), "--log-level", "warning"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "swarmrank serve did not come up"
+            time.sleep(0.1)
+        resp = client(url, key).chat.completions.create(model="swarmrank",
+                                                        messages=[{"role": "user", "content": QUESTION}])
+        assert resp.choices[0].message.content == RIGHT_TEXT
+        revoked = cli("keys", "revoke", "alice", home=isolated_home)
+        assert revoked.returncode == 0 and "revoked API key 'alice'" in revoked.stderr
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key).models.list()
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    assert "serving swarm 'cli-served' (3 nodes, default protocol peer-rank)" in stderr
+    assert "Traceback" not in stderr
+    with Store(f"sqlite:///{isolated_home / 'swarmrank.db'}") as db:  # where `swarmrank rounds` reads
+        assert db.get_round(resp.model_extra["swarmrank"]["round_id"]).answer == "42"
+        assert [k["revoked_at"] is not None for k in db.list_api_keys()] == [True]
+
+
+def test_serve_without_auth_warns_and_bad_options_fail_in_one_line(tmp_path, isolated_home):
+    config = tmp_path / "swarm.toml"
+    config.write_text(SCRIPTED)
+    bad = cli("keys", "create", "no spaces", home=isolated_home)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: bad API key name 'no spaces': use 1-100 letters, digits, '.', '_', '@' or '-'"]
+    port = free_port()
+    env = {**os.environ, "SWARMRANK_HOME": str(isolated_home)}
+    server = subprocess.Popen([sys.executable, "-m", "swarmrank", "serve", "--config", str(config), "--no-auth",
+                               "--host", "0.0.0.0", "--port", str(port), "--log-level", "warning"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "swarmrank serve did not come up"
+                time.sleep(0.1)
+        assert health.json()["auth"] is False
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    assert "warning: authentication is off (--no-auth) and 0.0.0.0 is not a loopback address" in stderr
+
+
+# -- the real embedded models -------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_the_embedded_swarm_streams_a_real_answer_through_the_official_client(start, store, key):
+    from dataclasses import replace
+
+    from swarmrank.config import load_config
+
+    cfg = load_config(None)
+    for section in cfg.nodes:
+        section.max_tokens = min(section.max_tokens, 48)
+    swarm = Swarm.from_config(cfg, store=store)
+    swarm.options = replace(swarm.options, deadline=100.0)
+    url = start(swarm, store=store)
+    chunks = list(client(url, key, timeout=110).chat.completions.create(
+        model="majority", messages=[{"role": "user", "content": "What is 2 + 3?"}], stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    result = chunks[-1].model_extra["swarmrank"]["result"]
+    assert text.strip() and chunks[-1].choices[0].finish_reason == "stop"
+    stored = store.get_round(result["round_id"])
+    assert {a.node for a in stored.answers} == {"smol-precise", "smol-stepwise", "gemma-precise", "gemma-creative"}
+    assert stored.answer_text == text and stored.answer == result["answer"]

@@ -124,3 +124,29 @@ def test_a_doctored_reputation_entry_breaks_the_chain(trusted, isolated_home):
         db.close()
     bad = run("ledger", "verify", *cfg, home=isolated_home)
     assert bad.returncode == 1 and f"entry {seq}" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_verify_checks_each_nodes_signature_inside_a_round_entry(trusted, isolated_home):
+    from swarmrank.identity import load_or_create
+    from swarmrank.ledger import Ledger
+
+    cfg = ["--config", str(trusted)]
+    for node in ("alice", "bob", "carol", "dave"):
+        run("node", "admit", node, *cfg, home=isolated_home, check=True)
+    run("ask", "What is 6 × 7?", *cfg, home=isolated_home, check=True)
+    store = Store(f"sqlite:///{isolated_home / 'swarmrank.db'}")
+    try:
+        ledger = Ledger(store)
+        outcome = ledger.entries(kind="round")[0].payload
+        assert set(outcome["nodes"]) == {"alice", "bob"}  # both answered 42: no judging was needed
+        assert ledger.verify().ok
+        # a coordinator that forges bob's signature on a round (a correctly chained, coordinator-signed entry)
+        forged = dict(outcome, round_id="forged", nodes={**outcome["nodes"], "bob": {
+            "digest": outcome["nodes"]["bob"]["digest"], "signature": outcome["nodes"]["alice"]["signature"]}})
+        coordinator = load_or_create(isolated_home / "keys", "swarmrank-coordinator")
+        entry = ledger.append("round", forged, coordinator)
+        report = ledger.verify()
+        assert not report.ok and report.bad_seq == entry.seq
+        assert "node 'bob'" in report.reason and "does not verify" in report.reason
+    finally:
+        store.close()

@@ -255,6 +255,26 @@ class _Chain:
             return f"signer {row.signer!r} has no key registered by an earlier entry"
         if not _signed(registered[0], row):
             return f"signature is not {row.signer!r}'s (registered at entry {registered[1]}) over this entry"
+        if row.kind == "round":
+            return self._node_signatures(payload)
+        return None
+
+    def _node_signatures(self, payload: dict[str, Any]) -> str | None:
+        """A round outcome's per-node signatures (``nodes: {id: {digest, signature}}``, written by
+        :meth:`swarmrank.registry.Registry.record`) must verify against each node's registered key."""
+        nodes = payload.get("nodes")
+        if not isinstance(nodes, dict):
+            return None
+        for node, signed in sorted(nodes.items()):
+            if not isinstance(signed, dict) or signed.get("signature") is None:
+                continue  # a node without a key (scripted, in-memory) signs nothing
+            registered = self.keys.get(node)
+            if registered is None:
+                return f"node {node!r} signed its part of the round but has no key registered by an earlier entry"
+            digest, signature = signed.get("digest"), signed.get("signature")
+            if not (_is_hex(digest, 64) and _is_hex(signature, 128)) or not verify_signature(
+                    registered[0], bytes.fromhex(digest), bytes.fromhex(signature)):
+                return f"node {node!r}'s signature over its answers and verdicts does not verify"
         return None
 
     def _key_entry(self, row: _Row, payload: dict[str, Any]) -> str | None:

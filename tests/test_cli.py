@@ -234,6 +234,10 @@ def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_pat
     data = json.loads(run("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
                           "--json", home=isolated_home, check=True).stdout)
     out = tmp_path / "report"
+    again = run("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
+                "--report", str(tmp_path / "at-once"), home=isolated_home, check=True)
+    at_once = (tmp_path / "at-once" / "report.md").read_text()
+    assert "report.html" in again.stderr and re.search(r"^\| peer-rank \| \d+\.\d%", at_once, re.M)
     proc = run("report", data["run_id"][:8], "--out", str(out), home=isolated_home, check=True)
     assert "report.html" in proc.stdout
     html = (out / "report.html").read_text()

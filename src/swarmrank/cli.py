@@ -305,6 +305,8 @@ def eval_run(
     resume: Annotated[Optional[str], typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
     variants: Annotated[Optional[str], typer.Option(
         "--variants", help="also run extraneous, inject-question, inject-answer (comma-separated) or all")] = None,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        "--report", help="then write the report (Markdown + HTML with plots) into this folder")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
@@ -339,7 +341,14 @@ def eval_run(
               markup=False, highlight=False)
     try:
         run = swarm.store.get_eval_run(result.run_id)
-        _print_summary(run, swarm.store.eval_results(result.run_id), as_json)
+        rows = swarm.store.eval_results(result.run_id)
+        _print_summary(run, rows, as_json)
+        if report_dir is not None:
+            from swarmrank.eval.report import write_report
+
+            paths = write_report(run, rows, report_dir)
+            err.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", markup=False,
+                      highlight=False, soft_wrap=True)
     finally:
         swarm.close()
 

@@ -20,7 +20,7 @@ from swarmrank.errors import ConfigError
 from swarmrank.server.deps import ServerState
 from swarmrank.server.errors import install_handlers
 from swarmrank.server.limits import BodyLimit, RateLimiter
-from swarmrank.server.routes import chat, health, models, rounds
+from swarmrank.server.routes import chat, dashboard, health, models, rounds
 from swarmrank.server.schemas import ChatCompletionChunk
 from swarmrank.server.settings import ServerSettings
 from swarmrank.store import Store
@@ -55,7 +55,7 @@ def create_app(swarm: Swarm, *, store: Store | None = None, settings: ServerSett
                                       limiter=RateLimiter(settings.rate_limit, settings.bucket_size),
                                       started=int(time.time()))
     install_handlers(app)
-    for module in (chat, models, rounds, health):
+    for module in (chat, models, rounds, health, dashboard):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _document_wire_formats(app)

@@ -133,3 +133,46 @@ def add_stake(
     info = state.node(node_id)
     console.print(f"{node_id}: stake {info.stake:g} ({'counts' if info.eligible(state.params) else 'does not count'}"
                   f"{'' if info.admitted else ': not admitted'})", highlight=False)
+
+
+@node_app.command("serve")
+def serve_node(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
+    config: _Config = None,
+    node_id: Annotated[Optional[str], typer.Option(
+        "--node", help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 9101,
+    max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 1024 * 1024,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
+) -> None:
+    """Run ONE node as an HTTP agent that signs every completion (a `remote` node for coordinators)."""
+    from swarmrank.agent import agent_from_config
+    from swarmrank.cli import err
+    from swarmrank.cli_serve import _is_loopback
+    from swarmrank.config import load_config
+    from swarmrank.errors import ConfigError
+
+    try:
+        import uvicorn
+
+        from swarmrank.agent.app import create_agent_app
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ConfigError(f"swarmrank node serve needs fastapi and uvicorn ({exc.name} is not installed)") from None
+    agent = agent_from_config(load_config(config), model=model, node=node_id)
+    me = agent.identity
+    if me.created:
+        err.print(f"created an Ed25519 key for node {me.node_id}", style="dim", markup=False, highlight=False)
+    if not _is_loopback(host):
+        err.print(f"warning: {host} is not a loopback address and the agent has no authentication: anyone who can "
+                  "reach it can use this node's model (its signatures only prove who answered)", style="yellow",
+                  markup=False, highlight=False, soft_wrap=True)
+    url = f"http://{host}:{port}"
+    err.print(f"node {me.node_id} ({agent.backend.describe()}; roles {', '.join(sorted(agent.roles))}) at {url}\n"
+              f"key {me.public_hex}\n"
+              f"a coordinator's config can pin it:\n"
+              f"  [[nodes]]\n  id = \"{me.node_id}\"\n  backend = \"remote\"\n  url = \"{url}\"\n"
+              f"  node = \"{me.node_id}\"\n  public_key = \"{me.public_hex}\"\n"
+              f"  roles = {json.dumps(sorted(agent.roles))}",
+              markup=False, highlight=False, soft_wrap=True)
+    uvicorn.run(create_agent_app(agent, max_body_bytes=max_body), host=host, port=port, log_level=log_level)

@@ -18,7 +18,7 @@ from swarmrank.errors import ConfigError
 from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank_messages
 from swarmrank.nodes.base import CompletionRequest, Message, Node
 from swarmrank.result import Answer, Candidate, Judgment, Ranking, RoundResult
-from swarmrank.round import RoundContext
+from swarmrank.round import RoundContext, signature_of
 from swarmrank.schedule import SCHEDULES, Comparison, cluster_schedule, fortytwo_schedule
 from swarmrank.tasks import cluster, extract_confidence
 
@@ -200,6 +200,7 @@ class PeerRank(Protocol):
         prompt_tokens = completion_tokens = 0
         seconds = 0.0
         reasoning, verdict, probability, retried, failed = "", None, None, False, False
+        signature: dict[str, str] | None = None
         probs: dict[str, float] | None = None
         for attempt in range(2):
             request = CompletionRequest(
@@ -214,6 +215,7 @@ class PeerRank(Protocol):
                 reasoning, failed = outcome.error or "judge failed", True
                 break
             completion = outcome.completion
+            signature = signature_of(completion)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             reasoning = completion.text.strip()
@@ -230,7 +232,7 @@ class PeerRank(Protocol):
             reasoning=reasoning, probability=probability, probs=probs,
             weight=ctx.options.influence.get(comp.judge, 1.0),
             retried=retried, failed=failed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            seconds=seconds,
+            seconds=seconds, signature=signature,
         )
         ctx.emit("judgment", judge=comp.judge, first=comp.first, second=comp.second, verdict=judgment.verdict)
         return judgment

@@ -30,6 +30,8 @@ class Answer(BaseModel):
     candidate: int | None = Field(None, description="index into RoundResult.candidates")
     confidence: float | None = Field(None, description="self-reported confidence (weighted-vote)")
     step: int = Field(0, description="0 for the first answer, r for revision round r (debate, weighted-vote)")
+    signature: dict[str, str] | None = Field(
+        None, description="a node agent's signature over this completion (node, public_key, nonce, request, signature)")
     sample: int = Field(0, description="sample number for protocols that resample a node (ahead-by-k)")
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -62,6 +64,8 @@ class Judgment(BaseModel):
     weight: float = 1.0
     retried: bool = False
     failed: bool = Field(False, description="the judge call failed (timeout, error); recorded as U but not counted")
+    signature: dict[str, str] | None = Field(
+        None, description="a node agent's signature over the verdict's completion, as on Answer")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -44,6 +44,14 @@ class RoundOptions:
     prior: float = 0.1
     soft_verdicts: bool = True
     vote_weighted: bool = True
+
+
+def signature_of(completion: Completion | None) -> dict[str, str] | None:
+    """A node agent's signature riding on a completion (``swarmrank.nodes.remote``), as a dict."""
+    signature = getattr(completion, "signature", None)
+    if signature is None:
+        return None
+    return {k: str(v) for k, v in asdict(signature).items()}
 
 
 @dataclass
@@ -166,7 +174,7 @@ class RoundContext:
             reason = red_flag(self.task, completion, max_chars=self.options.max_answer_chars)
             answer = Answer(
                 node=outcome.node.id, text=completion.text, value=None if reason else self.task.extract(completion.text),
-                excluded=reason, step=step, sample=sample, confidence=confidence,
+                excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 seconds=outcome.seconds,
             )

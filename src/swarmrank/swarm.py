@@ -92,6 +92,12 @@ class Swarm:
                 from swarmrank.nodes.adversary import wrap
 
                 backend = wrap(backend, adversary)
+            if backend_name == "remote":
+                # a node agent holds its own key and signs every completion (checked by the backend);
+                # the coordinator must not make or hold a key in its name
+                nodes.append(Node(id=section.id, backend=backend, persona=Persona(**persona_fields),
+                                  roles=frozenset(section.roles), public_key=getattr(backend, "public_key", "") or ""))
+                continue
             identity = load_or_create(settings.keys_dir, section.id)
             if identity.created:
                 created.append(section.id)

@@ -159,7 +159,7 @@ def create_backend(name: str, options: Mapping[str, Any], ctx: BuildContext) -> 
 
 def _load_builtin_backends() -> None:
     # Imported lazily so that importing swarmrank never imports llama_cpp or httpx.
-    from swarmrank.nodes import llamacpp, openai_compat, scripted
+    from swarmrank.nodes import llamacpp, openai_compat, remote, scripted
 
-    for module in (llamacpp, openai_compat, scripted):
+    for module in (llamacpp, openai_compat, scripted, remote):
         module.register(register_backend)

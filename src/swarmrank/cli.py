@@ -40,6 +40,8 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(
+    "--executor", help="where nodes run: local, or ray (Ray actors); overrides [executor] kind")]
 
 
 def _store(config: Path | None):  # noqa: ANN202 - Store, imported lazily
@@ -71,6 +73,7 @@ def ask(
     as_json: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show full texts")] = False,
     save: Annotated[bool, typer.Option("--save/--no-save", help="store the round in the database")] = True,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Put QUESTION to the swarm and print the consensus answer with its full trace."""
     from dataclasses import replace
@@ -80,8 +83,10 @@ def ask(
     from swarmrank.render import round_view
     from swarmrank.tasks import Task
 
+    from swarmrank.executor import with_executor
+
     Task.create(question, task_type)  # reject a bad question before any model loads
-    cfg = load_config(config)
+    cfg = with_executor(load_config(config), executor)
     if protocol is not None:
         get_protocol(protocol)
     swarm = _build(cfg, store="default" if save else None)
@@ -176,11 +181,11 @@ def nodes(
                 t = trust[str(row["id"])]
                 state = ("counts" if t["eligible"] else "[red]stake low[/]") if t["admitted"] else "[dim]not admitted[/]"
                 cells += [f"{t['reputation']:+.2f}", f"{t['influence']:.2f}", f"{t['stake']:g}", state]
-            table_rows.append([*cells, status])
+            table_rows.append([*cells, status] if check else cells)
         headers = ["node", "backend", "roles", "temp", "key"]
         if show_trust:
             headers += ["reputation", "influence", "stake", "trust"]
-        print_table(console, f"Swarm {swarm.name!r}", [*headers, "check"], table_rows)
+        print_table(console, f"Swarm {swarm.name!r}", [*headers, "check"] if check else headers, table_rows)
     if checks and not all(c.ok for c in checks.values()):
         raise typer.Exit(1)
 
@@ -308,6 +313,7 @@ def eval_run(
     report_dir: Annotated[Optional[Path], typer.Option(
         "--report", help="then write the report (Markdown + HTML with plots) into this folder")] = None,
     as_json: JsonOpt = False,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -321,7 +327,9 @@ def eval_run(
     names = parse_protocols(protocols)
     kinds = parse_variants(variants)
     items = expand(load_suite(suite), kinds) if resume is None else []  # bad input fails before any set-up
-    swarm = _build(load_config(config), store="default")
+    from swarmrank.executor import with_executor
+
+    swarm = _build(with_executor(load_config(config), executor), store="default")
     if resume is not None:  # the run knows its suite and variants: rebuild exactly those items
         suite, _, stored_variants = swarm.store.get_eval_run(resume)["suite"].partition("+")
         kinds = parse_variants(stored_variants or None)

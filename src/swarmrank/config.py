@@ -5,6 +5,7 @@ A config has four parts (``swarmrank config show`` prints the embedded default):
     [swarm]            name and default protocol
     [round]            round options (schedule, judges per pair, timeouts, k, rounds, prior)
     [store]            url = any SQLAlchemy URL (optional; SWARMRANK_DB overrides it)
+    [executor]         where nodes run: kind = "local" (default) or "ray" (swarmrank.executor)
     [models.NAME]      a backend and its options, shared by every node that names the model
     [[nodes]]          id, model (or an inline backend), roles, persona, backend options
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -94,6 +95,16 @@ class StoreSection(BaseModel):
     url: str | None = None
 
 
+class ExecutorSection(BaseModel):
+    """Where node backends run (swarmrank.executor): in this process, or as Ray actors."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["local", "ray"] = "local"
+    address: str = "auto"  # ray: "auto" (a running cluster), "local" (start one), "HOST:PORT", "ray://HOST:PORT"
+    replicas: int = Field(1, ge=1)  # ray: actors per model; a model or node may set its own `replicas`
+    num_cpus: float | None = Field(None, ge=0)  # ray: CPUs reserved per actor (default: Ray's)
+
+
 class ModelSection(BaseModel):
     model_config = ConfigDict(extra="allow")
     backend: str
@@ -150,6 +161,7 @@ class SwarmConfig(BaseModel):
     round: RoundSection = Field(default_factory=RoundSection)
     store: StoreSection = Field(default_factory=StoreSection)
     trust: TrustSection = Field(default_factory=TrustSection)
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
     models: dict[str, ModelSection] = Field(default_factory=dict)
     nodes: list[NodeSection]
 

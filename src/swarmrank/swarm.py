@@ -20,7 +20,7 @@ from typing import Any
 from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
 from swarmrank.errors import ConfigError, RoundError, RoundNotSavedError, StorageError
 from swarmrank.identity import load_or_create
-from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona, create_backend
+from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona
 from swarmrank.protocols import get_protocol
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundContext, RoundOptions
@@ -81,13 +81,16 @@ class Swarm:
         config = config or load_config()
         settings = settings or Settings.from_env()
         ctx = BuildContext(shared={"settings": settings})
+        from swarmrank.executor import make_executor
+
+        executor = make_executor(config.executor, settings)  # in process, or Ray actors (connects now)
         nodes: list[Node] = []
         created: list[str] = []
         for section in config.nodes:
             backend_name, options = config.backend_for(section)
             persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
             adversary = {k: options.pop(k) for k in ADVERSARY_KEYS if k in options}
-            backend = create_backend(backend_name, options, ctx)
+            backend = executor.create_backend(backend_name, options, ctx)
             if adversary:
                 from swarmrank.nodes.adversary import wrap
 

@@ -199,3 +199,25 @@ def test_the_cache_key_changes_with_anything_that_changes_a_scripted_completion(
                   ScriptedBackend(answers={"*": "4"}, accuracy=0.5, truth="4")):
         assert cache_key("n", other, request) != base
     assert cache_key("m", ScriptedBackend(answers={"*": "4"}), request) != base
+
+
+async def test_items_evaluated_concurrently_give_the_same_results_as_one_at_a_time(tmp_path):
+    """concurrency only changes when items finish: answers, scores and costs are the same."""
+    results = {}
+    for concurrency in (1, 3):
+        store = Store(f"sqlite:///{tmp_path / f'c{concurrency}.db'}")
+        try:
+            swarm, counters = swarm_and_counters(store)
+            seen: list[int] = []
+            run = await run_eval(swarm, ITEMS, ["peer-rank", "majority"], store=store, suite="test",
+                                 concurrency=concurrency, on_progress=lambda done, total, last: seen.append(done))
+            assert seen == [0, 1, 2, 3]
+            results[concurrency] = (
+                sorted((r["item_id"], r["system"], r["answer"], r["correct"], r["calls"], r["prompt_tokens"])
+                       for r in store.eval_results(run.run_id)),
+                [c.calls for c in counters])
+        finally:
+            store.close()
+    assert results[1] == results[3]
+    with pytest.raises(ConfigError, match="at least 1"):
+        await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", concurrency=0)

@@ -314,6 +314,8 @@ def eval_run(
         "--report", help="then write the report (Markdown + HTML with plots) into this folder")] = None,
     as_json: JsonOpt = False,
     executor: ExecutorOpt = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1,
+                                             help="items evaluated at once (worth it with --executor ray)")] = 1,
 ) -> None:
     """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -343,7 +345,7 @@ def eval_run(
         def on_progress(done: int, total: int, last: str) -> None:
             progress.update(task, completed=done, description=f"{suite} {last}")
 
-        result = asyncio.run(_eval(swarm, items, names, suite_label, resume, on_progress))
+        result = asyncio.run(_eval(swarm, items, names, suite_label, resume, on_progress, concurrency))
     err.print(f"eval {result.run_id[:12]}: {result.items} item(s), {result.skipped} already done; "
               f"{result.cache.misses} model call(s), {result.cache.hits} answered from the cache",
               markup=False, highlight=False)
@@ -361,12 +363,12 @@ def eval_run(
         swarm.close()
 
 
-async def _eval(swarm, items, names, suite, resume, on_progress):  # noqa: ANN001, ANN202
+async def _eval(swarm, items, names, suite, resume, on_progress, concurrency=1):  # noqa: ANN001, ANN202
     from swarmrank.eval.runner import run_eval
 
     try:
         return await run_eval(swarm, items, names, store=swarm.store, suite=suite, run_id=resume,
-                              on_progress=on_progress)
+                              on_progress=on_progress, concurrency=concurrency)
     finally:
         await swarm.aclose_backends()
 

@@ -9,6 +9,8 @@ saved in one transaction, so an interrupted run resumes at the first unfinished 
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -98,10 +100,18 @@ def _node_rows(item: Any, result: RoundResult) -> list[dict[str, Any]]:
 
 
 async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Any, suite: str,
-                   run_id: str | None = None, on_progress: Progress | None = None) -> EvalRun:
-    """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results."""
+                   run_id: str | None = None, on_progress: Progress | None = None,
+                   concurrency: int = 1) -> EvalRun:
+    """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results.
+
+    ``concurrency`` items are evaluated at once (each item's protocols still run in turn, so they
+    share its cached answers); more than 1 pays off when nodes run elsewhere — Ray actors, remote
+    endpoints — and changes nothing in the results, only their order of completion.
+    """
     if store is None:
         raise ConfigError("an evaluation needs a store (its cache and results live there)")
+    if concurrency < 1:
+        raise ConfigError("eval concurrency must be at least 1")
     names = list(dict.fromkeys([BASELINE, *protocols]))
     if run_id is None:
         run_id = uuid.uuid4().hex
@@ -125,21 +135,30 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     finished = len(done & {item.id for item in items})
     if on_progress:
         on_progress(finished, total, "")
-    for item in items:
-        if item.id in done:
-            continue
-        rows: list[dict[str, Any]] = []
-        runner = injected if split_id(item.id)[1] == "inject-answer" else cached
-        for name in names:
-            protocol, schedule = split_system(name)
-            options = replace(cached.options, schedule=schedule) if schedule else None
-            result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
-            rows.append(_row(name, item, result, result.answer))
-            if name == BASELINE:
-                rows.extend(_node_rows(item, result))
-        store.save_eval_results(run_id, rows)
-        finished += 1
-        if on_progress:
-            on_progress(finished, total, item.id)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def evaluate(item: Any) -> None:
+        nonlocal finished
+        async with gate:
+            rows: list[dict[str, Any]] = []
+            runner = injected if split_id(item.id)[1] == "inject-answer" else cached
+            for name in names:
+                protocol, schedule = split_system(name)
+                options = replace(cached.options, schedule=schedule) if schedule else None
+                result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
+                rows.append(_row(name, item, result, result.answer))
+                if name == BASELINE:
+                    rows.extend(_node_rows(item, result))
+            await asyncio.to_thread(store.save_eval_results, run_id, rows)  # one item, one transaction
+            finished += 1
+            if on_progress:
+                on_progress(finished, total, item.id)
+
+    pending = [item for item in items if item.id not in done]
+    if concurrency == 1:  # in the caller's task: an interrupt (Ctrl-C) stops the run between items
+        for item in pending:
+            await evaluate(item)
+    else:
+        await asyncio.gather(*(evaluate(item) for item in pending))
     store.finish_eval_run(run_id)
     return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

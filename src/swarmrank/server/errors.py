@@ -38,6 +38,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """OpenAPI ``responses`` entries for the errors the routes answer."""
 
 
+def encodable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates such as ``\\ud800``, which a JSON
+    string may spell) written as a backslash escape, so an error that quotes the caller's input can
+    always be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class APIError(Exception):
     """An error to answer with ``status`` and an OpenAI error body."""
 
@@ -45,7 +52,8 @@ class APIError(Exception):
                  param: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+        self.detail = ErrorDetail(message=encodable(message), type=type,
+                                  param=None if param is None else encodable(param), code=code)
         self.headers = headers or {}
 
     def body(self) -> dict[str, object]:
@@ -70,12 +78,22 @@ def from_swarm_error(exc: SwarmError) -> APIError:
     return APIError(500, str(exc), type="server_error", code="swarm_error")
 
 
-def _validation_message(exc: RequestValidationError) -> APIError:
+def _validation_message(exc: RequestValidationError, request: Request) -> APIError:
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         reason = first.get("ctx", {}).get("error", "invalid JSON")
         return APIError(400, f"the request body is not valid JSON ({reason})", code="invalid_json")
+    if tuple(first.get("loc", ())) == ("body",):
+        # FastAPI parses a body as JSON only when its Content-Type says so; otherwise it validates the raw bytes
+        if first.get("type") == "missing":
+            return APIError(400, "the request body is empty: send a JSON object with 'model' and 'messages'",
+                            code="invalid_request")
+        if isinstance(first.get("input"), (bytes, bytearray)):
+            sent = request.headers.get("content-type")
+            return APIError(400, "the request body must be JSON sent with 'Content-Type: application/json' "
+                                 f"({f'not {sent!r}' if sent else 'the header is missing'})",
+                            code="invalid_content_type")
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     where = ".".join(loc) or "body"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -83,6 +101,15 @@ def _validation_message(exc: RequestValidationError) -> APIError:
     got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60 else ""
     return APIError(400, f"invalid request: {where}: {first.get('msg', 'invalid value')}{got}{more}",
                     param=where, code="invalid_value")
+
+
+def _unparsable(cause: BaseException) -> str:
+    """Why a body that FastAPI could not parse was refused."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    return str(cause).split(";")[0][:120] or type(cause).__name__
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -98,17 +125,21 @@ def install_handlers(app: FastAPI) -> None:
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _validation_message(exc).response()
+        return _validation_message(exc, request).response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        code = None
         if exc.status_code == 404:
             message = f"unknown path {request.url.path}"
         elif exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "There was an error parsing the body": JSON that json.loads cannot take
+            message, code = f"the request body is not valid JSON ({_unparsable(exc.__cause__)})", "invalid_json"
         else:
             message = str(exc.detail)
-        return APIError(exc.status_code, message, code=None, headers=dict(exc.headers or {})).response()
+        return APIError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
 
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

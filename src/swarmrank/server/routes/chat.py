@@ -51,6 +51,7 @@ MODEL_NAMESPACE = "swarmrank"
 
 def resolve_model(name: str, swarm: Swarm) -> str:
     """The protocol a ``model`` names: 'swarmrank', 'swarmrank/<protocol>' or '<protocol>'."""
+    unicode_text(name, "model")
     if name == MODEL_NAMESPACE:
         return swarm.protocol
     protocol = name.removeprefix(f"{MODEL_NAMESPACE}/")
@@ -62,17 +63,30 @@ def resolve_model(name: str, swarm: Swarm) -> str:
                    code="model_not_found", param="model")
 
 
+def unicode_text(text: str, param: str) -> str:
+    """``text`` if it is valid Unicode; JSON can spell lone UTF-16 surrogates (``"\\ud800"``), which no
+    node, store or response can encode, so they are refused here with a 400."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise APIError(400, f"{param} is not valid Unicode: it contains an unpaired surrogate "
+                            f"({text[exc.start]!r} at position {exc.start})",
+                       param=param, code="invalid_value") from None
+    return text
+
+
 def message_text(message: ChatMessage, index: int) -> str:
+    param = f"messages.{index}.content"
     if message.content is None:
         return ""
     if isinstance(message.content, str):
-        return message.content
+        return unicode_text(message.content, param)
     texts = []
     for part in message.content:
         if part.type != "text" or part.text is None:
             raise APIError(400, f"messages[{index}]: only text content is supported, not {part.type!r}",
-                           param=f"messages.{index}.content", code="unsupported_content")
-        texts.append(part.text)
+                           param=param, code="unsupported_content")
+        texts.append(unicode_text(part.text, param))
     return "\n".join(texts)
 
 

@@ -32,6 +32,7 @@ from swarmrank.result import RoundResult
 from swarmrank.server.deps import CallerDep, ServerState, StateDep
 from swarmrank.server.errors import ERROR_RESPONSES, APIError, from_swarm_error
 from swarmrank.server.routes.rounds import get_round
+from swarmrank.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["dashboard"])
 
@@ -53,7 +54,9 @@ SECURITY_HEADERS = {
     "cache-control": "no-cache",
 }
 
-_API_ERRORS: dict[int | str, dict[str, Any]] = {401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]}
+_API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "a query parameter out of range or of the wrong type"},
+    401: ERROR_RESPONSES[401], 429: ERROR_RESPONSES[429]}
 
 
 # -- wire schemas ---------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ async def get_round(round_id: str, state: StateDep, caller: CallerDep) -> RoundR
     """The full :class:`RoundResult` (``docs/round-schema.md``) of a round this server's store holds."""
     if state.store is None:
         raise APIError(404, "this server keeps no rounds (it has no store)", code="round_not_found")
+    if "\x00" in round_id:  # no round id has one, and PostgreSQL refuses NUL in a query parameter (a 503)
+        raise APIError(404, f"no round {round_id!r}", param="round_id", code="round_not_found")
     try:
         return await asyncio.to_thread(state.store.get_round, round_id)
     except StorageError as exc:

@@ -265,3 +265,105 @@ def test_exam_params_are_checked():
     with pytest.raises(ConfigError, match="at least one item"):
         ExamParams(answer_items=0, judge_items=0)
     assert math.isclose(ExamParams().threshold, 0.6)
+
+
+# -- review fixes: concurrency, replay independence, scoring edge cases ------------------------------
+
+def test_a_coordinator_that_lost_a_race_recomputes_its_reputation_entries(tmp_path):
+    """Two registries on one database: B's write is conditioned on the head it read, so when A
+    appends in between, B recomputes from A's result instead of writing stale reputation."""
+    from swarmrank.ledger import Ledger, LedgerConflict
+    from swarmrank.store import Store
+
+    stores = [Store(f"sqlite:///{tmp_path / 'shared.db'}") for _ in range(2)]
+    try:
+        keys = tmp_path / "keys"
+        a, b = (Registry(Ledger(s), load_or_create(keys, "coord"), PARAMS) for s in stores)
+        swarm = honest_swarm([judge("liar", rule="prefer", prefer="5")])
+        for node in swarm.nodes:
+            a.admit(node.id, passed=True, report={})
+        b.state()
+        head = b.ledger.head().seq
+        with pytest.raises(LedgerConflict):
+            a.ledger.append("stake", {"node": "a0", "amount": 1.0}, a.coordinator)
+            b.ledger.append_many([("stake", {"node": "a0", "amount": 1.0}, b.coordinator)], after=head)
+
+        real_append = b.ledger.append_many
+        raced = []
+
+        def append_after_a_gets_in(items, *, after=None):
+            if not raced:  # A commits a round between B's read of the ledger and B's write
+                raced.append(True)
+                a.record(swarm.ask_sync("What is 2 + 2? (a)", save=False), swarm.nodes)
+            return real_append(items, after=after)
+
+        b.ledger.append_many = append_after_a_gets_in
+        b.record(swarm.ask_sync("What is 2 + 2? (b)", save=False), swarm.nodes)
+        entries = Ledger(stores[0]).entries()
+        replayed = TrustState.replay(entries, PARAMS)  # would raise ReplayError on a stale entry
+        assert replayed.nodes["j0"].rounds == 2 and replayed.nodes["liar"].rounds == 2
+        assert Ledger(stores[0]).verify().ok
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_replay_uses_the_constants_recorded_with_each_entry_not_todays_config(tmp_path):
+    registry = make_registry(tmp_path)
+    swarm = honest_swarm([judge("liar", rule="prefer", prefer="5")])
+    for node in swarm.nodes:
+        registry.admit(node.id, passed=True, report={})
+    registry.record(swarm.ask_sync("What is 2 + 2?", save=False), swarm.nodes)
+    live = registry.state()
+    other = TrustParams(eta=0.2, eta_truth=0.9, decay=0.3)
+    replayed = TrustState.replay(registry.ledger.entries(), other)
+    assert replayed.nodes["liar"].reputation == live.nodes["liar"].reputation != 0.0
+
+
+def test_equal_strengths_are_no_evidence_and_ties_share_their_rank():
+    result = Swarm([answerer("a0", "4"), answerer("a1", "5")], store=None).ask_sync("What is 2 + 2?", save=False)
+    assert result.candidates[0].strength == result.candidates[1].strength
+    assert score_round(result, PARAMS).answerers == {"a0": 0.0, "a1": 0.0}
+
+
+def test_debate_scores_each_nodes_final_answer_and_council_scores_its_rankers():
+    nodes = [answerer("a0", "4"), answerer("a1", "4"), answerer("a2", "5"),
+             judge("fair", truth="4"), judge("fan", rule="prefer", prefer="5")]
+    debate = Swarm(nodes, options=RoundOptions(rounds=1), store=None).ask_sync("What is 2 + 2?", protocol="debate",
+                                                                               save=False)
+    assert set(score_round(debate, PARAMS).answerers) == {"a0", "a1", "a2"}
+    council = Swarm([*nodes, judge("fair2", truth="4")], store=None).ask_sync("What is 2 + 2?", protocol="council",
+                                                                           save=False)
+    judges = score_round(council, PARAMS).judges
+    assert judges["fair"] == judges["fair2"] > 0 > judges["fan"]
+
+
+def test_passing_again_does_not_refill_slashed_stake_and_failing_again_revokes(tmp_path):
+    registry = make_registry(tmp_path)
+    registry.admit("n", passed=True, report={})
+    registry.ledger.append("slash", {"node": "n", "amount": 4.0}, registry.coordinator)
+    registry.admit("n", passed=True, report={})
+    assert registry.state().nodes["n"].stake == PARAMS.deposit - 4.0
+    registry.admit("n", passed=False, report={})
+    assert not registry.state().nodes["n"].admitted
+    with pytest.raises(ConfigError, match="above the maximum"):
+        registry.check_deposit(PARAMS.max_stake + 1)
+    with pytest.raises(ConfigError, match="below the minimum"):
+        registry.check_deposit(float("nan"))
+
+
+def test_a_failing_spot_check_does_not_lose_the_live_round(tmp_path):
+    registry = make_registry(tmp_path)
+    nodes = [answerer("a0", "4"), answerer("a1", "4"), judge("j0")]
+    swarm = Swarm(nodes, store=None, registry=registry, spot_check_rate=1.0)
+    for node in nodes:
+        registry.admit(node.id, passed=True, report={})
+
+    async def broken(**_):
+        raise ConfigError("no admitted node to spot-check")
+
+    swarm.spot_check = broken
+    result = run(swarm.ask("What is 2 + 2?"))
+    assert result.answer == "4"
+    assert "spot check after this round failed: no admitted node to spot-check" in result.notes
+    assert [e.payload["round_id"] for e in registry.ledger.entries(kind="round")] == [result.round_id]

@@ -68,6 +68,7 @@ def admit(
     swarm = _build(cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"enabled": False})}), store=None)
     registry, store = open_registry(cfg)
     try:
+        registry.check_deposit(stake)  # a bad deposit fails now, not after the whole exam
         node = swarm.node(node_id)
         with Progress(TextColumn(f"exam of {node_id}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True) as progress:

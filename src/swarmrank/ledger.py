@@ -50,7 +50,7 @@ from swarmrank.store import LedgerRow, _connect, _reason, _writing
 if TYPE_CHECKING:
     from swarmrank.store import Store
 
-__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "Signer", "VerifyReport", "canonical", "entry_hash"]
+__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "LedgerConflict", "Signer", "VerifyReport", "canonical", "entry_hash"]
 
 KINDS = ("key", "round", "reputation", "stake", "slash", "admission", "spot-check")
 """Every kind of entry; ``key`` entries are written by :meth:`Ledger.register_key` only."""
@@ -398,6 +398,10 @@ class _Item:
     public: str
 
 
+class LedgerConflict(LedgerError):
+    """An append conditioned on the ledger's head found that another writer got there first."""
+
+
 class Ledger:
     """The signed, hash-chained ledger in ``store``'s database."""
 
@@ -418,16 +422,28 @@ class Ledger:
         """
         return self.append_many([(kind, payload, signer)])[0]
 
-    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Signer]]) -> list[Entry]:
+    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Signer]], *,
+                    after: int | None = None) -> list[Entry]:
         """Append several entries in one transaction, with contiguous seqs: all of them or none.
 
         Returns one entry per item, in order; key entries written for new signers come right
-        before their signer's first entry and are not in the returned list.
+        before their signer's first entry and are not in the returned list. With ``after``, the
+        write happens only if the ledger's last entry is still ``after`` (checked under the write
+        lock), else :class:`LedgerConflict`: for entries computed from the ledger's state, such as
+        reputation, which another coordinator may have moved on in the meantime.
         """
         prepared = [_prepare(kind, payload, signer) for kind, payload, signer in items]
         if not prepared:
             return []
-        return self._write("append to the ledger", lambda conn: _append(conn, prepared))
+
+        def work(conn: Connection) -> list[Entry]:
+            if after is not None:
+                head = _head(conn)[0]
+                if head != after:
+                    raise LedgerConflict(f"the ledger moved on: its last entry is {head}, not {after}")
+            return _append(conn, prepared)
+
+        return self._write("append to the ledger", work)
 
     def register_key(self, signer: Signer) -> Entry | None:
         """Record ``signer``'s key (a ``key`` entry); None if it is registered already.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,12 +26,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from swarmrank.errors import ConfigError
+from swarmrank.ledger import LedgerConflict
 from swarmrank.nodes.base import Node
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
 from swarmrank.trust import RoundScore, TrustParams, TrustState, round_digest, score_round
 
 __all__ = ["Registry", "MemoryLedger", "NodeSigner", "contribution_digest"]
+
+#: times a write computed from the ledger's state is recomputed when another coordinator got in first
+RECORD_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,10 @@ class MemoryLedger:
 
     items: list[MemoryEntry] = field(default_factory=list)
 
-    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Any]]) -> list[MemoryEntry]:
+    def append_many(self, items: Sequence[tuple[str, dict[str, Any], Any]], *,
+                    after: int | None = None) -> list[MemoryEntry]:
+        if after is not None and after != len(self.items):
+            raise LedgerConflict(f"the ledger moved on: its last entry is {len(self.items)}, not {after}")
         out = []
         for kind, payload, signer in items:
             entry = MemoryEntry(len(self.items) + 1, kind, json.loads(json.dumps(payload)), signer.node_id)
@@ -159,42 +167,72 @@ class Registry:
             "truth_known": correct is not None, "answerers": score.answerers, "judges": score.judges,
             "nodes": signatures, "at": datetime.now(timezone.utc).isoformat(),
         }
+        p = self.params
         with self._lock:
-            self._sync()
-            state = self._state.copy()
-            items: list[tuple[str, dict[str, Any], Any]] = [("round", outcome, self.coordinator)]
-            for node_id, s in score.node_scores().items():
-                before = state.node(node_id).reputation
-                after = state.updated_reputation(node_id, s, truth=correct is not None)
-                items.append(("reputation", {"node": node_id, "round_id": result.round_id, "score": s,
-                                             "truth": correct is not None, "before": before, "after": after},
-                              self.coordinator))
-            for slash in score.slashes:
-                items.append(("slash", {"node": slash.node, "round_id": result.round_id, "amount": slash.amount,
-                                        "reason": slash.reason}, self.coordinator))
-            for reward in score.rewards:
-                items.append(("stake", {"node": reward.node, "round_id": result.round_id, "amount": reward.amount,
-                                        "reason": reward.reason}, self.coordinator))
-            self.ledger.append_many(items)
-            self._sync()
-        return score
+            for attempt in range(RECORD_ATTEMPTS):
+                self._sync()
+                state = self._state.copy()
+                items: list[tuple[str, dict[str, Any], Any]] = [("round", outcome, self.coordinator)]
+                for node_id, s in score.node_scores().items():
+                    truth = correct is not None
+                    before = state.node(node_id).reputation
+                    after = state.updated_reputation(node_id, s, truth=truth)
+                    # the rule's constants go with the value, so replay never depends on today's config
+                    items.append(("reputation", {"node": node_id, "round_id": result.round_id, "score": s,
+                                                 "truth": truth, "before": before, "after": after,
+                                                 "rate": p.eta_truth if truth else p.eta, "decay": p.decay},
+                                  self.coordinator))
+                for slash in score.slashes:
+                    items.append(("slash", {"node": slash.node, "round_id": result.round_id,
+                                            "amount": slash.amount, "reason": slash.reason}, self.coordinator))
+                for reward in score.rewards:
+                    items.append(("stake", {"node": reward.node, "round_id": result.round_id,
+                                            "amount": reward.amount, "reason": reward.reason}, self.coordinator))
+                try:
+                    # written only if no other coordinator appended since the state was read
+                    self.ledger.append_many(items, after=self._state.seq)
+                except LedgerConflict:
+                    if attempt + 1 == RECORD_ATTEMPTS:
+                        raise
+                    continue
+                self._sync()
+                return score
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def admit(self, node_id: str, *, passed: bool, report: Mapping[str, Any], stake: float | None = None) -> None:
         """Record an admission exam's result; a pass also deposits ``stake`` (default: the params' deposit)."""
-        amount = self.params.deposit if stake is None else float(stake)
-        if passed and amount < self.params.min_stake:
-            raise ConfigError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
-        items: list[tuple[str, dict[str, Any], Any]] = [
-            ("admission", {"node": node_id, "passed": bool(passed), **dict(report)}, self.coordinator)]
-        if passed:
-            current = self.state().node(node_id).stake
-            top_up = max(0.0, min(amount, self.params.max_stake) - current)
-            if top_up > 0:
-                items.append(("stake", {"node": node_id, "amount": top_up, "reason": "deposit at admission"},
-                              self.coordinator))
+        amount = self.check_deposit(stake)
         with self._lock:
-            self.ledger.append_many(items)
-            self._sync()
+            for attempt in range(RECORD_ATTEMPTS):
+                self._sync()
+                current = self._state.node(node_id)
+                payload = {"node": node_id, "passed": bool(passed), **dict(report)}
+                if not passed and current.admitted:
+                    payload["revoke"] = True  # a failed re-exam takes the admission away
+                items: list[tuple[str, dict[str, Any], Any]] = [("admission", payload, self.coordinator)]
+                # the deposit comes with the first admission only: passing again does not undo slashing
+                top_up = max(0.0, amount - current.stake) if passed and not current.admitted else 0.0
+                if top_up > 0:
+                    items.append(("stake", {"node": node_id, "amount": top_up, "reason": "deposit at admission"},
+                                  self.coordinator))
+                try:
+                    self.ledger.append_many(items, after=self._state.seq)
+                except LedgerConflict:
+                    if attempt + 1 == RECORD_ATTEMPTS:
+                        raise
+                    continue
+                self._sync()
+                return
+
+    def check_deposit(self, stake: float | None) -> float:
+        """The admission deposit to use (the params' by default); refused when it is not a finite
+        amount between the minimum and the maximum stake — check it before running an exam."""
+        amount = self.params.deposit if stake is None else float(stake)
+        if not math.isfinite(amount) or amount < self.params.min_stake:
+            raise ConfigError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
+        if amount > self.params.max_stake:
+            raise ConfigError(f"a stake of {amount:g} is above the maximum of {self.params.max_stake:g}")
+        return amount
 
     def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
         if not amount > 0:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
-from swarmrank.errors import ConfigError, RoundError, RoundNotSavedError, StorageError
+from swarmrank.errors import ConfigError, LedgerError, RoundError, RoundNotSavedError, StorageError, SwarmError
 from swarmrank.identity import load_or_create
 from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona
 from swarmrank.protocols import get_protocol
@@ -174,13 +174,18 @@ class Swarm:
         if self.registry is not None and save:
             await self._record(result, nodes)
             if self.spot_check_rate > 0 and self._spot_rng.random() < self.spot_check_rate:
-                await self.spot_check(protocol=name)
+                try:  # the live round is answered and recorded: a failed spot check must not lose it
+                    await self.spot_check(protocol=name)
+                except (SwarmError, TimeoutError) as exc:
+                    result.notes.append(f"spot check after this round failed: {exc}")
         return result
 
     async def _record(self, result: RoundResult, nodes: Sequence[Node], **kwargs: Any) -> None:
+        from swarmrank.trust import ReplayError
+
         try:
             await asyncio.to_thread(self.registry.record, result, nodes, **kwargs)
-        except StorageError as exc:
+        except (StorageError, LedgerError, ReplayError) as exc:
             raise RoundNotSavedError(f"round {result.round_id} was saved but its ledger entry was not: {exc}",
                                      result=result) from exc
 
@@ -198,7 +203,10 @@ class Swarm:
             raise ConfigError("no admitted node to spot-check")
         task = Task.create(item.question, "number")
         ctx = RoundContext(task, nodes, opts, protocol=protocol or self.protocol, swarm=self.name, truth=item.gold)
-        result = await asyncio.wait_for(get_protocol(ctx.protocol).run(ctx), opts.deadline + 30.0)
+        try:
+            result = await asyncio.wait_for(get_protocol(ctx.protocol).run(ctx), opts.deadline + 30.0)
+        except asyncio.TimeoutError:
+            raise RoundError(f"spot check did not finish within its deadline of {opts.deadline:.0f}s") from None
         gold = task.extract(item.gold)
         correct = {c.answer: c.answer == gold for c in result.candidates}
         if self.store is not None:

@@ -153,7 +153,15 @@ class TrustState:
         a ``round`` entry's effects are its ``reputation``/``slash``/``stake`` entries."""
         if kind == "reputation":
             node = self.node(str(payload["node"]))
-            expected = self.updated_reputation(node.node, float(payload["score"]), truth=bool(payload.get("truth")))
+            score = max(-1.0, min(1.0, float(payload["score"])))
+            if "rate" in payload and "decay" in payload:  # the constants the coordinator used
+                expected = (1.0 - float(payload["decay"])) * node.reputation + float(payload["rate"]) * score
+            else:
+                expected = self.updated_reputation(node.node, score, truth=bool(payload.get("truth")))
+            if "before" in payload and not math.isclose(float(payload["before"]), node.reputation,
+                                                         rel_tol=0.0, abs_tol=1e-12):
+                raise ReplayError(f"ledger entry {seq}: reputation of {node.node} was {node.reputation!r} "
+                                  f"before this entry, recorded {payload['before']!r}")
             recorded = float(payload["after"])
             if not math.isclose(expected, recorded, rel_tol=0.0, abs_tol=1e-12):
                 raise ReplayError(f"ledger entry {seq}: reputation of {node.node} replays to {expected!r}, "
@@ -162,9 +170,9 @@ class TrustState:
             node.rounds += 1
         elif kind == "slash":
             node = self.node(str(payload["node"]))
-            amount = float(payload["amount"])
-            node.stake = max(0.0, node.stake - amount)
-            node.slashed += amount
+            taken = min(node.stake, float(payload["amount"]))  # a stake cannot go below zero
+            node.stake -= taken
+            node.slashed += taken
         elif kind == "stake":
             node = self.node(str(payload["node"]))
             node.stake = min(self.params.max_stake, node.stake + float(payload["amount"]))
@@ -249,34 +257,39 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
     rewards: list[Slash] = []
 
     answerers: dict[str, float] = {}
-    ranks: dict[int, int] = {}
-    order = sorted(range(len(result.candidates)), key=lambda i: -log_s[i])
-    for r, i in enumerate(order):
-        ranks[i] = r
     m = len(result.candidates)
+    # rank by strength, equal strengths sharing their average rank (no evidence between them)
+    ranks: dict[int, float] = {}
+    for i in range(m):
+        above = sum(1 for j in range(m) if log_s[j] > log_s[i] + 1e-12)
+        tied = sum(1 for j in range(m) if abs(log_s[j] - log_s[i]) <= 1e-12)
+        ranks[i] = above + (tied - 1) / 2
+    flagged_answers: set[str] = set()
+    final: dict[str, Any] = {}  # per node: its last answer of the first sample (a revision supersedes)
     for a in result.answers:
-        if a.step != 0 or a.sample != 0 or a.node in answerers:
-            continue  # a node's first answer stands for it (revisions and resamples follow from it)
-        if a.excluded is not None:
-            if a.excluded.startswith(RED_FLAG_PREFIXES):
-                answerers[a.node] = -1.0
-                slashes.append(Slash(a.node, params.slash_red_flag, f"red-flagged answer: {a.excluded}"))
-            else:
-                answerers[a.node] = params.failed_call_score
+        if a.excluded is not None and a.excluded.startswith(RED_FLAG_PREFIXES) and a.node not in flagged_answers:
+            flagged_answers.add(a.node)
+            slashes.append(Slash(a.node, params.slash_red_flag, f"red-flagged answer: {a.excluded}"))
+        if a.sample == 0 and (a.node not in final or a.step >= final[a.node].step):
+            final[a.node] = a
+    for node, a in sorted(final.items()):
+        if node in flagged_answers:
+            answerers[node] = -1.0
+        elif a.excluded is not None:
+            answerers[node] = params.failed_call_score
+        elif a.candidate is None:
             continue
-        if a.candidate is None:
-            continue
-        if truth is not None:
+        elif truth is not None:
             right = truth[a.candidate]
-            answerers[a.node] = 1.0 if right else -1.0
+            answerers[node] = 1.0 if right else -1.0
             if spot_check:
                 (rewards if right else slashes).append(
-                    Slash(a.node, params.reward_spot_check if right else params.slash_spot_check,
+                    Slash(node, params.reward_spot_check if right else params.slash_spot_check,
                           "spot check answered " + ("right" if right else "wrong")))
-        elif m >= 2:
-            answerers[a.node] = 1.0 - 2.0 * ranks[a.candidate] / (m - 1)
+        elif m >= 2 and max(log_s) - min(log_s) > 1e-12:
+            answerers[node] = 1.0 - 2.0 * ranks[a.candidate] / (m - 1)
         else:
-            answerers[a.node] = 0.0  # everyone agreed: no evidence either way
+            answerers[node] = 0.0  # everyone agreed, or nothing told the answers apart: no evidence
 
     judges: dict[str, float] = {}
     agreement: dict[str, list[float]] = defaultdict(list)
@@ -296,8 +309,21 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
         agreement[j.judge].append(agree)
         key = (j.judge, min(a, b), max(a, b))
         picks[key].append(a if j.verdict == "A" else b if j.verdict == "B" else None)
+    # a council member's ranking: every pair it put in order agrees with the consensus or not
+    for ranking in result.rankings:
+        order = [i for i in ranking.order if 0 <= i < m]
+        for x, i in enumerate(order):
+            for j in order[x + 1:]:
+                if truth is not None and truth.get(i) != truth.get(j):
+                    agreement[ranking.judge].append(1.0 if truth.get(i) else 0.0)
+                elif truth is None:
+                    agreement[ranking.judge].append(_sigmoid(log_s[i] - log_s[j]))
     for judge, values in agreement.items():
         judges[judge] = 2.0 * sum(values) / len(values) - 1.0
+    # a judge whose every call failed (timeouts, errors) is unreliable, like a failed answerer
+    failed_judges = {j.judge for j in result.judgments if j.failed} - set(judges)
+    for judge in sorted(failed_judges):
+        judges[judge] = params.failed_call_score
     flagged: set[str] = set()
     spot: dict[str, list[bool]] = defaultdict(list)  # per judge: right/wrong on right-vs-wrong pairs
     for (judge, lo, hi), chosen in sorted(picks.items()):

@@ -348,6 +348,10 @@ def test_passing_again_does_not_refill_slashed_stake_and_failing_again_revokes(t
     assert not registry.state().nodes["n"].admitted
     with pytest.raises(ConfigError, match="above the maximum"):
         registry.check_deposit(PARAMS.max_stake + 1)
+    room = PARAMS.max_stake - registry.state().nodes["n"].stake
+    with pytest.raises(ConfigError, match=f"at most {room:g} more stake"):
+        registry.add_stake("n", room + 1)
+    assert registry.state().nodes["n"].stake == PARAMS.deposit - 4.0  # nothing was recorded
     with pytest.raises(ConfigError, match="below the minimum"):
         registry.check_deposit(float("nan"))
 

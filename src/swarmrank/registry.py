@@ -235,9 +235,14 @@ class Registry:
         return amount
 
     def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
-        if not amount > 0:
+        if not (amount > 0 and math.isfinite(amount)):
             raise ConfigError("a stake must be a positive amount")
         with self._lock:
+            self._sync()
+            room = self.params.max_stake - self._state.node(node_id).stake
+            if amount > room + 1e-9:  # the rule caps stake: refuse rather than record money that vanishes
+                raise ConfigError(f"{node_id} can take at most {max(room, 0.0):g} more stake "
+                                  f"(maximum {self.params.max_stake:g})")
             self.ledger.append("stake", {"node": node_id, "amount": float(amount), "reason": reason},
                                self.coordinator)
             self._sync()

@@ -74,14 +74,21 @@ def test_the_injector_appends_instructions_and_the_red_flag_excludes_its_answer(
     assert all("IMPORTANT NOTE" not in c.text for c in result.candidates)
 
 
-def test_a_self_promoter_never_judges_a_pair_with_its_own_answer():
+def test_a_self_promoter_judges_its_own_pair_only_to_fill_a_gap_and_is_discounted():
     promoter = Node("promo", AdversaryBackend(ScriptedBackend(answers={"*": "5"}), "self-promoter"), Persona())
     nodes = [answerer("a0", "4"), answerer("a1", "4"), promoter, judge("j0", truth="4"), judge("j1", truth="4")]
-    result = Swarm(nodes, options=RoundOptions(judges_per_pair=3), store=None).ask_sync("What is 2 + 2?",
-                                                                                          save=False)
+    never = Swarm(nodes, options=RoundOptions(judges_per_pair=3, interested_judges="never"), store=None)
+    result = never.ask_sync("What is 2 + 2?", save=False)
     own = next(i for i, c in enumerate(result.candidates) if "promo" in c.nodes)
     assert not [j for j in result.judgments if j.judge == "promo" and own in (j.first, j.second)]
     assert result.answer == "4"
+    # two neutral judges for three seats: the promoter fills the third, for itself, at a quarter weight
+    filled = Swarm(nodes, options=RoundOptions(judges_per_pair=3), store=None).ask_sync("What is 2 + 2?", save=False)
+    mine = [j for j in filled.judgments if j.judge == "promo"]
+    assert len(mine) == 2 and filled.answer == "4"
+    report = next(r for r in filled.judge_reports if r.judge == "promo")
+    assert report.interested_pairs == 1
+    assert filled.pair_reports[0].interested == 1 and filled.pair_reports[0].judges == 3
 
 
 def test_a_config_can_wrap_any_node_in_an_adversary(tmp_path):

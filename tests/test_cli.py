@@ -17,6 +17,7 @@ SCRIPTED = """
 name = "cli-test"
 [round]
 schedule = "cluster"
+judge_priors = { judge1 = 0.9 }   # a judge known to be reliable: trusted from the first round
 [[nodes]]
 id = "right"
 backend = "scripted"

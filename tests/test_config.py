@@ -147,10 +147,10 @@ def test_unknown_round_option_is_rejected():
 
 def test_bad_schedule_is_rejected_listing_the_known_ones():
     message = config_error(minimal(round={"schedule": "random"}))
-    assert message == "swarm.toml: round.schedule: unknown schedule 'random' (known: cluster, fortytwo)"
+    assert message == "swarm.toml: round.schedule: unknown schedule 'random' (known: cluster, fortytwo, adaptive)"
 
 
-@pytest.mark.parametrize("schedule", ["cluster", "fortytwo"])
+@pytest.mark.parametrize("schedule", ["cluster", "fortytwo", "adaptive"])
 def test_known_schedules_are_accepted(schedule):
     assert parse_config(minimal(round={"schedule": schedule})).round.schedule == schedule
 

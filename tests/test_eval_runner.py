@@ -150,7 +150,7 @@ async def test_failures_are_not_cached_so_a_rerun_tries_again(store):
 def test_protocol_lists_are_checked_before_any_work():
     assert parse_protocols("all")[0] == "peer-rank" and parse_protocols("all")[-1] == "peer-rank/fortytwo"
     assert parse_protocols("peer-rank/fortytwo,blender") == ["peer-rank/fortytwo", "blender"]
-    with pytest.raises(ConfigError, match="unknown schedule 'nope'"):
+    with pytest.raises(ConfigError, match="unknown option 'nope' in 'peer-rank/nope'"):
         parse_protocols("peer-rank/nope")
     assert parse_protocols("majority, council") == ["majority", "council"]
     with pytest.raises(ConfigError, match="unknown protocol 'nope'"):

@@ -20,6 +20,7 @@ from swarmrank.eval.simulate import (
     sweep,
 )
 from swarmrank.nodes.base import CompletionRequest, Message
+from swarmrank.reliability import BOOK_BATCH
 
 
 def _judge_verdict(judge: SimJudge, world: World, q: int, first: str, second: str) -> str:
@@ -55,9 +56,10 @@ def test_perfect_judges_with_correlated_errors_beat_majority_and_reach_the_oracl
     diff = result.difference("peer-rank", "majority")
     assert diff.diff >= 0.15
     assert diff.low > 0.0 and diff.p_value < 0.001
-    # a perfect judge always prefers the truth, so peer-rank is right exactly where some node was
-    assert result["peer-rank"].correct == result.oracle_correct
-    assert result["peer-rank"].accuracy.mean == pytest.approx(result.oracle.mean)
+    # a perfect judge always prefers the truth: once the swarm has seen its judges agree and stay
+    # consistent (the first learning batch), peer-rank is right exactly where some node was
+    assert result["peer-rank"].correct[BOOK_BATCH:] == result.oracle_correct[BOOK_BATCH:]
+    assert result["peer-rank"].accuracy.mean >= result.oracle.mean - 0.02
     assert result["majority"].accuracy.mean < 0.5
 
 
@@ -158,7 +160,9 @@ def test_regime_map_marks_the_significant_cell():
     grid = regime_grid(results, "judge_discrimination", "correlated_errors")
     assert grid.xs == (0.5, 1.0) and grid.ys == (0.0, 0.9)
     assert grid.significant[1][1] and grid.diff[1][1] >= 0.15  # perfect judges, correlated errors
-    assert grid.diff[0][0] < 0  # coin-flip judges, independent errors: worse than voting
+    # coin-flip judges, independent errors: their estimated discrimination falls to ~0 and the
+    # votes decide (the Bradley–Terry aggregation of 0.1 lost 10+ points here)
+    assert abs(grid.diff[0][0]) <= 0.02
     table = regime_map(results, "judge_discrimination", "correlated_errors")
     rows = [line for line in table.splitlines() if line.startswith("| 0.9 ")]
     assert len(rows) == 1

@@ -73,11 +73,22 @@ async def test_position_biased_judges_cancel_out_over_both_orders():
 async def test_judge_influence_weights_bradley_terry():
     nodes = [answerer("a0", "42"), answerer("a1", "41"),
              judge("good", truth="42"), judge("bad", "prefer", prefer="41")]
-    even = await Swarm(nodes, options=RoundOptions(), store=None).ask(Q)
-    trusted = await Swarm(nodes, options=RoundOptions(influence={"good": 4.0, "bad": 0.25}), store=None).ask(Q)
+    even = await Swarm(nodes, options=RoundOptions(aggregation="bradley-terry"), store=None).ask(Q)
+    trusted = await Swarm(nodes, options=RoundOptions(influence={"good": 4.0, "bad": 0.25},
+                                                      aggregation="bradley-terry"), store=None).ask(Q)
     assert even.candidates[0].strength == pytest.approx(0.5, abs=1e-6)
     assert trusted.answer == "42"
     assert trusted.candidates[0].strength > 0.9
+
+
+async def test_judge_influence_tempers_each_judges_evidence():
+    nodes = [answerer("a0", "42"), answerer("a1", "41"),
+             judge("good", truth="42"), judge("bad", "prefer", prefer="41")]
+    even = await Swarm(nodes, options=RoundOptions(), store=None).ask(Q)
+    trusted = await Swarm(nodes, options=RoundOptions(influence={"good": 4.0, "bad": 0.25}), store=None).ask(Q)
+    assert even.candidates[0].strength == pytest.approx(0.5, abs=1e-6)  # equal and opposite judges, 1:1 votes
+    assert trusted.answer == "42" and trusted.candidates[0].strength > 0.55
+    assert {r.judge: r.weight for r in trusted.judge_reports} == {"good": 4.0, "bad": 0.25}
 
 
 async def test_a_judge_never_compares_a_pair_containing_its_own_answer():
@@ -194,20 +205,49 @@ async def test_unknown_protocol_is_a_config_error():
 
 async def test_peer_rank_falls_back_on_cluster_size_when_judging_cancels_out():
     # judges that always pick the answer shown first cancel out over both orders
-    swarm = scripted_swarm(["40", "41", "41"], [judge("j1", "first")])
+    swarm = scripted_swarm(["40", "41", "41"], [judge("j1", "first")], aggregation="bradley-terry")
     result = await swarm.ask(Q)
     assert result.candidates[0].log_strength == pytest.approx(result.candidates[1].log_strength)
     assert [c.strength for c in result.candidates] == pytest.approx([1 / 3, 2 / 3])  # votes × equal BT strength
     assert result.answer == "41"
-    unweighted = await scripted_swarm(["40", "41", "41"], [judge("j1", "first")], vote_weighted=False).ask(Q)
+    unweighted = await scripted_swarm(["40", "41", "41"], [judge("j1", "first")], vote_weighted=False,
+                                      aggregation="bradley-terry").ask(Q)
     assert [c.strength for c in unweighted.candidates] == pytest.approx([0.5, 0.5])
     assert unweighted.answer == "41"  # the exact tie still goes to the larger cluster
 
 
 async def test_vote_weighting_keeps_a_strong_judgment_for_a_minority_answer():
-    swarm = scripted_swarm(["42", "41", "41", "41"], [judge("j1", truth="42"), judge("j2", truth="42")])
+    swarm = scripted_swarm(["42", "41", "41", "41"], [judge("j1", truth="42"), judge("j2", truth="42")],
+                           aggregation="bradley-terry")
     result = await swarm.ask(Q)
     assert result.answer == "42" and result.candidates[0].strength > 0.9
+
+
+async def test_a_judge_that_always_says_first_gives_no_evidence_and_the_votes_decide():
+    swarm = scripted_swarm(["40", "41", "41"], [judge("j1", "first")])
+    result = await swarm.ask(Q)
+    assert result.aggregation == "evidence" and result.answer == "41"
+    assert result.candidates[0].evidence == pytest.approx(result.candidates[1].evidence)
+    # the posterior is the vote prior alone: twice the votes, e^γ times the odds
+    assert result.candidates[1].strength > result.candidates[0].strength
+    (report,) = result.judge_reports
+    assert report.consistency == 0.0 and report.says_first == 1.0 and report.pairs == 1
+    assert all(p.evidence == pytest.approx(0.0) for p in result.pair_reports)
+
+
+async def test_in_a_first_round_consistent_agreeing_judges_overturn_a_vote_in_proportion_to_their_number():
+    # a fresh swarm knows nothing of its judges: two that agree and never flip with the order outweigh
+    # a 2-to-1 vote, not yet a 3-to-1 vote; three of them do
+    two_one = await scripted_swarm(["42", "41", "41"], [judge("j1", truth="42"), judge("j2", truth="42")]).ask(Q)
+    assert two_one.answer == "42" and two_one.candidates[0].strength > 0.5
+    assert any("the judges overturned the vote count: '42' (1 votes) over '41' (2 votes)" in n for n in two_one.notes)
+    assert any(n.startswith("pair '42' vs '41': 2 judge(s)") for n in two_one.notes)
+    assert {r.judge: r.consistency for r in two_one.judge_reports} == {"j1": 1.0, "j2": 1.0}
+    answers = ["42", "41", "41", "41"]
+    two = await scripted_swarm(answers, [judge(f"j{k}", truth="42") for k in range(2)], judges_per_pair=2).ask(Q)
+    three = await scripted_swarm(answers, [judge(f"j{k}", truth="42") for k in range(3)], judges_per_pair=3).ask(Q)
+    assert two.answer == "41" and three.answer == "42"
+    assert two.candidates[0].strength > 0.3  # the judges moved it a long way from the 3-to-1 prior
 
 
 async def test_progress_events_report_each_phase_answer_and_verdict():
@@ -249,11 +289,18 @@ class _SureWhenRight(ScriptedBackend):
 async def test_soft_verdicts_recover_a_preference_that_hard_verdicts_cancel_out():
     nodes = [answerer("a0", "41"), answerer("a1", "42"),
              Node("j", _SureWhenRight(), Persona(), frozenset({"judge"}))]
-    soft = await Swarm(nodes, options=RoundOptions(soft_verdicts=True), store=None).ask(Q)
-    hard = await Swarm(nodes, options=RoundOptions(soft_verdicts=False), store=None).ask(Q)
+    bt = {"aggregation": "bradley-terry"}
+    soft = await Swarm(nodes, options=RoundOptions(soft_verdicts=True, **bt), store=None).ask(Q)
+    hard = await Swarm(nodes, options=RoundOptions(soft_verdicts=False, **bt), store=None).ask(Q)
     assert soft.answer == "42" and soft.confidence > 0.6
     assert hard.candidates[0].strength == pytest.approx(0.5)
     assert all(j.verdict == "A" and j.probs is not None for j in soft.judgments)
+    # the evidence aggregation reads the same verdicts as a judge that flips with the order more
+    # often than not: no evidence until it shows agreement with other judges
+    evidence = await Swarm(nodes, store=None).ask(Q)
+    (report,) = evidence.judge_reports
+    assert report.says_first == pytest.approx(0.75) and report.consistency == pytest.approx(0.42)
+    assert evidence.candidates[0].strength == pytest.approx(0.5)
 
 
 async def test_blender_judges_the_full_matrix_and_sums_preferences():

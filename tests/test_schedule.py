@@ -9,6 +9,7 @@ import pytest
 from swarmrank.errors import ConfigError
 from swarmrank.schedule import (
     Comparison,
+    pick_judges,
     adjacent_cross_pairs,
     all_pairs,
     both_orders,
@@ -168,9 +169,9 @@ def test_cluster_one_judge_per_pair_spreads_pairs_over_judges():
     assert Counter(c.judge for c in schedule) == {"j1": 2, "j2": 2, "j3": 2}
 
 
-def test_cluster_never_gives_a_judge_a_pair_containing_its_own_answer():
+def test_cluster_with_interested_never_gives_a_judge_a_pair_containing_its_own_answer():
     items = [["a0", "j1"], ["j2"], ["a3"]]
-    schedule = cluster_schedule(items, ["j1", "j2", "j3"], judges_per_pair=2)
+    schedule = cluster_schedule(items, ["j1", "j2", "j3"], judges_per_pair=2, interested="never")
     for c in schedule:
         assert c.judge not in items[c.first] and c.judge not in items[c.second]
     # (0, 1) excludes j1 and j2, leaving only j3; (0, 2) excludes j1; (1, 2) excludes j2
@@ -178,9 +179,31 @@ def test_cluster_never_gives_a_judge_a_pair_containing_its_own_answer():
     assert {c.judge for c in schedule if {c.first, c.second} == {0, 1}} == {"j3"}
 
 
-def test_cluster_pair_with_no_eligible_judge_is_skipped():
-    schedule = cluster_schedule([["j1"], ["a1"], ["a2"]], ["j1"], judges_per_pair=1)
+def test_cluster_pair_with_no_eligible_judge_is_skipped_when_interested_judges_are_never_used():
+    schedule = cluster_schedule([["j1"], ["a1"], ["a2"]], ["j1"], judges_per_pair=1, interested="never")
     assert triples(schedule) == [("j1", 1, 2), ("j1", 2, 1)]
+
+
+def test_cluster_fills_a_pair_without_neutral_judges_from_both_sides():
+    # every node answers and judges: the only pair is contested by the two camps
+    items = [["n1", "n2", "n3"], ["n4", "n5"]]
+    schedule = cluster_schedule(items, ["n1", "n2", "n3", "n4", "n5"], judges_per_pair=2)
+    assert triples(schedule) == [("n1", 0, 1), ("n1", 1, 0), ("n4", 0, 1), ("n4", 1, 0)]
+    # one judge asked for: still one from each side, so the pair hears both
+    one = cluster_schedule(items, ["n1", "n2", "n3", "n4", "n5"], judges_per_pair=1)
+    assert {c.judge for c in one} == {"n1", "n4"}
+
+
+def test_cluster_prefers_neutral_judges_and_fills_only_the_gap():
+    items = [["a0", "j1"], ["j2"]]
+    schedule = cluster_schedule(items, ["j1", "j2", "j3"], judges_per_pair=3)
+    assert [c.judge for c in schedule[::2]] == ["j3", "j1", "j2"]
+
+
+def test_pick_judges_skips_those_already_used_and_rejects_an_unknown_mode():
+    assert pick_judges(["a"], ["b"], ["a", "b", "c", "d"], 2, exclude=["c"]) == ["d", "a"]
+    with pytest.raises(ConfigError, match="interested_judges"):
+        pick_judges(["a"], ["b"], ["c"], 1, interested="sometimes")
 
 
 @pytest.mark.parametrize("jpp", [0, -1])

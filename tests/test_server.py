@@ -36,13 +36,13 @@ def node(node_id: str, roles: set[str], **kw: Any) -> Node:
 
 
 def right_and_wrong(store: Store | None, latency: float = 0.0) -> Swarm:
-    """One right answerer, two that agree on a wrong answer, a judge that knows the truth:
-    peer-rank picks 42, majority picks 41."""
+    """One right answerer, two that agree on a wrong answer, a judge that knows the truth (and is
+    declared reliable, so a fresh swarm trusts it from the first round): peer-rank picks 42, majority 41."""
     nodes = [node("right", {"answer"}, answers={"*": "42"}, latency=latency),
              node("wrong1", {"answer"}, answers={"*": "41"}, latency=latency),
              node("wrong2", {"answer"}, answers={"*": "41"}, latency=latency),
              node("judge1", {"judge"}, judge="truth", truth="42", latency=latency)]
-    return Swarm(nodes, options=RoundOptions(), name="server-test", store=store)
+    return Swarm(nodes, options=RoundOptions(judge_priors={"judge1": 0.9}), name="server-test", store=store)
 
 
 def broken(store: Store | None) -> Swarm:
@@ -211,7 +211,7 @@ def test_streaming_sends_progress_then_the_answer_then_stop(url, key):
     assert all(c.choices[0].finish_reason is None for c in with_choices[:-1])
     progress = [c.model_extra["swarmrank"]["progress"] for c in with_choices
                 if c.model_extra and "progress" in c.model_extra.get("swarmrank", {})]
-    assert {p["event"] for p in progress} == {"phase", "answer", "judgment"}
+    assert {p["event"] for p in progress} == {"phase", "answer", "judgment", "note"}
     assert {p["node"] for p in progress if p["event"] == "answer"} == {"right", "wrong1", "wrong2"}
     progress_chunks = [c for c in with_choices if "progress" in (c.model_extra or {}).get("swarmrank", {})]
     assert all(c.choices[0].delta.content == "" for c in progress_chunks)  # printing delta.content shows nothing

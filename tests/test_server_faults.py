@@ -47,6 +47,8 @@ def answerers(latency: float = 0.05) -> list[Node]:
 
 
 def swarm_of(nodes: list[Node], store: Store | None, **options: Any) -> Swarm:
+    """The nodes as a swarm whose judge1 is declared reliable (trusted from the first round)."""
+    options.setdefault("judge_priors", {"judge1": 0.9})
     return Swarm(nodes, options=RoundOptions(**options), name="faults", store=store)
 
 

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from swarmrank.errors import ConfigError
 from swarmrank.identity import check_node_id
-from swarmrank.schedule import SCHEDULES
+from swarmrank.reliability import AGGREGATIONS, KAPPA_MAX
+from swarmrank.schedule import INTERESTED, JUDGE_STYLES, SCHEDULES
 
 PERSONA_KEYS = {"system", "temperature", "max_tokens", "judge_max_tokens", "seed"}
 ROLES = {"answer", "judge"}
@@ -49,6 +50,23 @@ class RoundSection(BaseModel):
     soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
     vote_weighted: bool = True  # cluster schedule: a candidate's strength ∝ its votes × its Bradley–Terry strength
     influence: dict[str, float] = Field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
+    # peer-rank's aggregation and judge reliability (swarmrank.reliability; docs/protocols.md)
+    aggregation: str = "evidence"       # or "bradley-terry" (votes × Bradley–Terry strength, before 0.2)
+    vote_prior: float = Field(0.5, ge=0)   # nats of evidence one vote carries (the prior mean, when learnt)
+    learn_vote_prior: bool = True          # learn what a vote is worth from how well votes predicted verdicts
+    judge_prior_kappa: float = Field(0.5, gt=0, lt=1)
+    judge_prior_weight: float = Field(4.0, gt=0)
+    judge_prior_null: float = Field(0.7, ge=0, lt=1)
+    consensus_floor: float = Field(0.3, ge=0, le=KAPPA_MAX)
+    self_weight: float = Field(0.25, ge=0, le=1)  # a verdict for the judge's own answer counts this much
+    caution: float = Field(0.5, ge=0, le=3)       # decide with each judge's discrimination at mean − caution·sd
+    judge_priors: dict[str, float] = Field(default_factory=dict)  # judge id → prior discrimination κ you know of
+    reliability_memory: float = Field(200.0, ge=1)
+    learn_reliability: bool = True
+    interested_judges: str = "fill"     # or "never"
+    judge_style: str = "compare"        # or "reference"
+    stop_at: float = Field(0.95, gt=0.5, le=1)   # adaptive schedule
+    max_judge_calls: int = Field(0, ge=0)          # adaptive schedule (0: no cap beyond every judge once per pair)
 
     @field_validator("influence")
     @classmethod
@@ -58,11 +76,27 @@ class RoundSection(BaseModel):
             raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
         return value
 
+    @field_validator("judge_priors")
+    @classmethod
+    def _kappas(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not 0 < v <= KAPPA_MAX]
+        if bad:
+            raise ValueError(f"judge_priors must be discriminations in (0, {KAPPA_MAX}] (check {', '.join(bad)})")
+        return value
+
     @field_validator("schedule")
     @classmethod
     def _known_schedule(cls, value: str) -> str:
         if value not in SCHEDULES:
             raise ValueError(f"unknown schedule {value!r} (known: {', '.join(SCHEDULES)})")
+        return value
+
+    @field_validator("aggregation", "interested_judges", "judge_style")
+    @classmethod
+    def _known_choice(cls, value: str, info: Any) -> str:
+        known = {"aggregation": AGGREGATIONS, "interested_judges": INTERESTED, "judge_style": JUDGE_STYLES}[info.field_name]
+        if value not in known:
+            raise ValueError(f"unknown {info.field_name} {value!r} (known: {', '.join(known)})")
         return value
 
 

@@ -32,6 +32,24 @@ Solution B:
 Which solution is better? Give one or two sentences of reasoning, then end with a line
 'Verdict: A', 'Verdict: B' or 'Verdict: U' if they are equally good."""
 
+# Reference-guided judging (Zheng et al. 2023, MT-Bench): the judge's own solution, written before it
+# saw A and B, is shown as a reference it may check the two against.
+REFERENCE_TEMPLATE = """Problem:
+{question}
+
+Your own solution, written before you saw the two below (it may be wrong):
+{reference}
+
+Solution A:
+{first}
+
+Solution B:
+{second}
+
+Check each solution against the problem and against your own work. Which one is correct or better?
+Give one or two sentences of reasoning, then end with a line 'Verdict: A', 'Verdict: B' or
+'Verdict: U' if they are equally good."""
+
 RETRY_SUFFIX = "\n\nYour last reply had no verdict. Reply with exactly one line: 'Verdict: A', 'Verdict: B' or 'Verdict: U'."
 
 RANK_TEMPLATE = """Problem:
@@ -53,8 +71,15 @@ _TIE = re.compile(r"\b(tie|equal(?:ly good)?|both (?:are )?(?:equally )?(?:corre
 _LAST_LETTER = re.compile(r"(?:^|[\s(*\"'])([ABU])[\s).*\"'!]*$")
 
 
-def judge_messages(task: Task, first: str, second: str, *, system: str = "", retry: bool = False) -> tuple[Message, ...]:
-    prompt = JUDGE_TEMPLATE.format(question=task.question, first=first.strip(), second=second.strip())
+def judge_messages(task: Task, first: str, second: str, *, system: str = "", retry: bool = False,
+                   reference: str | None = None) -> tuple[Message, ...]:
+    """The judge prompt: compare A and B (Fortytwo's "do not re-solve"), or with ``reference`` the
+    reference-guided variant that shows the judge its own earlier solution."""
+    if reference is not None:
+        prompt = REFERENCE_TEMPLATE.format(question=task.question, reference=reference.strip(),
+                                           first=first.strip(), second=second.strip())
+    else:
+        prompt = JUDGE_TEMPLATE.format(question=task.question, first=first.strip(), second=second.strip())
     if retry:
         prompt += RETRY_SUFFIX
     return (Message("system", system or JUDGE_SYSTEM), Message("user", prompt))

@@ -9,20 +9,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 
 import numpy as np
 
-from swarmrank import aggregate
+from swarmrank import aggregate, reliability
 from swarmrank.errors import ConfigError
 from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank_messages
 from swarmrank.nodes.base import CompletionRequest, Message, Node
-from swarmrank.result import Answer, Candidate, Judgment, Ranking, RoundResult
+from swarmrank.result import Answer, Candidate, Judgment, JudgeReport, PairReport, Ranking, RoundResult
 from swarmrank.round import RoundContext, signature_of
-from swarmrank.schedule import SCHEDULES, Comparison, cluster_schedule, fortytwo_schedule
+from swarmrank.reliability import AGGREGATIONS
+from swarmrank.schedule import (
+    SCHEDULES,
+    Comparison,
+    adjacent_cross_pairs,
+    all_pairs,
+    cluster_schedule,
+    fortytwo_schedule,
+    pick_judges,
+)
 from swarmrank.tasks import cluster, extract_confidence
 
 MAX_SHOWN_CHARS = 1500
+#: the adaptive schedule stops calling a judge whose estimated discrimination is below this
+ADAPTIVE_MIN_KAPPA = 0.05
+#: contested pairs described one line each in a round's notes (all are in ``pair_reports``)
+MAX_PAIR_NOTES = 6
 
 
 class Protocol(ABC):
@@ -131,43 +145,142 @@ class PeerRank(Protocol):
         answers, candidates = group(first)
         if not candidates:
             return no_answer(ctx, answers)
-        schedule = ctx.options.schedule
+        opts = ctx.options
+        schedule = opts.schedule
         if schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
         judge_ids = [n.id for n in judges(ctx)]
-        if schedule == "cluster":
+        usable = [a for a in answers if a.candidate is not None]
+        if schedule in ("cluster", "adaptive"):
             items_text = [c.text for c in candidates]
             item_nodes = [c.nodes for c in candidates]
-            if len(candidates) == 1:
-                ctx.note("every usable answer agrees: no judging needed")
-                comparisons: list[Comparison] = []
-            else:
-                comparisons = cluster_schedule(item_nodes, judge_ids, judges_per_pair=ctx.options.judges_per_pair,
-                                               max_full=ctx.options.max_full_pairs)
+            item_candidate = list(range(len(candidates)))
         else:
-            usable = [a for a in answers if a.candidate is not None]
             items_text = [a.text for a in usable]
             item_nodes = [[a.node] for a in usable]
-            good = await self._grade(ctx, usable, judge_ids) if ctx.options.goodbad else None
-            comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)
-        if len(items_text) > 1 and not comparisons:
-            ctx.note("no eligible judge for any pair: falling back to vote counts")
-        failed_grades = ctx.phases["grade"].failures if "grade" in ctx.phases else 0
-        if failed_grades:
-            ctx.note(f"{failed_grades} GOOD/BAD grading call(s) failed; those answers stayed in play")
-        # same first solution back to back: llama.cpp reuses the KV cache of the shared prefix
-        comparisons.sort(key=lambda c: (c.first, c.second))
+            item_candidate = [a.candidate for a in usable]  # type: ignore[misc]
         items_value = [ctx.task.extract(text) for text in items_text]
-        verdicts = await ctx.gather_phase(
-            "judge", [self._judge(ctx, c, items_text, items_value) for c in comparisons])
-        ctx.judgments.extend(verdicts)
-        counted = [j for j in verdicts if not j.failed]
-        if len(counted) < len(verdicts):
-            ctx.note(f"{len(verdicts) - len(counted)} of {len(verdicts)} judge call(s) failed and were not counted")
-            if verdicts and not counted:
-                ctx.note("no judge gave a verdict: falling back to vote counts")
-        return self._aggregate(ctx, answers, candidates, counted, len(items_text), schedule)
+        if len(candidates) == 1:
+            ctx.note("every usable answer agrees: no judging needed")
+            return self._aggregate(ctx, answers, candidates, [], item_candidate, schedule)
+        if not judge_ids:
+            ctx.note("this swarm has no judge: peer-rank decided by votes alone")
+        references = await self._references(ctx, answers, judge_ids) if opts.judge_style == "reference" else {}
+        if schedule == "adaptive":
+            verdicts = await self._adaptive(ctx, answers, candidates, judge_ids, items_text, items_value, references)
+        else:
+            if schedule == "cluster":
+                comparisons = cluster_schedule(item_nodes, judge_ids, judges_per_pair=opts.judges_per_pair,
+                                               max_full=opts.max_full_pairs, interested=opts.interested_judges)
+            else:
+                good = await self._grade(ctx, usable, judge_ids) if opts.goodbad else None
+                comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)
+                failed_grades = ctx.phases["grade"].failures if "grade" in ctx.phases else 0
+                if failed_grades:
+                    ctx.note(f"{failed_grades} GOOD/BAD grading call(s) failed; those answers stayed in play")
+            if judge_ids and not comparisons:
+                ctx.note("no eligible judge for any pair (every judge's own answer is in it and interested_judges "
+                         "= 'never', or the fortytwo schedule left none): decided by votes alone")
+            # same first solution back to back: llama.cpp reuses the KV cache of the shared prefix
+            comparisons.sort(key=lambda c: (c.first, c.second))
+            verdicts = await ctx.gather_phase(
+                "judge", [self._judge(ctx, c, items_text, items_value, references) for c in comparisons])
+            ctx.judgments.extend(verdicts)
+        counted = [j for j in ctx.judgments if not j.failed]
+        if len(counted) < len(ctx.judgments):
+            ctx.note(f"{len(ctx.judgments) - len(counted)} of {len(ctx.judgments)} judge call(s) failed and were "
+                     "not counted")
+            if not counted:
+                ctx.note("no judge gave a verdict: decided by votes alone")
+        return self._aggregate(ctx, answers, candidates, counted, item_candidate, schedule)
 
+    # -- judging --------------------------------------------------------------------------------
+
+    async def _references(self, ctx: RoundContext, answers: Sequence[Answer],
+                          judge_ids: Sequence[str]) -> dict[str, str]:
+        """Reference-guided judging: each judge's own solution, written before it sees A and B.
+
+        A judge that answered this round reuses its answer; others solve the question once."""
+        refs = {a.node: a.text for a in answers if a.node in judge_ids and a.text and a.step == 0}
+        missing = [ctx.by_id[j] for j in judge_ids if j not in refs]
+        if missing:
+            outcomes = await ctx.gather_phase("reference", [
+                ctx.call(n, ctx.answer_request(n), "reference") for n in missing])
+            for outcome in outcomes:
+                if outcome.completion is not None and outcome.completion.text.strip():
+                    refs[outcome.node.id] = outcome.completion.text
+        return refs
+
+    def _decision(self, ctx: RoundContext, answers: Sequence[Answer], candidates: Sequence[Candidate],
+                  verdicts: Sequence[Judgment], item_candidate: Sequence[int]) -> reliability.Decision:
+        opts = ctx.options
+        judge_set = {j.judge for j in verdicts}
+        own = {a.node: a.candidate for a in answers if a.candidate is not None and a.node in judge_set}
+        rows = [(j.judge, item_candidate[j.first], item_candidate[j.second], self._p_first(j, opts.soft_verdicts))
+                for j in verdicts]
+        evidence, bias = reliability.pool_verdicts(rows, own=own)
+        votes = [sum(opts.influence.get(n, 1.0) for n in c.nodes) for c in candidates]
+        weights = {j: opts.influence.get(j, 1.0) for j in judge_set}
+        return reliability.decide(len(candidates), votes, evidence, params=opts.reliability_params(),
+                                  book=ctx.book if opts.learn_reliability else None, weights=weights,
+                                  verdict_bias=bias)
+
+    @staticmethod
+    def _p_first(j: Judgment, soft: bool) -> float:
+        """P(the answer shown first is better): the verdict distribution where known, else one-hot."""
+        if soft and j.probs:
+            total = sum(j.probs.get(k, 0.0) for k in ("A", "B", "U"))
+            if total > 0:
+                return (j.probs.get("A", 0.0) + j.probs.get("U", 0.0) / 2) / total
+        return {"A": 1.0, "B": 0.0}.get(j.verdict, 0.5)
+
+    async def _adaptive(self, ctx: RoundContext, answers: Sequence[Answer], candidates: Sequence[Candidate],
+                        judge_ids: Sequence[str], texts: Sequence[str], values: Sequence[str | None],
+                        references: Mapping[str, str]) -> list[Judgment]:
+        """Judge the least certain pair next, most reliable judge first; stop once the leader's
+        posterior reaches ``stop_at``, when no judge is left who could move it, or at the call cap."""
+        opts = ctx.options
+        n = len(candidates)
+        pairs = all_pairs(n) if n <= opts.max_full_pairs else adjacent_cross_pairs(n)
+        cap = opts.max_judge_calls or 2 * len(judge_ids) * len(pairs)
+        book = ctx.book if opts.learn_reliability else None
+        prior = reliability.JudgeBook(opts.reliability_params()) if book is None else book
+        # most reliable first; ties keep the configured order
+        ranked = sorted(judge_ids, key=lambda j: -prior.posterior(j)[0])
+        useless = {j for j in judge_ids if prior.posterior(j)[0] < ADAPTIVE_MIN_KAPPA}
+        used: dict[tuple[int, int], list[str]] = defaultdict(list)
+        steps = 0
+        reason = ""
+        while True:
+            counted = [j for j in ctx.judgments if not j.failed]
+            decision = self._decision(ctx, answers, candidates, counted, list(range(n)))
+            post = decision.posterior
+            if float(post.max()) >= opts.stop_at:
+                reason = f"the leader's posterior {float(post.max()):.3f} reached stop_at {opts.stop_at:g}"
+                break
+            if len(ctx.judgments) + 2 > cap:
+                reason = f"the cap of {cap} judge calls was reached"
+                break
+            batch: list[Comparison] = []
+            for x, y in sorted(pairs, key=lambda p: (-float(post[p[0]] * post[p[1]]), p)):
+                pool = [j for j in ranked if j not in useless]
+                room = max(1, min(opts.judges_per_pair, (cap - len(ctx.judgments)) // 2))
+                chosen = pick_judges(candidates[x].nodes, candidates[y].nodes, pool, room,
+                                     interested=opts.interested_judges, exclude=used[(x, y)])
+                if chosen:
+                    used[(x, y)].extend(chosen)
+                    batch = [Comparison(j, a, b) for j in chosen for a, b in ((x, y), (y, x))]
+                    break
+            if not batch:
+                reason = "no judge left that could move the posterior" if steps else \
+                    "no judge that could move the posterior (every judge's estimated discrimination is ~0)"
+                break
+            steps += 1
+            batch.sort(key=lambda c: (c.first, c.second))
+            verdicts = await ctx.gather_phase("judge", [self._judge(ctx, c, texts, values, references) for c in batch])
+            ctx.judgments.extend(verdicts)
+        ctx.note(f"adaptive judging: {len(ctx.judgments)} judge call(s) in {steps} step(s); stopped: {reason}")
+        return list(ctx.judgments)
     async def _grade(self, ctx: RoundContext, usable: Sequence[Answer], judge_ids: Sequence[str]) -> dict[str, list[int]]:
         answered = {a.node for a in usable}
         graders = [j for j in judge_ids if j not in answered] or list(judge_ids)
@@ -191,8 +304,9 @@ class PeerRank(Protocol):
         return {j: sorted(good.get(j, [])) for j in graders}
 
     async def _judge(self, ctx: RoundContext, comp: Comparison, texts: Sequence[str],
-                     values: Sequence[str | None]) -> Judgment:
+                     values: Sequence[str | None], references: Mapping[str, str] | None = None) -> Judgment:
         node = ctx.by_id[comp.judge]
+        reference = (references or {}).get(comp.judge)
         context = {"question": ctx.task.question, "first_value": values[comp.first],
                    "second_value": values[comp.second]}
         if ctx.truth is not None:
@@ -205,7 +319,7 @@ class PeerRank(Protocol):
         for attempt in range(2):
             request = CompletionRequest(
                 messages=judge_messages(ctx.task, shown(texts[comp.first]), shown(texts[comp.second]),
-                                        retry=attempt > 0),
+                                        retry=attempt > 0, reference=shown(reference) if reference else None),
                 purpose="judge", temperature=0.3, max_tokens=node.persona.judge_max_tokens,
                 seed=node.persona.seed + attempt, top_logprobs=5, context=context,
             )
@@ -238,7 +352,46 @@ class PeerRank(Protocol):
         return judgment
 
     def _aggregate(self, ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
-                   verdicts: Sequence[Judgment], n_items: int, schedule: str) -> RoundResult:
+                   verdicts: Sequence[Judgment], item_candidate: Sequence[int], schedule: str) -> RoundResult:
+        if ctx.options.aggregation == "evidence":
+            return self._aggregate_evidence(ctx, answers, candidates, verdicts, item_candidate, schedule)
+        if ctx.options.aggregation != "bradley-terry":
+            raise ConfigError(f"unknown aggregation {ctx.options.aggregation!r} (known: {', '.join(AGGREGATIONS)})")
+        return self._aggregate_bt(ctx, answers, candidates, verdicts, len(item_candidate), schedule)
+
+    def _aggregate_evidence(self, ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
+                            verdicts: Sequence[Judgment], item_candidate: Sequence[int], schedule: str) -> RoundResult:
+        """Votes as the prior, verdicts weighted by each judge's estimated reliability as the likelihood."""
+        decision = self._decision(ctx, answers, candidates, verdicts, item_candidate)
+        influence = ctx.options.influence
+        for idx, cand in enumerate(candidates):
+            cand.strength = float(decision.posterior[idx])
+            cand.evidence = float(decision.evidence[idx])
+            cand.votes = float(sum(influence.get(n, 1.0) for n in cand.nodes))
+        for pair in decision.pairs[:MAX_PAIR_NOTES]:
+            side = pair.x if pair.evidence >= 0 else pair.y
+            ctx.note(f"pair {candidates[pair.x].answer!r} vs {candidates[pair.y].answer!r}: {pair.judges} judge(s)"
+                     f"{f' ({pair.interested} with an answer in it)' if pair.interested else ''}, "
+                     f"{abs(pair.evidence):.2f} nats for {candidates[side].answer!r}")
+        if len(decision.pairs) > MAX_PAIR_NOTES:
+            ctx.note(f"… and {len(decision.pairs) - MAX_PAIR_NOTES} more judged pair(s) (pair_reports has them all)")
+        posterior = decision.posterior
+        winner = pick_winner(posterior, candidates)
+        by_votes = max(range(len(candidates)), key=lambda i: (candidates[i].votes or 0.0, -i))
+        if decision.pairs and winner != by_votes and (candidates[winner].votes or 0) < (candidates[by_votes].votes or 0):
+            ctx.note(f"the judges overturned the vote count: {candidates[winner].answer!r} "
+                     f"({candidates[winner].votes:g} votes) over {candidates[by_votes].answer!r} "
+                     f"({candidates[by_votes].votes:g} votes)")
+        judge_reports = [JudgeReport(**{**asdict(r), "observations": list(r.observations)}) for r in decision.judges]
+        pair_reports = [PairReport(**asdict(p)) for p in decision.pairs]
+        return ctx.result(candidates=candidates, winner=winner, confidence=float(posterior[winner]), answers=answers,
+                          schedule=schedule, aggregation="evidence", judge_reports=judge_reports,
+                          pair_reports=pair_reports,
+                          evidence_low=[] if decision.evidence_low is None else decision.evidence_low.tolist())
+
+    def _aggregate_bt(self, ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
+                      verdicts: Sequence[Judgment], n_items: int, schedule: str) -> RoundResult:
+        """Before 0.2: influence-weighted Bradley–Terry, times the votes under the cluster schedule."""
         usable = [a for a in answers if a.candidate is not None]
         if verdicts:
             pairs = [(j.first, j.second) for j in verdicts]
@@ -256,7 +409,7 @@ class PeerRank(Protocol):
         else:  # nothing to compare (one candidate, or no eligible judge): fall back to vote shares
             item_strength = np.ones(n_items) / n_items
             item_log, item_se = np.zeros(n_items), np.full(n_items, np.nan)
-        if schedule == "cluster":
+        if schedule != "fortytwo":
             if not verdicts:
                 item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[misc]
             elif ctx.options.vote_weighted:
@@ -287,7 +440,7 @@ class PeerRank(Protocol):
         strengths = np.array([c.strength for c in candidates])
         winner = pick_winner(strengths, candidates)
         return ctx.result(candidates=candidates, winner=winner, confidence=float(strengths[winner]),
-                          answers=answers, schedule=schedule)
+                          answers=answers, schedule=schedule, aggregation="bradley-terry")
 
 
 class Blender(PeerRank):

@@ -49,6 +49,9 @@ class Candidate(BaseModel):
     stderr: float | None = Field(None, description="standard error of log_strength")
     votes: float | None = None
     mean_rank: float | None = None
+    evidence: float | None = Field(
+        None, description="peer-rank (evidence aggregation): the judges' log-likelihood for this candidate, in nats "
+                          "relative to the mean")
 
 
 class Judgment(BaseModel):
@@ -69,6 +72,34 @@ class Judgment(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+
+
+class JudgeReport(BaseModel):
+    """What a peer-rank round estimated about one judge (``swarmrank.reliability``)."""
+
+    judge: str
+    kappa: float = Field(description="posterior mean discrimination 2·P(right) − 1 after this round (0: no information)")
+    kappa_sd: float
+    prior_kappa: float = Field(description="the same before this round (prior and past rounds)")
+    pairs: int = Field(description="contested pairs it judged")
+    interested_pairs: int = Field(0, description="of which held its own answer")
+    consistency: float | None = Field(None, description="P(same pick in both orders), mean over pairs judged both ways")
+    says_first: float | None = Field(None, description="share of its verdicts for the answer shown first (0.5: unbiased)")
+    agreement: float | None = Field(None, description="agreement with the other judges' consensus (0.5: chance)")
+    weight: float = 1.0
+    observations: list[tuple[float | None, float | None, float]] = Field(
+        default_factory=list, description="per pair: P(prefers x) with x shown first, with y shown first, and the "
+                                          "other judges' consensus margin d: the data the judge book learns from")
+
+
+class PairReport(BaseModel):
+    """What peer-rank weighed on one contested pair of candidates ``x < y``."""
+
+    x: int
+    y: int
+    judges: int
+    interested: int = Field(0, description="judges whose own answer is in the pair")
+    evidence: float = Field(description="nats for x over y from the judges (negative: for y)")
 
 
 class Ranking(BaseModel):
@@ -123,6 +154,12 @@ class RoundResult(BaseModel):
     candidates: list[Candidate]
     judgments: list[Judgment] = Field(default_factory=list)
     rankings: list[Ranking] = Field(default_factory=list)
+    aggregation: str | None = Field(None, description="peer-rank: 'evidence' or 'bradley-terry'")
+    judge_reports: list[JudgeReport] = Field(default_factory=list)
+    pair_reports: list[PairReport] = Field(default_factory=list)
+    evidence_low: list[float] = Field(
+        default_factory=list, description="peer-rank (evidence): per candidate, the judges' log-likelihood with each "
+                                          "judge at the low end (mean − 2 sd) of its estimated discrimination")
     notes: list[str] = Field(default_factory=list, description="protocol events worth reading")
     cost: Cost
     swarm: str = "default"

@@ -19,6 +19,7 @@ from swarmrank.errors import NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Completion, CompletionRequest, Message, Node
 from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
 from swarmrank.redflag import red_flag
+from swarmrank.reliability import JudgeBook, ReliabilityParams
 from swarmrank.tasks import Task
 
 T = TypeVar("T")
@@ -44,6 +45,32 @@ class RoundOptions:
     prior: float = 0.1
     soft_verdicts: bool = True
     vote_weighted: bool = True
+    # peer-rank aggregation: "evidence" (votes as prior, verdicts weighted by estimated judge
+    # reliability; swarmrank.reliability) or "bradley-terry" (votes × Bradley–Terry, before 0.2)
+    aggregation: str = "evidence"
+    vote_prior: float = 0.5          # evidence: nats per vote (the prior mean of it, when learnt)
+    learn_vote_prior: bool = True    # evidence: learn how much a vote is worth from past rounds
+    judge_prior_kappa: float = 0.5   # evidence: prior mean discrimination of a judge that has shown something
+    judge_prior_weight: float = 4.0  # evidence: the prior's worth in pseudo-observations
+    judge_prior_null: float = 0.7    # evidence: prior probability that a judge carries no information
+    consensus_floor: float = 0.3     # evidence: least weight a judge has in the consensus others are scored by
+    self_weight: float = 0.25        # evidence: multiplier on a verdict for the judge's own answer
+    caution: float = 0.5             # evidence: decide with each judge's discrimination at mean − caution·sd
+    judge_priors: dict[str, float] = field(default_factory=dict)  # evidence: judge id → what you know of its κ
+    reliability_memory: float = 200.0  # evidence: rounds the judge book remembers
+    learn_reliability: bool = True   # evidence: carry judge reliability across rounds (the judge book)
+    interested_judges: str = "fill"  # cluster/adaptive: "fill" pairs lacking neutral judges with interested ones; "never"
+    judge_style: str = "compare"     # "compare" (Fortytwo: do not re-solve) or "reference" (solve first, then compare)
+    stop_at: float = 0.95            # adaptive schedule: stop once the leader's posterior reaches this
+    max_judge_calls: int = 0         # adaptive schedule: judge calls at most (0: what cluster would make with every judge)
+
+    def reliability_params(self) -> ReliabilityParams:
+        return ReliabilityParams(vote_prior=self.vote_prior, learn_vote_prior=self.learn_vote_prior,
+                                 prior_kappa=self.judge_prior_kappa,
+                                 prior_weight=self.judge_prior_weight, prior_null=self.judge_prior_null,
+                                 consensus_floor=self.consensus_floor, self_weight=self.self_weight, caution=self.caution,
+                                 judge_priors=tuple(sorted(self.judge_priors.items())),
+                                 memory=self.reliability_memory)
 
 
 def signature_of(completion: Completion | None) -> dict[str, str] | None:
@@ -67,7 +94,8 @@ class RoundContext:
 
     def __init__(self, task: Task, nodes: Sequence[Node], options: RoundOptions, *, protocol: str,
                  swarm: str = "default", truth: str | None = None,
-                 on_event: Callable[[str, dict[str, object]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, object]], None] | None = None,
+                 book: JudgeBook | None = None) -> None:
         self.task = task
         self.nodes = list(nodes)
         self.by_id = {n.id: n for n in nodes}
@@ -84,6 +112,8 @@ class RoundContext:
         self.rankings: list[Ranking] = []
         self.notes: list[str] = []
         self._on_event = on_event
+        #: judge reliability learned in earlier rounds (peer-rank's evidence aggregation reads it)
+        self.book = book
 
     # -- clock and events -------------------------------------------------------------------
     def remaining(self) -> float:
@@ -195,7 +225,8 @@ class RoundContext:
 
     # -- result -------------------------------------------------------------------------------
     def result(self, *, candidates: list[Candidate], winner: int | None, confidence: float,
-               answers: Sequence[Answer] | None = None, schedule: str | None = None) -> RoundResult:
+               answers: Sequence[Answer] | None = None, schedule: str | None = None,
+               **extra: object) -> RoundResult:
         wall = time.monotonic() - self.started
         chosen = candidates[winner] if winner is not None else None
         return RoundResult(
@@ -204,5 +235,5 @@ class RoundContext:
             answer=chosen.answer if chosen else None, answer_text=chosen.text if chosen else None,
             winner=winner, confidence=float(confidence), answers=list(answers if answers is not None else self.answers),
             candidates=candidates, judgments=self.judgments, rankings=self.rankings, notes=self.notes,
-            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm,
+            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm, **extra,  # type: ignore[arg-type]
         )

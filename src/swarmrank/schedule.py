@@ -6,9 +6,17 @@
 ``cluster``   (ours) items are distinct candidates. Each unordered pair is shown in both orders to
               ``judges_per_pair`` judges; beyond ``max_full`` candidates the adjacent + cross pattern
               replaces all pairs. One candidate means no judging at all.
+``adaptive``  (ours) items are distinct candidates; judges are called a few at a time on the pair the
+              posterior is least sure about, most reliable judge first, until the leader's posterior
+              passes ``stop_at`` (the loop lives in ``swarmrank.protocols``; :func:`pick_judges` here).
 
-A judge never compares a pair containing its own answer. Under ``fortytwo`` a judge that answered
-sits the round out, unless every judge answered (then only the own-answer rule applies).
+Under ``cluster`` and ``adaptive`` neutral judges (whose own answer is in neither candidate) come
+first; when a pair has fewer than ``judges_per_pair`` of them, judges whose own answer *is* in the
+pair fill the gap, alternating between the two sides (``interested = "fill"``, the default), so a
+contested pair is always judged when any judge exists; aggregation discounts a verdict for one's own
+answer. With ``interested = "never"`` such a pair goes unjudged. Under ``fortytwo`` a judge never
+compares a pair containing its own answer, and a judge that answered sits the round out unless every
+judge answered.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from dataclasses import dataclass
 
 from swarmrank.errors import ConfigError
 
-SCHEDULES = ("cluster", "fortytwo")
+SCHEDULES = ("cluster", "fortytwo", "adaptive")
+INTERESTED = ("fill", "never")
+JUDGE_STYLES = ("compare", "reference")
 
 
 @dataclass(frozen=True)
@@ -76,14 +86,52 @@ def fortytwo_schedule(
     return schedule
 
 
+def pick_judges(side_a: Sequence[str], side_b: Sequence[str], judges: Sequence[str], count: int, *,
+                cursor: int = 0, interested: str = "fill", exclude: Sequence[str] = ()) -> list[str]:
+    """Up to ``count`` judges for the pair whose candidates were given by ``side_a`` and ``side_b``.
+
+    Neutral judges first, in the order of ``judges`` rotated by ``cursor``; then, with
+    ``interested = "fill"``, judges from the two sides (each rotated by ``cursor``) alternately
+    (``side_a`` first) until ``count``
+    is reached — at least one from each side when both have a judge, so a pair judged only by
+    interested parties hears both. ``exclude``: judges already used on this pair.
+    """
+    if interested not in INTERESTED:
+        raise ConfigError(f"unknown interested_judges {interested!r} (known: {', '.join(INTERESTED)})")
+    taken = set(exclude)
+    own = set(side_a) | set(side_b)
+    neutral = [j for j in judges if j not in own and j not in taken]
+    if neutral:
+        c = cursor % len(neutral)
+        neutral = neutral[c:] + neutral[:c]
+    chosen = neutral[:count]
+    if interested == "never" or len(chosen) >= count:
+        return chosen
+    camps = [[j for j in judges if j in side_a and j not in taken and j not in side_b],
+             [j for j in judges if j in side_b and j not in taken and j not in side_a]]
+    camps = [camp[cursor % len(camp):] + camp[:cursor % len(camp)] if camp else camp for camp in camps]
+    need = count - len(chosen)
+    if need == 1 and not chosen and camps[0] and camps[1]:
+        need = 2  # a pair judged only by interested parties hears both sides
+    k = 0
+    while need > 0 and (camps[0] or camps[1]):
+        camp = camps[k % 2] or camps[(k + 1) % 2]
+        chosen.append(camp.pop(0))
+        need -= 1
+        k += 1
+    return chosen
+
+
 def cluster_schedule(
     item_nodes: Sequence[Sequence[str]],
     judges: Sequence[str],
     *,
     judges_per_pair: int = 2,
     max_full: int = 8,
+    interested: str = "fill",
 ) -> list[Comparison]:
-    """Each distinct pair of candidates, both orders, to ``judges_per_pair`` judges in rotation."""
+    """Each distinct pair of candidates, both orders, to ``judges_per_pair`` judges in rotation
+    (neutral judges first, then interested ones: :func:`pick_judges`)."""
     if judges_per_pair < 1:
         raise ConfigError("judges_per_pair must be at least 1")
     n = len(item_nodes)
@@ -91,11 +139,10 @@ def cluster_schedule(
     schedule: list[Comparison] = []
     cursor = 0
     for i, j in pairs:
-        own = set(item_nodes[i]) | set(item_nodes[j])
-        eligible = [judge for judge in judges if judge not in own]
-        if not eligible:
+        chosen = pick_judges(item_nodes[i], item_nodes[j], judges, judges_per_pair, cursor=cursor,
+                             interested=interested)
+        if not chosen:
             continue
-        chosen = [eligible[(cursor + k) % len(eligible)] for k in range(min(judges_per_pair, len(eligible)))]
         cursor += 1
         for judge in chosen:
             schedule.append(Comparison(judge, i, j))

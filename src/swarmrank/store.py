@@ -778,6 +778,28 @@ class Store:
         with self._errors("list rounds"), _connect(engine) as conn:
             return [RoundSummary(*row) for row in conn.execute(query)]
 
+    def judge_history(self, swarm: str, limit: int) -> list[dict[str, Any]]:
+        """The swarm's latest ``limit`` peer-rank rounds that judged anything, oldest first, each as
+        ``{"judge_reports": [...], "votes": [...], "evidence_low": [...]}`` (what
+        :class:`~swarmrank.reliability.JudgeBook` is rebuilt from)."""
+        query = select(RoundRow.result_json).where(RoundRow.swarm == swarm, RoundRow.protocol == "peer-rank")
+        query = query.order_by(RoundRow.created_at.desc(), RoundRow.id.desc()).limit(limit)
+        engine = self.engine
+        out: list[dict[str, Any]] = []
+        with self._errors("read judge reports"), _connect(engine) as conn:
+            for (text,) in conn.execute(query):
+                try:
+                    data = json.loads(text)
+                    reports = data.get("judge_reports") or []
+                    candidates = data.get("candidates") or []
+                    entry = {"judge_reports": reports, "votes": [c.get("votes") for c in candidates],
+                             "evidence_low": data.get("evidence_low") or []}
+                except (ValueError, AttributeError, TypeError):
+                    continue  # an unreadable round teaches nothing; get_round reports it when asked
+                if reports:
+                    out.append(entry)
+        return out[::-1]
+
     def count_rounds(self, protocol: str | None = None, swarm: str | None = None) -> int:
         """How many rounds are stored (optionally of one protocol and/or swarm)."""
         query = _filtered(select(func.count()).select_from(RoundRow), protocol=protocol, swarm=swarm)

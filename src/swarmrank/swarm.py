@@ -17,12 +17,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
 from swarmrank.errors import ConfigError, LedgerError, RoundError, RoundNotSavedError, StorageError, SwarmError
 from swarmrank.identity import load_or_create
 from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona
 from swarmrank.protocols import get_protocol
-from swarmrank.result import RoundResult
+from swarmrank.reliability import JudgeBook
+from swarmrank.result import JudgeReport, RoundResult
 from swarmrank.round import RoundContext, RoundOptions
 from swarmrank.schedule import SCHEDULES
 from swarmrank.settings import Settings
@@ -32,6 +35,8 @@ from swarmrank.tasks import Task
 ADVERSARY_KEYS = ("adversary", "adversary_value", "adversary_seed")
 #: the key the coordinator signs round outcomes, reputation and stake entries with
 COORDINATOR_ID = "swarmrank-coordinator"
+#: stored rounds read at most to rebuild the judge book
+BOOK_MAX_ROUNDS = 1000
 
 EventHandler = Callable[[str, dict[str, object]], None]
 
@@ -67,6 +72,9 @@ class Swarm:
         self.spot_check_rate = spot_check_rate
         self.exam_level = exam_level
         self._spot_rng = random.Random()
+        #: judge reliability across rounds (peer-rank's evidence aggregation); rebuilt from the
+        #: store's recent rounds on first use, then kept up to date by every round this swarm runs
+        self.judge_book: JudgeBook | None = None
         self.created_keys: list[str] = []  # node ids whose key pair was created by from_config
         self.keys_dir: Path | None = None
 
@@ -139,10 +147,13 @@ class Swarm:
 
     async def ask(self, question: str, *, protocol: str | None = None, task_type: str | None = None,
                   truth: str | None = None, options: RoundOptions | None = None,
-                  on_event: EventHandler | None = None, save: bool = True) -> RoundResult:
+                  on_event: EventHandler | None = None, save: bool = True,
+                  book: JudgeBook | None = None) -> RoundResult:
         """Run one round and return its full record (saved to the store when there is one).
 
         ``truth`` is for evaluation and simulation only: scripted judges may use it; real nodes never see it.
+        ``book``: judge reliability to read instead of the swarm's own book, which the round then
+        does not update (evaluations and simulations keep one per system, learning in item order).
         """
         name = protocol or self.protocol
         proto = get_protocol(name)
@@ -156,7 +167,11 @@ class Swarm:
             if not any(n.answers for n in nodes):
                 raise ConfigError("no admitted node with the 'answer' role has enough stake: admit nodes first "
                                   "(swarmrank node admit NODE)")
-        ctx = RoundContext(task, nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event)
+        own_book = book is None
+        if book is None and opts.learn_reliability:
+            book = await self._book(opts)
+        ctx = RoundContext(task, nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event,
+                           book=book)
         for line in left_out:
             ctx.note(f"not counted: {line}")
         if not any(n.answers for n in self.nodes):
@@ -165,6 +180,8 @@ class Swarm:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
         except asyncio.TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
+        if own_book and book is not None and result.judge_reports:
+            book.learn(result)
         if save and self.store is not None:
             try:
                 await asyncio.to_thread(self.store.save_round, result)
@@ -179,6 +196,27 @@ class Swarm:
                 except (SwarmError, TimeoutError) as exc:
                     result.notes.append(f"spot check after this round failed: {exc}")
         return result
+
+    async def _book(self, options: RoundOptions) -> JudgeBook:
+        """The judge book, rebuilt from this swarm's stored rounds the first time it is needed."""
+        if self.judge_book is None:
+            book = JudgeBook(options.reliability_params())
+            read = getattr(self.store, "judge_history", None)
+            if read is not None:
+                limit = int(min(BOOK_MAX_ROUNDS, 3 * options.reliability_memory))
+                try:
+                    history = await asyncio.to_thread(read, self.name, limit)
+                except StorageError:
+                    history = []  # a store that cannot be read now fails the save later, with its own error
+                for entry in history:
+                    try:
+                        reports = [JudgeReport.model_validate(r) for r in entry["judge_reports"]]
+                    except ValidationError:
+                        continue
+                    book.add_round(reports, entry["votes"], entry["evidence_low"])
+            if self.judge_book is None:  # another round may have built it while this one read
+                self.judge_book = book
+        return self.judge_book
 
     async def _record(self, result: RoundResult, nodes: Sequence[Node], **kwargs: Any) -> None:
         from swarmrank.trust import ReplayError

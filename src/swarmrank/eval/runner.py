@@ -10,19 +10,19 @@ saved in one transaction, so an interrupted run resumes at the first unfinished 
 from __future__ import annotations
 
 import asyncio
-
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from swarmrank.errors import ConfigError
+from swarmrank.errors import ConfigError, StorageError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.eval.injection import InjectingBackend, split_id
 from swarmrank.nodes.base import Node
-from swarmrank.protocols import get_protocol, protocol_names
+from swarmrank.eval.systems import parse_system
+from swarmrank.protocols import protocol_names
+from swarmrank.reliability import BOOK_BATCH, JudgeBook
 from swarmrank.result import RoundResult
-from swarmrank.schedule import SCHEDULES
 from swarmrank.swarm import Swarm
 
 BASELINE = "majority"
@@ -39,15 +39,10 @@ class EvalRun:
     cache: CacheStats
 
 
-def split_system(name: str) -> tuple[str, str | None]:
-    """``"peer-rank/fortytwo"`` → ("peer-rank", "fortytwo"): a protocol with its pair schedule."""
-    protocol, _, schedule = name.partition("/")
-    return protocol, schedule or None
-
-
 def parse_protocols(spec: str) -> list[str]:
     """``"all"`` (every protocol, plus peer-rank under the fortytwo schedule) or a comma-separated
-    list of protocol names, each optionally with a schedule (``peer-rank/fortytwo``)."""
+    list of protocol names, each optionally with options (``peer-rank/fortytwo``, ``peer-rank/legacy``:
+    :func:`swarmrank.eval.systems.parse_system`)."""
     if spec.strip() == "all":
         names = [*protocol_names(), "peer-rank/fortytwo"]
     else:
@@ -55,10 +50,7 @@ def parse_protocols(spec: str) -> list[str]:
     if not names:
         raise ConfigError("give at least one protocol, or 'all'")
     for name in names:
-        protocol, schedule = split_system(name)
-        get_protocol(protocol)
-        if schedule is not None and schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r} in {name!r} (known: {', '.join(SCHEDULES)})")
+        parse_system(name)
     return names
 
 
@@ -73,6 +65,19 @@ def _with_injector(nodes: Sequence[Node]) -> list[Node]:
             done = True
         out.append(node)
     return out
+
+
+def _relearn(store: Any, run_id: str, item_ids: Sequence[str], books: dict[str, JudgeBook]) -> None:
+    """Refill each system's judge book from the stored rounds of the items already evaluated."""
+    by_key = {(row["item_id"], row["system"]): row.get("round_id") for row in store.eval_results(run_id)}
+    for item_id in item_ids:
+        for name, book in books.items():
+            round_id = by_key.get((item_id, name))
+            if round_id:
+                try:
+                    book.learn(store.get_round(round_id))
+                except StorageError:
+                    continue  # a round that cannot be read back teaches nothing; its row still counts
 
 
 def _row(system: str, item: Any, result: RoundResult, answer: str | None) -> dict[str, Any]:
@@ -136,16 +141,26 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     if on_progress:
         on_progress(finished, total, "")
     gate = asyncio.Semaphore(concurrency)
+    systems = {name: parse_system(name) for name in names}
+    # Each system learns its judges' reliability from this run's earlier items only (never from live
+    # rounds or other runs), in item order, one learning batch at a time — so results are the same
+    # whatever the concurrency, and a resumed run first relearns from the items it already has.
+    books = {name: JudgeBook(replace(cached.options, **systems[name][1]).reliability_params()) for name in names}
+    if done:
+        await asyncio.to_thread(_relearn, store, run_id, [item.id for item in items if item.id in done], books)
 
-    async def evaluate(item: Any) -> None:
+    async def evaluate(item: Any, snapshot: dict[str, JudgeBook]) -> dict[str, RoundResult]:
         nonlocal finished
         async with gate:
             rows: list[dict[str, Any]] = []
+            results: dict[str, RoundResult] = {}
             runner = injected if split_id(item.id)[1] == "inject-answer" else cached
             for name in names:
-                protocol, schedule = split_system(name)
-                options = replace(cached.options, schedule=schedule) if schedule else None
-                result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options)
+                protocol, overrides = systems[name]
+                options = replace(cached.options, **overrides) if overrides else None
+                result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options,
+                                          book=snapshot[name])
+                results[name] = result
                 rows.append(_row(name, item, result, result.answer))
                 if name == BASELINE:
                     rows.extend(_node_rows(item, result))
@@ -153,12 +168,18 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
             finished += 1
             if on_progress:
                 on_progress(finished, total, item.id)
+            return results
 
     pending = [item for item in items if item.id not in done]
-    if concurrency == 1:  # in the caller's task: an interrupt (Ctrl-C) stops the run between items
-        for item in pending:
-            await evaluate(item)
-    else:
-        await asyncio.gather(*(evaluate(item) for item in pending))
+    for start in range(0, len(pending), BOOK_BATCH):
+        batch = pending[start:start + BOOK_BATCH]
+        snapshot = {name: book.copy() for name, book in books.items()}
+        if concurrency == 1:  # in the caller's task: an interrupt (Ctrl-C) stops the run between items
+            outcomes = [await evaluate(item, snapshot) for item in batch]
+        else:
+            outcomes = list(await asyncio.gather(*(evaluate(item, snapshot) for item in batch)))
+        for results in outcomes:  # item order
+            for name, result in results.items():
+                books[name].learn(result)
     store.finish_eval_run(run_id)
     return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

@@ -13,6 +13,13 @@ are synthetic. Their behaviour is set statistically by :class:`SimParams`:
 * **judges** (separate nodes, role ``judge`` only) — shown two different answers of which exactly
   one is right, a judge prefers the right one with probability ``judge_discrimination`` (1.0 =
   perfect, 0.5 = a coin); shown two wrong answers it flips a coin; shown equal answers it says U.
+* **judge pools** — ``judges`` replaces the ``n_judges`` identical judges with a mixed pool, e.g.
+  ``parse_judges("2x0.95,5x0.5,3xfirst")``: each entry is ``COUNTxKIND`` with KIND a discrimination
+  in [0, 1], ``first`` / ``second`` (always prefers the answer shown first / second: pure position
+  bias) or ``collude`` (prefers the popular wrong answer whenever it is shown).
+* **answerers that judge** — with ``answerers_judge`` every answerer also judges (there are no
+  separate judges; ``judges``, when given, lists one kind per answerer). Shown a pair that holds its
+  own answer, such a node picks its own with probability ``self_bias`` and otherwise judges as usual.
 * **adversaries** — ``adversary_fraction`` of the answerers (the last ones, so the honest nodes'
   draws do not change with the fraction) always give the popular wrong answer, and the same
   fraction of the judges (the last ones) always prefer the popular wrong answer when it is shown
@@ -29,7 +36,11 @@ cell of a :func:`sweep` sees the same node accuracies (common random numbers). A
     print(regime_map(sweep(SimParams(), judge_discrimination=[0.5, 0.75, 1.0],
                            correlated_errors=[0.0, 0.5, 0.9]), "judge_discrimination", "correlated_errors"))
 
-Protocols other than ``peer-rank`` and ``majority`` run too: the simulated nodes also grade
+A protocol name may carry options after slashes — ``peer-rank/adaptive``, ``peer-rank/bradley-terry``,
+``peer-rank/fortytwo/bradley-terry`` (:func:`swarmrank.eval.systems.parse_system`) — and each named
+system gets its own swarm, so a system that learns judge reliability across questions (the
+default ``evidence`` aggregation) learns only from its own rounds, in question order within each
+batch of ``concurrency`` questions. Protocols other than ``peer-rank`` and ``majority`` run too: the simulated nodes also grade
 (GOOD, or BAD from a colluder for anything but the popular answer), rank (``council``: the right
 answer first with probability ``judge_discrimination``) and revise (stubbornly: they keep their
 answer, so ``debate`` reduces to majority). Rounds use the default :class:`RoundOptions` plus
@@ -58,6 +69,8 @@ from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
 from swarmrank.schedule import SCHEDULES
 from swarmrank.swarm import Swarm
+from swarmrank.eval.systems import parse_system
+from swarmrank.reliability import BOOK_BATCH, JudgeBook
 
 __all__ = [
     "JUDGING_PHASES",
@@ -69,6 +82,7 @@ __all__ = [
     "SimResult",
     "World",
     "build_nodes",
+    "parse_judges",
     "regime_grid",
     "regime_map",
     "simulate",
@@ -104,6 +118,10 @@ class SimParams:
     node_accuracies: tuple[float, ...] | None = None
     # further RoundOptions fields for every round, e.g. {"prior": 1.0}; a mapping is stored as sorted items
     round_options: tuple[tuple[str, Any], ...] = ()
+    # a mixed judge pool, ((count, kind), ...) as parse_judges gives; overrides n_judges/judge_discrimination
+    judges: tuple[tuple[int, str], ...] | None = None
+    answerers_judge: bool = False  # every answerer also judges (no separate judges)
+    self_bias: float = 0.5         # P(a judging answerer picks its own answer when it is in the pair)
 
     def __post_init__(self) -> None:
         if isinstance(self.protocols, str):
@@ -112,6 +130,12 @@ class SimParams:
             object.__setattr__(self, "protocols", tuple(self.protocols))
         if self.node_accuracies is not None:
             object.__setattr__(self, "node_accuracies", tuple(float(a) for a in self.node_accuracies))
+        if isinstance(self.judges, str):
+            object.__setattr__(self, "judges", parse_judges(self.judges))
+        elif self.judges is not None:
+            object.__setattr__(self, "judges", tuple((int(c), str(k)) for c, k in self.judges))
+            for _, kind in self.judges:
+                _judge_kind(kind)
         items = self.round_options.items() if isinstance(self.round_options, Mapping) else self.round_options
         object.__setattr__(self, "round_options", tuple(sorted((str(k), v) for k, v in items)))
         known = {f.name for f in fields(RoundOptions)} - {"schedule", "judges_per_pair"}
@@ -144,9 +168,29 @@ class SimParams:
         if not self.protocols:
             raise ConfigError("give at least one protocol")
         for name in self.protocols:
-            get_protocol(name)
+            parse_system(name)
+        if not (0.0 <= self.self_bias <= 1.0):
+            raise ConfigError(f"self_bias must be between 0 and 1, got {self.self_bias!r}")
+        if self.answerers_judge and self.judges is not None and self.judge_count != self.n_answerers:
+            raise ConfigError(f"with answerers judging, --judges must list one kind per answerer "
+                              f"({self.n_answerers}), got {self.judge_count}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+
+    @property
+    def judge_count(self) -> int:
+        """Judging nodes: the pool's size, else ``n_judges`` (the answerers when they judge)."""
+        if self.judges is not None:
+            return sum(c for c, _ in self.judges)
+        return self.n_answerers if self.answerers_judge else self.n_judges
+
+    def judge_kinds(self) -> list[str]:
+        """One kind per judging node, in order: a discrimination as text, 'first', 'second' or 'collude'."""
+        if self.judges is not None:
+            return [kind for count, kind in self.judges for _ in range(count)]
+        count = self.n_answerers if self.answerers_judge else self.n_judges
+        bad = 0 if self.answerers_judge else self.n_adversary_judges
+        return [repr(float(self.judge_discrimination))] * (count - bad) + ["collude"] * bad
 
     @property
     def n_adversaries(self) -> int:
@@ -157,6 +201,41 @@ class SimParams:
     def n_adversary_judges(self) -> int:
         """Judges that collude (the last ones)."""
         return _share(self.adversary_fraction, self.n_judges)
+
+
+JUDGE_KINDS = ("first", "second", "collude")
+
+
+def _judge_kind(kind: str) -> str:
+    if kind in JUDGE_KINDS:
+        return kind
+    try:
+        value = float(kind)
+    except ValueError:
+        raise ConfigError(f"unknown judge kind {kind!r}: give a discrimination in [0, 1] or one of "
+                          f"{', '.join(JUDGE_KINDS)}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"judge discrimination {kind!r} is outside [0, 1]")
+    return kind
+
+
+def parse_judges(spec: str) -> tuple[tuple[int, str], ...]:
+    """``"2x0.95,5x0.5,3xfirst"`` → ((2, "0.95"), (5, "0.5"), (3, "first")); a bare KIND counts once."""
+    out: list[tuple[int, str]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        count_text, sep, kind = part.partition("x")
+        if sep and count_text.strip().isdigit():
+            count, kind = int(count_text), kind.strip()
+        else:
+            count, kind = 1, part
+        if count < 1:
+            raise ConfigError(f"judge pool entry {part!r} has no judges")
+        out.append((count, _judge_kind(kind)))
+    if not out:
+        raise ConfigError(f"judge pool {spec!r} names no judges (example: 2x0.95,5x0.5,3xfirst)")
+    return tuple(out)
 
 
 def _share(fraction: float, n: int) -> int:
@@ -241,6 +320,7 @@ class SimAnswerer(Backend):
     world: World
     node: int
     name: str = "sim-answerer"
+    judge: SimJudge | None = None  # set when answerers also judge
 
     async def complete(self, request: CompletionRequest) -> Completion:
         q = self.world.question_of(request)
@@ -252,6 +332,8 @@ class SimAnswerer(Backend):
             return _completion(text, request)
         if request.purpose == "grade":
             return _completion("GOOD", request)
+        if request.purpose == "judge" and self.judge is not None:
+            return await self.judge.complete(request)
         raise ConfigError(f"a simulated answerer cannot {request.purpose}")
 
     def describe(self) -> str:
@@ -269,19 +351,35 @@ class SimJudge(Backend):
     node: int
     adversary: bool = False
     name: str = "sim-judge"
+    kind: str | None = None        # a discrimination, 'first', 'second' or 'collude' (None: the params')
+    answerer: int | None = None    # the answerer this judge is, when answerers judge
+
+    @property
+    def discrimination(self) -> float:
+        if self.kind is None or self.kind in JUDGE_KINDS:
+            return self.world.params.judge_discrimination
+        return float(self.kind)
 
     def _prefers(self, q: int, first: str | None, second: str | None, truth: str | None) -> str:
         """The verdict letter A, B or U for first vs second."""
         if first == second:
             return "U"
         p = self.world.params
+        if self.kind == "first":
+            return "A"
+        if self.kind == "second":
+            return "B"
         popular = self.world.popular[q]
-        if self.adversary and popular in (first, second):
+        if (self.adversary or self.kind == "collude") and popular in (first, second):
             return "A" if first == popular else "B"
+        if self.answerer is not None:
+            mine = self.world.answers[q][self.answerer]
+            if mine in (first, second) and _unit("self", p.seed, q, self.node, first, second) < p.self_bias:
+                return "A" if first == mine else "B"
         if truth is not None and (first == truth) != (second == truth):
             right = "A" if first == truth else "B"
             wrong = "B" if right == "A" else "A"
-            return right if _unit("judge", p.seed, q, self.node, first, second) < p.judge_discrimination \
+            return right if _unit("judge", p.seed, q, self.node, first, second) < self.discrimination \
                 else wrong
         return "A" if _unit("coin", p.seed, q, self.node, first, second) < 0.5 else "B"
 
@@ -317,18 +415,28 @@ class SimJudge(Backend):
         return f"I compared every response.\nFINAL RANKING:\n{lines}"
 
     def describe(self) -> str:
-        kind = "colluding" if self.adversary else f"discrimination={self.world.params.judge_discrimination:.2f}"
+        if self.adversary or self.kind == "collude":
+            kind = "colluding"
+        elif self.kind in ("first", "second"):
+            kind = f"always {self.kind}"
+        else:
+            kind = f"discrimination={self.discrimination:.2f}"
         return f"sim-judge({kind})"
 
 
 def build_nodes(world: World) -> list[Node]:
-    """Answerers ``a0..`` (the last ``n_adversaries`` colluding) and judges ``j0..`` (the last colluding)."""
+    """Answerers ``a0..`` (the last ``n_adversaries`` colluding) and judges ``j0..`` (the last colluding),
+    or, with ``answerers_judge``, answerers that also judge."""
     p = world.params
+    kinds = p.judge_kinds()
+    if p.answerers_judge:
+        return [Node(f"a{i}", SimAnswerer(world, i, judge=SimJudge(world, i, kind=kinds[i], answerer=i,
+                                                                   adversary=i >= world.n_honest)),
+                     Persona(seed=i), roles=frozenset({"answer", "judge"})) for i in range(p.n_answerers)]
     nodes = [Node(f"a{i}", SimAnswerer(world, i), Persona(seed=i), roles=frozenset({"answer"}))
              for i in range(p.n_answerers)]
-    first_bad_judge = p.n_judges - p.n_adversary_judges
-    nodes += [Node(f"j{k}", SimJudge(world, k, adversary=k >= first_bad_judge), Persona(seed=1000 + k),
-                   roles=frozenset({"judge"})) for k in range(p.n_judges)]
+    nodes += [Node(f"j{k}", SimJudge(world, k, kind=kind), Persona(seed=1000 + k), roles=frozenset({"judge"}))
+              for k, kind in enumerate(kinds)]
     return nodes
 
 
@@ -381,20 +489,36 @@ async def simulate_async(params: SimParams, *, concurrency: int = 64) -> SimResu
     world = World(params)
     options = RoundOptions(schedule=params.schedule, judges_per_pair=params.judges_per_pair,
                            **dict(params.round_options))
-    swarm = Swarm(build_nodes(world), options=options, name="simulation", store=None)
+    nodes = build_nodes(world)
     names = list(dict.fromkeys(params.protocols))
+    swarms: dict[str, tuple[Swarm, str]] = {}
+    for name in names:
+        protocol, overrides = parse_system(name)
+        swarms[name] = (Swarm(nodes, options=replace(options, **overrides), name="simulation", store=None), protocol)
+    books = {name: JudgeBook(swarm.options.reliability_params()) for name, (swarm, _) in swarms.items()}
     # per protocol, per question: (right, judging calls, all calls, no answer)
     outcome: dict[str, dict[int, tuple[bool, int, int, bool]]] = {n: {} for n in names}
+    reports: dict[str, dict[int, RoundResult]] = {n: {} for n in names}
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(q: int, name: str) -> None:
+    async def one(q: int, name: str, book: JudgeBook) -> None:
+        swarm, protocol = swarms[name]
         async with gate:
-            result = await swarm.ask(world.questions[q], protocol=name, truth=world.truths[q], task_type=TASK_TYPE,
-                                     save=False)
+            result = await swarm.ask(world.questions[q], protocol=protocol, truth=world.truths[q],
+                                     task_type=TASK_TYPE, save=False, book=book)
         outcome[name][q] = (result.answer == world.truths[q], _judge_calls(result), result.cost.calls,
                             result.answer is None)
+        reports[name][q] = result
 
-    await asyncio.gather(*(one(q, name) for q in range(params.questions) for name in names))
+    # learning batches in question order: a batch reads each system's book as it was before the
+    # batch, then folds the batch's rounds in, in question order (results do not depend on concurrency)
+    for start in range(0, params.questions, BOOK_BATCH):
+        batch = range(start, min(params.questions, start + BOOK_BATCH))
+        snapshots = {name: books[name].copy() for name in names}
+        await asyncio.gather(*(one(q, name, snapshots[name]) for q in batch for name in names))
+        for name in names:
+            for q in batch:
+                books[name].learn(reports[name][q])
     protocols: dict[str, ProtocolOutcome] = {}
     for name in names:
         rows = [outcome[name][q] for q in range(params.questions)]

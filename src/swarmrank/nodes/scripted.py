@@ -13,6 +13,9 @@ Judge rules (``judge = ...``):
 ``tie``     always a tie
 ``random``  a seeded coin
 
+With ``judge_accuracy = p`` a ``truth`` judge prefers the truth with probability p in each verdict
+(seeded per request, so the two orders of a pair are independent draws) and the other answer otherwise.
+
 Faults (``fault = ...``, with ``fault_rate`` in [0, 1], on purposes listed in ``fault_on``):
 ``timeout`` (sleeps forever), ``crash`` (raises), ``garbage`` (random bytes), ``empty``, ``refuse``,
 ``long`` (a wall of text).
@@ -51,6 +54,7 @@ class ScriptedBackend(Backend):
     fault_on: Sequence[str] = ("answer", "grade", "judge", "rank", "revise", "probe")
     seed: int = 0
     accuracy: float | None = None
+    judge_accuracy: float | None = None
     wrong: str = "0"
     name: str = "scripted"
 
@@ -61,6 +65,8 @@ class ScriptedBackend(Backend):
             raise ConfigError(f"scripted fault must be one of {', '.join(FAULTS)}, not {self.fault!r}")
         if self.revise not in REVISE_RULES:
             raise ConfigError(f"scripted revise rule must be one of {', '.join(REVISE_RULES)}, not {self.revise!r}")
+        if self.judge_accuracy is not None and not 0.0 <= self.judge_accuracy <= 1.0:
+            raise ConfigError("scripted judge_accuracy must be between 0 and 1")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError("scripted fault_rate must be between 0 and 1")
 
@@ -161,6 +167,8 @@ class ScriptedBackend(Backend):
                 verdict = "A"
             elif wanted is not None and second == wanted != first:
                 verdict = "B"
+            if verdict != "U" and self.judge_accuracy is not None and rng.random() >= self.judge_accuracy:
+                verdict = "B" if verdict == "A" else "A"
         return f"Comparing the two solutions by rule {self.judge}.\nVerdict: {verdict}"
 
     def _rank(self, request: CompletionRequest, rng: random.Random) -> str:
@@ -192,7 +200,7 @@ class ScriptedBackend(Backend):
 
 _OPTIONS = {
     "answers", "answer", "judge", "truth", "prefer", "confidence", "revise", "latency", "fault",
-    "fault_rate", "fault_on", "seed", "accuracy", "wrong",
+    "fault_rate", "fault_on", "seed", "accuracy", "judge_accuracy", "wrong",
 }
 
 

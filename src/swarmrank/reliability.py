@@ -1,0 +1,552 @@
+"""Judge reliability estimated without ground truth, and the evidence posterior that decides peer-rank.
+
+The model (``docs/protocols.md`` has the derivation and the reasons)
+-------------------------------------------------------------------
+A round has candidates ``0..c-1`` (distinct normalised answers) and one of them, ``z``, is taken to
+be the right (or best) one.
+
+* **Votes are the prior.** ``log P(z = i) = γ·vᵢ + const``, where ``vᵢ`` is the (influence-weighted)
+  number of nodes that gave candidate ``i`` and ``γ`` (``vote_prior``) the evidence one vote carries,
+  in nats. For answerers of accuracy ``a`` whose wrong answers spread over ``m`` values,
+  ``γ = log(a·m / (1 − a))``; correlated errors make a vote worth less.
+* **Verdicts are the likelihood.** A judge ``j`` has a discrimination ``κⱼ ∈ [0, 1)``: on a pair that
+  holds the right answer, when it commits, it points to the right one with probability
+  ``(1 + κⱼ)/2``; between two wrong answers it has no preference. Its verdicts on one pair
+  ``{x, y}`` — in both orders, soft where the backend gives the verdict's distribution — are pooled
+  into one signed preference ``s ∈ [−1, 1]`` for ``x`` (``2·mean P(prefers x) − 1``): a constant
+  position bias cancels, and a judge whose verdict flips with the order gives ``s = 0``. Read as
+  virtual evidence (Pearl 1988), the pooled verdict has likelihood ``1 + κⱼ·s`` if ``z = x``,
+  ``1 − κⱼ·s`` if ``z = y`` and ``1`` otherwise, so the posterior is
+
+      log P(z = i | data) = γ·vᵢ + Σ_{j, pairs p ∋ i} wⱼ · log(1 ± κⱼ·sⱼₚ) + const
+
+  (``+`` when ``i`` is the pair's ``x``; ``wⱼ`` is the judge's influence, 1 unless reputation sets it).
+* **Self-interest.** A judge whose own answer is in the pair is biased toward it: a preference *for*
+  its own answer is multiplied by ``self_weight`` (default ¼); a preference *against* it counts in
+  full — a judge that concedes is strong evidence.
+* **Reliability is estimated, not assumed** — a Peer-Rank fixed point (Li et al. 2023, PRD) with the
+  self-inclusion removed: each judge's pseudo-likelihood is
+
+      ℓⱼ(κ) = Σₚ log(1 + κ·sⱼₚ·dₚ₋ⱼ),   dₚ₋ⱼ = π₋ⱼ(x) − π₋ⱼ(y),
+
+  where ``π₋ⱼ`` is the posterior of ``z`` from the *other* judges only (flat prior, no votes: a
+  wrong bloc of answerers must not teach judges to follow it). ``ℓⱼ`` is the exact log-likelihood of
+  ``j``'s verdicts under the model once the others' verdicts are given (a composite, or
+  pseudo-, likelihood: Besag 1975). It is concave in ``κ``, maximal at 0 for a coin-flipping judge
+  (by Jensen's inequality ``E log(1 + κε) < 0`` when ``E ε = 0``), and flat for one that always
+  says "A". ``κⱼ`` gets a posterior on a grid: a prior ``Beta`` on ``κ`` (``prior_kappa``,
+  ``prior_weight``) times ``exp`` of the judge's decayed past evidence (the :class:`JudgeBook`) times
+  ``exp(ℓⱼ)``; its posterior mean is used. The judges' ``κ`` and the others' posteriors are iterated
+  to a fixed point (a handful of passes).
+
+Everything here is pure numpy over plain data; the protocol (``swarmrank.protocols``) builds the
+evidence from a round's judgments and the swarm keeps the book across rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from swarmrank.errors import RankingError
+
+__all__ = [
+    "AGGREGATIONS",
+    "BOOK_BATCH",
+    "KAPPA_GRID",
+    "Decision",
+    "Evidence",
+    "JudgeBook",
+    "JudgeEstimate",
+    "PairSummary",
+    "ReliabilityParams",
+    "decide",
+    "pool_verdicts",
+]
+
+FloatArray = NDArray[np.float64]
+
+#: peer-rank's aggregations: this module's posterior, or the Bradley–Terry strengths times votes of 0.1
+AGGREGATIONS = ("evidence", "bradley-terry")
+
+#: The κ values the reliability posterior is kept on. Capped below 1 so that no single judge can
+#: rule a candidate out (likelihood ratio at most (1 + 0.95)/(1 − 0.95) = 39 per pooled verdict).
+KAPPA_MAX = 0.95
+KAPPA_GRID: FloatArray = np.linspace(0.0, KAPPA_MAX, 39)
+#: how many standard deviations below its posterior mean a judge's discrimination is taken when
+#: the round's judges teach what a vote is worth (judges not yet shown informative teach nothing)
+LOW_SD = 2.0
+#: the values of γ (nats per vote) its posterior is kept on
+VOTE_GRID: FloatArray = np.linspace(0.0, 3.0, 31)
+#: the same grid as per-verdict accuracy r = (1 + κ)/2
+ACCURACY_GRID: FloatArray = (1.0 + KAPPA_GRID) / 2.0
+_LOG_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class ReliabilityParams:
+    """The constants of the evidence model (``[round]`` options of the same names)."""
+
+    vote_prior: float = 0.5        # γ: nats of evidence per (influence-weighted) vote (its prior mean when learnt)
+    learn_vote_prior: bool = True  # estimate γ from past rounds: how well votes predicted the judges' verdicts
+    prior_kappa: float = 0.25      # prior mean of a judge's discrimination κ
+    prior_weight: float = 4.0      # the prior's worth in pseudo-observations (Beta a + b)
+    prior_null: float = 0.7        # prior probability that a judge carries no information (κ = 0)
+    consensus_floor: float = 0.3   # judges count at least this much in the consensus others are scored by
+    self_weight: float = 0.25      # multiplier on a verdict *for* the judge's own answer
+    memory: float = 200.0          # past rounds the judge book remembers (decay 1 − 1/memory)
+    iterations: int = 8            # fixed-point passes per round
+    caution: float = 0.5           # decide with each judge's κ at mean − caution·sd (0: the posterior mean)
+    # what the user already knows: judge id → prior mean κ (no spike at 0; worth prior_weight observations)
+    judge_priors: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (self.vote_prior >= 0 and math.isfinite(self.vote_prior)):
+            raise RankingError("vote_prior must be a finite number >= 0")
+        if not (0.0 < self.prior_kappa < 1.0):
+            raise RankingError("prior_kappa must be between 0 and 1")
+        if not (self.prior_weight > 0 and math.isfinite(self.prior_weight)):
+            raise RankingError("prior_weight must be a positive number")
+        if not (0.0 <= self.self_weight <= 1.0):
+            raise RankingError("self_weight must be between 0 and 1")
+        if not (0.0 <= self.prior_null < 1.0):
+            raise RankingError("prior_null must be in [0, 1)")
+        if not (0.0 <= self.consensus_floor <= KAPPA_MAX):
+            raise RankingError(f"consensus_floor must be between 0 and {KAPPA_MAX}")
+        if not (self.memory >= 1):
+            raise RankingError("memory must be at least 1 round")
+        if self.iterations < 1:
+            raise RankingError("iterations must be at least 1")
+        if isinstance(self.judge_priors, Mapping):
+            object.__setattr__(self, "judge_priors", tuple(sorted(self.judge_priors.items())))
+        for judge, value in self.judge_priors:
+            if not (0.0 < value <= KAPPA_MAX):
+                raise RankingError(f"judge_priors[{judge!r}] must be in (0, {KAPPA_MAX}], got {value!r}")
+
+    def log_vote_prior(self) -> FloatArray:
+        """log density of the prior on γ over :data:`VOTE_GRID`: exponential with mean ``vote_prior``
+        (mass spread from 0 — votes tell nothing — to 3 nats a vote)."""
+        mean = max(self.vote_prior, 1e-3)
+        return -VOTE_GRID / mean
+
+    def log_prior(self, judge: str | None = None) -> FloatArray:
+        """log density of the prior on κ over :data:`KAPPA_GRID` (normalised on the grid): a point mass
+        ``prior_null`` at κ = 0 beside a Beta slab of mean ``prior_kappa`` — or, for a judge named
+        in ``judge_priors``, the Beta slab alone, at the mean given there."""
+        declared = dict(self.judge_priors).get(judge) if judge is not None else None
+        mean = declared if declared is not None else self.prior_kappa
+        a = mean * self.prior_weight
+        b = (1.0 - mean) * self.prior_weight
+        k = np.clip(KAPPA_GRID, 1e-6, 1.0 - 1e-6)
+        dens = (a - 1.0) * np.log(k) + (b - 1.0) * np.log1p(-k)
+        dens = dens - np.log(np.exp(dens - dens.max()).sum()) - dens.max()  # the slab, normalised on the grid
+        if self.prior_null > 0 and declared is None:
+            # spike and slab: a point mass at κ = 0 (an uninformative judge) beside the Beta slab
+            slab = np.log1p(-self.prior_null) + dens if self.prior_null < 1 else np.full_like(dens, -np.inf)
+            slab[0] = np.logaddexp(slab[0], math.log(self.prior_null))
+            return slab
+        return dens
+
+
+# -- pooling verdicts into evidence ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evidence:
+    """One judge's verdicts on one unordered pair of candidates ``x < y``, pooled per order shown.
+
+    ``u_xy`` is the mean P(prefers x) over its verdicts with x shown first, ``u_yx`` the same with
+    y shown first (None when that order was not judged). These are the raw verdicts: a judge's
+    reliability is estimated from them, and only the decision discounts a preference of an
+    interested judge for its own answer (``interested``).
+    """
+
+    judge: str
+    x: int
+    y: int
+    u_xy: float | None
+    u_yx: float | None
+    verdicts: int = 1
+    interested: int | None = None   # the candidate (x or y) that holds the judge's own answer, else None
+
+    @property
+    def consistency(self) -> float | None:
+        """P(the same pick in both orders), None unless both orders were judged."""
+        if self.u_xy is None or self.u_yx is None:
+            return None
+        return self.u_xy * self.u_yx + (1.0 - self.u_xy) * (1.0 - self.u_yx)
+
+    @property
+    def preference(self) -> float:
+        """The pooled signed preference for x in [−1, 1] (0: none, or a flip with the order)."""
+        us = [u for u in (self.u_xy, self.u_yx) if u is not None]
+        return 2.0 * float(np.mean(us)) - 1.0 if us else 0.0
+
+
+def _discount(u: float, toward_x: bool | None, self_weight: float) -> float:
+    """Shrink a preference for the judge's own answer toward indifference."""
+    if toward_x is None:
+        return u
+    favours_own = u > 0.5 if toward_x else u < 0.5
+    return 0.5 + self_weight * (u - 0.5) if favours_own else u
+
+
+def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
+                  own: Mapping[str, int | None] | None = None) -> tuple[list[Evidence], dict[str, float]]:
+    """Pool ``(judge, first candidate, second candidate, P(first better))`` verdicts into evidence.
+
+    Verdicts comparing a candidate with itself (two answers of one cluster under the fortytwo
+    schedule) are no evidence and are dropped. ``own`` maps a judge to the candidate holding its own
+    answer. Returns the evidence (sorted by judge, then pair) and each judge's rate of preferring
+    the answer shown first (its position bias; 0.5 is none).
+    """
+    own = own or {}
+    groups: dict[tuple[str, int, int], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    shown_first: dict[str, list[float]] = defaultdict(list)
+    for judge, first, second, p in verdicts:
+        if not (0.0 <= p <= 1.0) or math.isnan(p):
+            raise RankingError(f"verdict probability {p!r} from {judge} is outside [0, 1]")
+        shown_first[judge].append(p)
+        if first == second:
+            continue
+        x, y = min(first, second), max(first, second)
+        xy, yx = groups[(judge, x, y)]
+        (xy if first == x else yx).append(p if first == x else 1.0 - p)  # P(prefers x)
+    out: list[Evidence] = []
+    for (judge, x, y), (xy, yx) in sorted(groups.items()):
+        mine = own.get(judge)
+        interested = mine if mine in (x, y) else None
+        u_xy = float(np.mean(xy)) if xy else None
+        u_yx = float(np.mean(yx)) if yx else None
+        out.append(Evidence(judge, x, y, u_xy, u_yx, len(xy) + len(yx), interested))
+    bias = {j: float(np.mean(v)) for j, v in sorted(shown_first.items())}
+    return out, bias
+
+
+def _likelihoods(u_xy: FloatArray, u_yx: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """P(verdicts | z = x) and P(verdicts | z = y) for every evidence row (E) and accuracy r (G).
+
+    Each order is one observation: a judge of accuracy r picks the right answer with probability r;
+    a soft verdict u = P(prefers x) is virtual evidence, ``u·r + (1 − u)(1 − r)``. A missing order is
+    u = ½ (a factor ½ whatever z is).
+    """
+    a = u_xy[:, None]
+    b = u_yx[:, None]
+    rr = r[None, :]
+    lx = (a * rr + (1 - a) * (1 - rr)) * (b * rr + (1 - b) * (1 - rr))
+    ly = (a * (1 - rr) + (1 - a) * rr) * (b * (1 - rr) + (1 - b) * rr)
+    return lx, ly
+
+
+# -- the judge book: reliability across rounds -------------------------------------------------
+
+#: rounds in a learning batch: a batch reads the book as it was before the batch, then the batch's
+#: rounds are folded in, in order — results do not depend on how many rounds of a batch run at once
+BOOK_BATCH = 8
+
+#: one evidence row of a judge as recorded in a round: (u_xy, u_yx, d), None for an order not judged
+Observation = tuple[float | None, float | None, float]
+
+
+def _loglik(rows: Sequence[Observation]) -> FloatArray:
+    """The judge's pseudo-log-likelihood on the grid: Σ log(((1 + d)·Lx + (1 − d)·Ly) / 2)."""
+    if not rows:
+        return np.zeros_like(KAPPA_GRID)
+    arr = np.array([[0.5 if a is None else a, 0.5 if b is None else b, d] for a, b, d in rows], dtype=np.float64)
+    lx, ly = _likelihoods(arr[:, 0], arr[:, 1], ACCURACY_GRID)
+    d = np.clip(arr[:, 2:3], -1.0, 1.0)
+    return np.log(np.maximum(((1 + d) * lx + (1 - d) * ly) / 2, _LOG_FLOOR)).sum(axis=0)
+
+
+@dataclass
+class _BookEntry:
+    loglik: FloatArray
+    rounds: float = 0.0
+    pairs: float = 0.0
+
+
+class JudgeBook:
+    """Each judge's evidence about its discrimination from past rounds, decayed.
+
+    A judge's entry is its pseudo-log-likelihood on :data:`KAPPA_GRID`, summed over the rounds it
+    judged with weight ``(1 − 1/memory)^age``; the posterior of κ is the prior times ``exp`` of it.
+    Each round records its judges' observations (:attr:`JudgeEstimate.observations`), so the book
+    can be rebuilt from stored rounds and needs no table of its own.
+    """
+
+    def __init__(self, params: ReliabilityParams | None = None) -> None:
+        self.params = params or ReliabilityParams()
+        self._entries: dict[str, _BookEntry] = {}
+        self._vote_ll: FloatArray = np.zeros_like(VOTE_GRID)
+        self.rounds = 0
+
+    def copy(self) -> JudgeBook:
+        """An independent copy (what a batch of rounds reads while the original learns)."""
+        other = JudgeBook(self.params)
+        other._entries = {j: _BookEntry(e.loglik.copy(), e.rounds, e.pairs) for j, e in self._entries.items()}
+        other._vote_ll = self._vote_ll.copy()
+        other.rounds = self.rounds
+        return other
+
+    def __contains__(self, judge: object) -> bool:
+        return judge in self._entries
+
+    def judges(self) -> list[str]:
+        return sorted(self._entries)
+
+    def loglik(self, judge: str) -> FloatArray:
+        entry = self._entries.get(judge)
+        return entry.loglik.copy() if entry is not None else np.zeros_like(KAPPA_GRID)
+
+    def posterior(self, judge: str) -> tuple[float, float]:
+        """Mean and standard deviation of κ given the prior and the book alone."""
+        return _grid_moments(self.params.log_prior(judge) + self.loglik(judge))
+
+    def add(self, judge: str, observations: Sequence[Observation]) -> None:
+        """Fold one round's observations of one judge into the book."""
+        decay = 1.0 - 1.0 / self.params.memory
+        entry = self._entries.get(judge)
+        if entry is None:
+            entry = self._entries[judge] = _BookEntry(np.zeros_like(KAPPA_GRID))
+        entry.loglik = decay * entry.loglik + _loglik(observations)
+        entry.rounds = decay * entry.rounds + 1.0
+        entry.pairs = decay * entry.pairs + len(observations)
+
+    def add_round(self, reports: Iterable[Any], votes: Sequence[float | None] | None = None,
+                  evidence_low: Sequence[float] | None = None) -> None:
+        """Fold in one round: every judge's observations (``Decision.judges`` or a stored round's
+        ``judge_reports``) and how well each candidate's ``votes`` predicted the judges' conservative
+        ``evidence_low`` (the likelihood of γ)."""
+        for report in reports:
+            self.add(report.judge, [tuple(o) for o in report.observations])
+        if votes is not None and evidence_low and len(evidence_low) == len(votes) > 1 \
+                and all(v is not None for v in votes):
+            decay = 1.0 - 1.0 / self.params.memory
+            self._vote_ll = decay * self._vote_ll + _vote_loglik(np.asarray(votes, dtype=np.float64),
+                                                                 np.asarray(evidence_low, dtype=np.float64))
+        self.rounds += 1
+
+    def learn(self, result: Any) -> None:
+        """Fold in a :class:`~swarmrank.result.RoundResult` (anything with ``judge_reports``,
+        ``evidence_low`` and ``candidates`` carrying ``votes``)."""
+        self.add_round(result.judge_reports, [c.votes for c in result.candidates], result.evidence_low)
+
+    def vote_prior(self) -> float:
+        """The posterior mean of γ given the prior and past rounds (``vote_prior`` when not learnt)."""
+        if not self.params.learn_vote_prior:
+            return self.params.vote_prior
+        log_post = self.params.log_vote_prior() + self._vote_ll
+        w = np.exp(log_post - log_post.max())
+        return float(np.dot(w / w.sum(), VOTE_GRID))
+
+    def stats(self, judge: str) -> dict[str, float]:
+        entry = self._entries.get(judge)
+        mean, sd = self.posterior(judge)
+        return {"kappa": mean, "kappa_sd": sd, "rounds": entry.rounds if entry else 0.0,
+                "pairs": entry.pairs if entry else 0.0}
+
+
+def _vote_loglik(votes: FloatArray, evidence: FloatArray) -> FloatArray:
+    """log Σᵢ softmax(γ·v)ᵢ·exp(eᵢ) for every γ on the grid: the marginal likelihood of the judges'
+    verdicts when the votes, weighted by γ, are the prior. ``evidence`` is the judges' conservative
+    log-likelihood (:attr:`Decision.evidence_low`: each judge at the low end of its credible
+    discrimination), so judges not yet shown to be informative teach nothing about γ."""
+    logits = np.outer(VOTE_GRID, votes)                      # G × c
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_prior = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    z = log_prior + (evidence - evidence.max())[None, :]
+    return np.log(np.exp(z).sum(axis=1))
+
+
+def _grid_weights(log_post: FloatArray) -> FloatArray:
+    w = np.exp(log_post - log_post.max(axis=-1, keepdims=True))
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def _grid_moments(log_post: FloatArray) -> tuple[float, float]:
+    w = _grid_weights(log_post)
+    mean = float(np.dot(w, KAPPA_GRID))
+    var = float(np.dot(w, (KAPPA_GRID - mean) ** 2))
+    return mean, math.sqrt(max(var, 0.0))
+
+
+# -- one round's decision -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JudgeEstimate:
+    """What a round says about one judge."""
+
+    judge: str
+    kappa: float              # posterior mean discrimination (2·accuracy − 1) after this round
+    kappa_sd: float
+    prior_kappa: float        # the same from the prior and the book alone, before this round
+    pairs: int                # pairs it judged
+    interested_pairs: int     # of which held its own answer
+    consistency: float | None  # mean P(same pick in both orders) over pairs judged in both orders
+    says_first: float | None  # share of its verdicts for the answer shown first (0.5: no position bias)
+    agreement: float | None   # agreement with the other judges' consensus, 0.5 + ½·Σ s·d / Σ |d|
+    weight: float             # its influence (1 unless reputation sets it)
+    observations: tuple[Observation, ...] = field(repr=False, default=())  # (u_xy, u_yx, d) per pair
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """What was weighed on one contested pair."""
+
+    x: int
+    y: int
+    judges: int
+    interested: int           # judges whose own answer is in the pair
+    evidence: float           # Σ w·log((1 + k)/(1 − k)): nats for x over y (negative: for y)
+
+
+@dataclass(frozen=True)
+class Decision:
+    posterior: FloatArray      # P(z = i | votes, verdicts), sums to 1
+    log_prior: FloatArray      # γ·v (centred)
+    evidence: FloatArray       # the judges' log-likelihood per candidate (nats, centred)
+    judges: tuple[JudgeEstimate, ...]
+    pairs: tuple[PairSummary, ...]
+    evidence_low: FloatArray | None = None  # the judges' log-likelihood, each judge at mean − 2 sd (centred)
+
+    @property
+    def leader(self) -> int:
+        return int(np.argmax(self.posterior))
+
+
+def _softmax(x: FloatArray, axis: int = -1) -> FloatArray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _contributions(n: int, judge_idx: np.ndarray, xs: np.ndarray, ys: np.ndarray, k_eff: FloatArray,
+                   w: FloatArray, n_judges: int) -> tuple[FloatArray, FloatArray]:
+    """Per judge and candidate (J × n) log-likelihood contributions, and their total over judges."""
+    to_x = w[judge_idx] * np.log(np.maximum(1.0 + k_eff, _LOG_FLOOR))
+    to_y = w[judge_idx] * np.log(np.maximum(1.0 - k_eff, _LOG_FLOOR))
+    per = np.zeros((n_judges, n))
+    np.add.at(per, (judge_idx, xs), to_x)
+    np.add.at(per, (judge_idx, ys), to_y)
+    return per, per.sum(axis=0)
+
+
+def _effective(lx: FloatArray, ly: FloatArray, grid_w: FloatArray) -> FloatArray:
+    """k = (L̄x − L̄y)/(L̄x + L̄y) per row, with L̄ the likelihood averaged over the judge's κ posterior."""
+    mx = (lx * grid_w).sum(axis=1)
+    my = (ly * grid_w).sum(axis=1)
+    return np.clip((mx - my) / np.maximum(mx + my, _LOG_FLOOR), -KAPPA_MAX, KAPPA_MAX)
+
+
+def _point_mass(moments: Sequence[tuple[float, float]], sds: float) -> FloatArray:
+    """Per judge, grid weights that put all mass on the grid point at or below mean − sds·sd (≥ 0)."""
+    low = np.array([max(0.0, m - sds * s) for m, s in moments])
+    point = np.zeros((len(moments), KAPPA_GRID.size))
+    point[np.arange(len(moments)), np.searchsorted(KAPPA_GRID, low, side="right") - 1] = 1.0
+    return point
+
+
+def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Sequence[Evidence], *,
+           params: ReliabilityParams | None = None, book: JudgeBook | None = None,
+           weights: Mapping[str, float] | None = None,
+           verdict_bias: Mapping[str, float] | None = None) -> Decision:
+    """The posterior over ``n_candidates`` from ``votes`` and pooled ``evidence``, with every
+    judge's discrimination estimated on the way (see the module docstring)."""
+    params = params or ReliabilityParams()
+    n = int(n_candidates)
+    if n < 1:
+        raise RankingError("decide needs at least one candidate")
+    v = np.asarray(votes, dtype=np.float64)
+    if v.shape != (n,) or not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise RankingError(f"votes must be {n} finite non-negative numbers")
+    gamma = book.vote_prior() if book is not None else params.vote_prior
+    log_prior = gamma * v
+    log_prior = log_prior - log_prior.mean()
+    for e in evidence:
+        if not (0 <= e.x < n and 0 <= e.y < n) or e.x == e.y:
+            raise RankingError(f"evidence pair ({e.x}, {e.y}) is not two distinct candidates of {n}")
+    weights = weights or {}
+    names = sorted({e.judge for e in evidence})
+    if not names:
+        return Decision(_softmax(log_prior), log_prior, np.zeros(n), (), ())
+    index = {j: k for k, j in enumerate(names)}
+    J, E = len(names), len(evidence)
+    judge_idx = np.array([index[e.judge] for e in evidence], dtype=np.intp)
+    xs = np.array([e.x for e in evidence], dtype=np.intp)
+    ys = np.array([e.y for e in evidence], dtype=np.intp)
+    u_xy = np.array([0.5 if e.u_xy is None else e.u_xy for e in evidence], dtype=np.float64)
+    u_yx = np.array([0.5 if e.u_yx is None else e.u_yx for e in evidence], dtype=np.float64)
+    w = np.array([float(weights.get(j, 1.0)) for j in names], dtype=np.float64)
+    lx, ly = _likelihoods(u_xy, u_yx, ACCURACY_GRID)  # E × G: raw verdicts, for estimating reliability
+    # the decision's verdicts: a preference of an interested judge for its own answer counts less
+    toward = [None if e.interested is None else e.interested == e.x for e in evidence]
+    d_xy = np.array([_discount(u, t, params.self_weight) for u, t in zip(u_xy, toward)])
+    d_yx = np.array([_discount(u, t, params.self_weight) for u, t in zip(u_yx, toward)])
+    dx, dy = _likelihoods(d_xy, d_yx, ACCURACY_GRID)
+    prior_ll = np.stack([params.log_prior(j) + (book.loglik(j) if book is not None else 0.0) for j in names])
+    prior_kappa = _grid_weights(prior_ll) @ KAPPA_GRID
+    onehot = np.zeros((J, E))
+    onehot[judge_idx, np.arange(E)] = 1.0
+    floor_row = np.zeros_like(KAPPA_GRID)
+    floor_row[np.searchsorted(KAPPA_GRID, params.consensus_floor)] = 1.0
+    post_ll = prior_ll
+    d = np.zeros(E)
+    grid_w = _grid_weights(prior_ll)
+    for _ in range(params.iterations):
+        # the judges-only posterior without judge j (flat prior, no votes); each other judge counts
+        # at least as a judge of discrimination `consensus_floor`, so that a consensus of judges
+        # still unproven is not silenced
+        cons_w = np.where((grid_w @ KAPPA_GRID < params.consensus_floor)[:, None], floor_row[None, :], grid_w)
+        per_c, total_c = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, cons_w[judge_idx]), w, J)
+        loo = _softmax(total_c[None, :] - per_c, axis=1)
+        d = loo[judge_idx, xs] - loo[judge_idx, ys]
+        dd = d[:, None]
+        ll = np.log(np.maximum(((1 + dd) * lx + (1 - dd) * ly) / 2, _LOG_FLOOR))  # E × G
+        post_ll = prior_ll + onehot @ ll
+        new_w = _grid_weights(post_ll)
+        done = float(np.max(np.abs(new_w - grid_w))) < 1e-9
+        grid_w = new_w
+        if done:
+            break
+    moments = [_grid_moments(row) for row in post_ll]
+    if params.caution > 0:
+        k_eff = _effective(dx, dy, _point_mass(moments, params.caution)[judge_idx])
+    else:
+        k_eff = _effective(dx, dy, grid_w[judge_idx])
+    per, total = _contributions(n, judge_idx, xs, ys, k_eff, w, J)
+    posterior = _softmax(log_prior + total)
+    # the judges' evidence with each judge at the low end of its credible discrimination
+    _, total_low = _contributions(n, judge_idx, xs, ys, _effective(dx, dy, _point_mass(moments, LOW_SD)[judge_idx]),
+                                  w, J)
+    pref = np.array([e.preference for e in evidence], dtype=np.float64)
+    reports: list[JudgeEstimate] = []
+    for k, name in enumerate(names):
+        mask = judge_idx == k
+        rows = [e for e, m in zip(evidence, mask) if m]
+        cons = [c for c in (e.consistency for e in rows) if c is not None]
+        denom = float(np.sum(np.abs(d[mask])))
+        agreement = 0.5 + 0.5 * float(np.sum(pref[mask] * d[mask])) / denom if denom > 1e-12 else None
+        mean, sd = _grid_moments(post_ll[k])
+        reports.append(JudgeEstimate(
+            judge=name, kappa=mean, kappa_sd=sd, prior_kappa=float(prior_kappa[k]),
+            pairs=len(rows), interested_pairs=sum(1 for e in rows if e.interested is not None),
+            consistency=float(np.mean(cons)) if cons else None,
+            says_first=(verdict_bias or {}).get(name), agreement=agreement, weight=float(w[k]),
+            observations=tuple((e.u_xy, e.u_yx, float(dv)) for e, dv in zip(rows, d[mask]))))
+    by_pair: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, e in enumerate(evidence):
+        by_pair[(e.x, e.y)].append(i)
+    pairs: list[PairSummary] = []
+    for (x, y), rows_i in sorted(by_pair.items()):
+        nats = float(sum(w[judge_idx[i]] * (math.log(max(1.0 + k_eff[i], _LOG_FLOOR))
+                                            - math.log(max(1.0 - k_eff[i], _LOG_FLOOR))) for i in rows_i))
+        pairs.append(PairSummary(x=x, y=y, judges=len({evidence[i].judge for i in rows_i}),
+                                 interested=sum(1 for i in rows_i if evidence[i].interested is not None),
+                                 evidence=nats))
+    return Decision(posterior, log_prior, total - total.mean(), tuple(reports), tuple(pairs),
+                    total_low - total_low.mean())

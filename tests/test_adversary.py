@@ -131,6 +131,9 @@ def test_reputation_and_spot_checks_neutralise_a_third_of_the_swarm_colluding():
     assert r.suspended_at is not None and r.suspended_at < 120  # every colluder stopped counting in the warm-up
     assert r.adversary_influence == 0.0
     acc = {k: v.mean for k, v in r.accuracy.items()}
-    # without reputation the clique wins often; with it the swarm is about as good as its honest nodes
-    assert acc["peer-rank"] < acc["honest-only"] - 0.2 and acc["majority"] < acc["honest-only"] - 0.2
+    # the clique outvotes the honest nodes often; peer-rank alone resists it part of the way (the
+    # colluding judge disagrees with the honest ones and loses its weight); with reputation the swarm is
+    # about as good as its honest nodes
+    assert acc["majority"] < acc["honest-only"] - 0.2
+    assert acc["majority"] + 0.2 < acc["peer-rank"] < acc["honest-only"] - 0.03
     assert acc["peer-rank+rep"] >= acc["honest-only"] - 0.03

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from swarmrank.cli_ledger import ledger_app
+from swarmrank.cli_judges import judges_app
 from swarmrank.cli_node import node_app
 from swarmrank.cli_serve import keys_app, serve
 from swarmrank.errors import RoundNotSavedError, StorageError, SwarmError
@@ -34,6 +35,7 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(node_app, name="node")
+app.add_typer(judges_app, name="judges")
 
 console = Console()
 err = Console(stderr=True)
@@ -414,15 +416,23 @@ def eval_show(
 def simulate(
     questions: Annotated[int, typer.Option("--questions", "-n", min=1, help="simulated questions")] = 200,
     answerers: Annotated[int, typer.Option("--answerers", min=1)] = 7,
-    judges_: Annotated[int, typer.Option("--judges", min=0)] = 3,
+    judges_: Annotated[str, typer.Option("--judges", help="how many judges (of --discrimination), or a mixed pool: "
+                                                           "2x0.95,5x0.5,3xfirst (KIND: a discrimination, first, "
+                                                           "second or collude)")] = "3",
+    self_judging: Annotated[bool, typer.Option("--self-judging", help="every answerer also judges (no separate "
+                                                                      "judges; --judges lists one kind per answerer)")] = False,
+    self_bias: Annotated[float, typer.Option("--self-bias", help="P(an answering judge picks its own answer)")] = 0.5,
+    judges_per_pair: Annotated[int, typer.Option("--judges-per-pair", min=1)] = 2,
     accuracy: Annotated[float, typer.Option("--accuracy", help="mean answerer accuracy")] = 0.5,
     spread: Annotated[float, typer.Option("--spread", help="answerer accuracies spread over mean ± spread/2")] = 0.2,
     discrimination: Annotated[float, typer.Option("--discrimination",
                                                   help="P(a judge prefers the right answer of a right/wrong pair)")] = 0.8,
     correlated: Annotated[float, typer.Option("--correlated", help="P(a wrong node gives the popular wrong answer)")] = 0.0,
     adversaries: Annotated[float, typer.Option("--adversaries", help="fraction of colluding nodes")] = 0.0,
-    protocols_: Annotated[str, typer.Option("--protocols", "-p", help="comma-separated protocols")] = "peer-rank,majority",
-    schedule: Annotated[str, typer.Option("--schedule", help="peer-rank pair schedule: cluster or fortytwo")] = "cluster",
+    protocols_: Annotated[str, typer.Option("--protocols", "-p", help="comma-separated protocols, each with optional "
+                                                                      "/options: peer-rank/adaptive, peer-rank/legacy, …")]
+    = "peer-rank,majority",
+    schedule: Annotated[str, typer.Option("--schedule", help="peer-rank pair schedule: cluster, fortytwo or adaptive")] = "cluster",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     regime_map: Annotated[bool, typer.Option("--map", help="sweep discrimination × correlated errors: the regime map")] = False,
     as_json: JsonOpt = False,
@@ -432,23 +442,38 @@ def simulate(
     from swarmrank.render import print_table
 
     names = tuple(p.strip() for p in protocols_.split(",") if p.strip())
-    params = sim.SimParams(n_answerers=answerers, n_judges=judges_, accuracy_mean=accuracy, accuracy_spread=spread,
+    pool = None
+    if judges_.strip().isdigit():
+        n_judges = int(judges_)
+    else:
+        pool, n_judges = sim.parse_judges(judges_), 0
+    params = sim.SimParams(n_answerers=answerers, n_judges=n_judges, accuracy_mean=accuracy, accuracy_spread=spread,
                            judge_discrimination=discrimination, correlated_errors=correlated,
                            adversary_fraction=adversaries, questions=questions, seed=seed, protocols=names,
-                           schedule=schedule)
+                           schedule=schedule, judges=pool, answerers_judge=self_judging, self_bias=self_bias,
+                           judges_per_pair=judges_per_pair)
     if regime_map:
         if "peer-rank" not in names or "majority" not in names:
             raise SwarmError("--map compares peer-rank with majority: include both in --protocols")
+        if pool is not None:
+            raise SwarmError("--map sweeps the judges' discrimination: give --judges as a count, not a pool")
+        mapped = tuple(dict.fromkeys([*names, "peer-rank/legacy"]))
         with err.status("simulating the regime map (6 × 5 cells)…"):
-            cells = sim.sweep(params, judge_discrimination=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+            cells = sim.sweep(replace(params, protocols=mapped), judge_discrimination=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
                               correlated_errors=[0.0, 0.25, 0.5, 0.75, 0.9])
-        table = sim.regime_map(cells, "judge_discrimination", "correlated_errors")
         if as_json:
-            grid = sim.regime_grid(cells, "judge_discrimination", "correlated_errors")
-            print(json.dumps({"x": grid.x, "y": grid.y, "xs": list(grid.xs), "ys": list(grid.ys),
-                              "diff": grid.diff.tolist(), "significant": grid.significant.tolist()}, indent=2))
+            out = {}
+            for system in ("peer-rank", "peer-rank/legacy"):
+                grid = sim.regime_grid(cells, "judge_discrimination", "correlated_errors", a=system)
+                out[system] = {"x": grid.x, "y": grid.y, "xs": list(grid.xs), "ys": list(grid.ys),
+                               "diff": grid.diff.tolist(), "significant": grid.significant.tolist()}
+            print(json.dumps(out, indent=2))
         else:
-            console.print(table, highlight=False, markup=False)
+            for system, title in (("peer-rank", "peer-rank (evidence aggregation) − majority"),
+                                  ("peer-rank/legacy", "peer-rank as before 0.2 (Bradley–Terry × votes) − majority")):
+                console.print(f"\n{title}", highlight=False, markup=False)
+                console.print(sim.regime_map(cells, "judge_discrimination", "correlated_errors", a=system),
+                              highlight=False, markup=False)
         return
     with err.status(f"simulating {questions} question(s)…"):
         result = sim.simulate(params)
@@ -464,7 +489,8 @@ def simulate(
              f"{o.calls:.1f}"] for n, o in result.protocols.items()]
     rows.append(["oracle (any node right)", f"{result.oracle.mean:.1%}", "", "", ""])
     rows.append(["single node (mean)", f"{result.single:.1%}", "", "", ""])
-    print_table(console, f"Simulation: {questions} questions, {answerers} answerers, {judges_} judges "
+    judging = f"{answerers} answering judges" if self_judging else f"{params.judge_count} judges"
+    print_table(console, f"Simulation: {questions} questions, {answerers} answerers, {judging} "
                 f"({result.seconds:.1f}s)", ["system", "accuracy", "95% CI", "judge calls/q", "calls/q"], rows)
     if "peer-rank" in result.protocols and "majority" in result.protocols:
         t = result.difference()

@@ -58,7 +58,7 @@ class RoundSection(BaseModel):
     judge_prior_weight: float = Field(4.0, gt=0)
     judge_prior_null: float = Field(0.7, ge=0, lt=1)
     consensus_floor: float = Field(0.3, ge=0, le=KAPPA_MAX)
-    self_weight: float = Field(0.25, ge=0, le=1)  # a verdict for the judge's own answer counts this much
+    self_bias: float = Field(0.5, ge=0, lt=1)    # P(a judge backs its own answer whatever its merit)
     caution: float = Field(0.5, ge=0, le=3)       # decide with each judge's discrimination at mean − caution·sd
     judge_priors: dict[str, float] = Field(default_factory=dict)  # judge id → prior discrimination κ you know of
     reliability_memory: float = Field(200.0, ge=1)

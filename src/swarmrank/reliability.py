@@ -21,9 +21,11 @@ be the right (or best) one.
       log P(z = i | data) = γ·vᵢ + Σ_{j, pairs p ∋ i} wⱼ · log(1 ± κⱼ·sⱼₚ) + const
 
   (``+`` when ``i`` is the pair's ``x``; ``wⱼ`` is the judge's influence, 1 unless reputation sets it).
-* **Self-interest.** A judge whose own answer is in the pair is biased toward it: a preference *for*
-  its own answer is multiplied by ``self_weight`` (default ¼); a preference *against* it counts in
-  full — a judge that concedes is strong evidence.
+* **Self-interest.** A judge whose own answer is in the pair backs it, whatever its merit, with
+  probability ``β`` (``self_bias``, default ½), and otherwise judges as usual: in each order it
+  prefers its own answer with probability ``β + (1 − β)·P(honest verdict)``. So a verdict *for* its
+  own answer is weak evidence, and a verdict *against* it counts in full — a judge that concedes is
+  strong evidence. The same model is used to estimate its reliability.
 * **Reliability is estimated, not assumed** — a Peer-Rank fixed point (Li et al. 2023, PRD) with the
   self-inclusion removed: each judge's pseudo-likelihood is
 
@@ -99,7 +101,7 @@ class ReliabilityParams:
     prior_weight: float = 4.0      # the prior's worth in pseudo-observations (Beta a + b)
     prior_null: float = 0.7        # prior probability that a judge carries no information (κ = 0)
     consensus_floor: float = 0.3   # judges count at least this much in the consensus others are scored by
-    self_weight: float = 0.25      # multiplier on a verdict *for* the judge's own answer
+    self_bias: float = 0.5         # β: P(a judge backs its own answer whatever its merit)
     memory: float = 200.0          # past rounds the judge book remembers (decay 1 − 1/memory)
     iterations: int = 8            # fixed-point passes per round
     caution: float = 0.5           # decide with each judge's κ at mean − caution·sd (0: the posterior mean)
@@ -113,8 +115,8 @@ class ReliabilityParams:
             raise RankingError("prior_kappa must be between 0 and 1")
         if not (self.prior_weight > 0 and math.isfinite(self.prior_weight)):
             raise RankingError("prior_weight must be a positive number")
-        if not (0.0 <= self.self_weight <= 1.0):
-            raise RankingError("self_weight must be between 0 and 1")
+        if not (0.0 <= self.self_bias < 1.0):
+            raise RankingError("self_bias must be in [0, 1)")
         if not (0.0 <= self.prior_null < 1.0):
             raise RankingError("prior_null must be in [0, 1)")
         if not (0.0 <= self.consensus_floor <= KAPPA_MAX):
@@ -188,14 +190,6 @@ class Evidence:
         return 2.0 * float(np.mean(us)) - 1.0 if us else 0.0
 
 
-def _discount(u: float, toward_x: bool | None, self_weight: float) -> float:
-    """Shrink a preference for the judge's own answer toward indifference."""
-    if toward_x is None:
-        return u
-    favours_own = u > 0.5 if toward_x else u < 0.5
-    return 0.5 + self_weight * (u - 0.5) if favours_own else u
-
-
 def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
                   own: Mapping[str, int | None] | None = None) -> tuple[list[Evidence], dict[str, float]]:
     """Pool ``(judge, first candidate, second candidate, P(first better))`` verdicts into evidence.
@@ -228,19 +222,37 @@ def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
     return out, bias
 
 
-def _likelihoods(u_xy: FloatArray, u_yx: FloatArray, r: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _likelihoods(u_xy: FloatArray, u_yx: FloatArray, r: FloatArray,
+                 bx: FloatArray | None = None, by: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
     """P(verdicts | z = x) and P(verdicts | z = y) for every evidence row (E) and accuracy r (G).
 
     Each order is one observation: a judge of accuracy r picks the right answer with probability r;
-    a soft verdict u = P(prefers x) is virtual evidence, ``u·r + (1 − u)(1 − r)``. A missing order is
-    u = ½ (a factor ½ whatever z is).
+    a soft verdict u = P(prefers x) is virtual evidence, ``u·p + (1 − u)(1 − p)`` with p the model's
+    P(prefers x). A missing order is u = ½ (a factor ½ whatever z is). ``bx``/``by``: the probability
+    the judge backs x / y whatever its merit (its own answer; β or 0), so p = bx + (1 − bx − by)·r.
     """
+    e = u_xy.size
+    bx = np.zeros(e) if bx is None else bx
+    by = np.zeros(e) if by is None else by
+    honest = (1.0 - bx - by)[:, None]
+    rr = r[None, :]
+    p_x_if_x = bx[:, None] + honest * rr          # P(prefers x | z = x)
+    p_x_if_y = bx[:, None] + honest * (1 - rr)    # P(prefers x | z = y)
     a = u_xy[:, None]
     b = u_yx[:, None]
-    rr = r[None, :]
-    lx = (a * rr + (1 - a) * (1 - rr)) * (b * rr + (1 - b) * (1 - rr))
-    ly = (a * (1 - rr) + (1 - a) * rr) * (b * (1 - rr) + (1 - b) * rr)
+    lx = (a * p_x_if_x + (1 - a) * (1 - p_x_if_x)) * (b * p_x_if_x + (1 - b) * (1 - p_x_if_x))
+    ly = (a * p_x_if_y + (1 - a) * (1 - p_x_if_y)) * (b * p_x_if_y + (1 - b) * (1 - p_x_if_y))
     return lx, ly
+
+
+def _neutral(u_xy: FloatArray, u_yx: FloatArray, bx: FloatArray, by: FloatArray) -> FloatArray:
+    """P(verdicts) when neither is right: each order an unbiased coin, but for self-interest; a
+    constant in r. A missing order (u = ½) gives ½, as in :func:`_likelihoods`."""
+    p0 = bx + (1.0 - bx - by) / 2.0
+    out = np.ones_like(u_xy)
+    for u in (u_xy, u_yx):
+        out = out * (u * p0 + (1 - u) * (1 - p0))
+    return out
 
 
 # -- the judge book: reliability across rounds -------------------------------------------------
@@ -250,17 +262,33 @@ def _likelihoods(u_xy: FloatArray, u_yx: FloatArray, r: FloatArray) -> tuple[Flo
 BOOK_BATCH = 8
 
 #: one evidence row of a judge as recorded in a round: (u_xy, u_yx, d), None for an order not judged
-Observation = tuple[float | None, float | None, float]
+Observation = tuple[float | None, float | None, float, float, int | None]
 
 
-def _loglik(rows: Sequence[Observation]) -> FloatArray:
-    """The judge's pseudo-log-likelihood on the grid: Σ log(((1 + d)·Lx + (1 − d)·Ly) / 2)."""
+def _pair_loglik(lx: FloatArray, ly: FloatArray, px: FloatArray, py: FloatArray, neutral: FloatArray) -> FloatArray:
+    """log P(a judge's verdicts on a pair | its accuracy r) for each row (E) and r (G), given the
+    other judges' posterior that x (``px``) or y (``py``) is the right answer.
+
+    With probability 1 − px − py neither is: those verdicts say nothing about the judge (``neutral``,
+    a constant in r), so pairs the others think hold no right answer do not count against a judge
+    that is unsure between two wrong answers."""
+    rest = np.clip(1.0 - px - py, 0.0, 1.0)[:, None] * neutral[:, None]
+    return np.log(np.maximum(px[:, None] * lx + py[:, None] * ly + rest, _LOG_FLOOR))
+
+
+def _loglik(rows: Sequence[Observation], self_bias: float) -> FloatArray:
+    """The judge's pseudo-log-likelihood on the grid, summed over its recorded rows
+    (u_xy, u_yx, px, py, own side: +1 its answer is x, −1 it is y, 0 neither)."""
     if not rows:
         return np.zeros_like(KAPPA_GRID)
-    arr = np.array([[0.5 if a is None else a, 0.5 if b is None else b, d] for a, b, d in rows], dtype=np.float64)
-    lx, ly = _likelihoods(arr[:, 0], arr[:, 1], ACCURACY_GRID)
-    d = np.clip(arr[:, 2:3], -1.0, 1.0)
-    return np.log(np.maximum(((1 + d) * lx + (1 - d) * ly) / 2, _LOG_FLOOR)).sum(axis=0)
+    arr = np.array([[0.5 if row[0] is None else row[0], 0.5 if row[1] is None else row[1], row[2], row[3],
+                     (row[0] is not None) + (row[1] is not None), (row[4] or 0) if len(row) > 4 else 0]
+                    for row in rows], dtype=np.float64)
+    bx = np.where(arr[:, 5] > 0, self_bias, 0.0)
+    by = np.where(arr[:, 5] < 0, self_bias, 0.0)
+    lx, ly = _likelihoods(arr[:, 0], arr[:, 1], ACCURACY_GRID, bx, by)
+    neutral = _neutral(arr[:, 0], arr[:, 1], bx, by)
+    return _pair_loglik(lx, ly, arr[:, 2], arr[:, 3], neutral).sum(axis=0)
 
 
 @dataclass
@@ -313,7 +341,7 @@ class JudgeBook:
         entry = self._entries.get(judge)
         if entry is None:
             entry = self._entries[judge] = _BookEntry(np.zeros_like(KAPPA_GRID))
-        entry.loglik = decay * entry.loglik + _loglik(observations)
+        entry.loglik = decay * entry.loglik + _loglik(observations, self.params.self_bias)
         entry.rounds = decay * entry.rounds + 1.0
         entry.pairs = decay * entry.pairs + len(observations)
 
@@ -391,7 +419,7 @@ class JudgeEstimate:
     says_first: float | None  # share of its verdicts for the answer shown first (0.5: no position bias)
     agreement: float | None   # agreement with the other judges' consensus, 0.5 + ½·Σ s·d / Σ |d|
     weight: float             # its influence (1 unless reputation sets it)
-    observations: tuple[Observation, ...] = field(repr=False, default=())  # (u_xy, u_yx, d) per pair
+    observations: tuple[Observation, ...] = field(repr=False, default=())  # (u_xy, u_yx, px, py, own) per pair
 
 
 @dataclass(frozen=True)
@@ -482,12 +510,11 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     u_xy = np.array([0.5 if e.u_xy is None else e.u_xy for e in evidence], dtype=np.float64)
     u_yx = np.array([0.5 if e.u_yx is None else e.u_yx for e in evidence], dtype=np.float64)
     w = np.array([float(weights.get(j, 1.0)) for j in names], dtype=np.float64)
-    lx, ly = _likelihoods(u_xy, u_yx, ACCURACY_GRID)  # E × G: raw verdicts, for estimating reliability
-    # the decision's verdicts: a preference of an interested judge for its own answer counts less
-    toward = [None if e.interested is None else e.interested == e.x for e in evidence]
-    d_xy = np.array([_discount(u, t, params.self_weight) for u, t in zip(u_xy, toward)])
-    d_yx = np.array([_discount(u, t, params.self_weight) for u, t in zip(u_yx, toward)])
-    dx, dy = _likelihoods(d_xy, d_yx, ACCURACY_GRID)
+    # a judge whose own answer is in the pair backs it with probability self_bias whatever its merit
+    own_side = np.array([0 if e.interested is None else (1 if e.interested == e.x else -1) for e in evidence])
+    bx = np.where(own_side > 0, params.self_bias, 0.0)
+    by = np.where(own_side < 0, params.self_bias, 0.0)
+    lx, ly = _likelihoods(u_xy, u_yx, ACCURACY_GRID, bx, by)  # E × G
     prior_ll = np.stack([params.log_prior(j) + (book.loglik(j) if book is not None else 0.0) for j in names])
     prior_kappa = _grid_weights(prior_ll) @ KAPPA_GRID
     onehot = np.zeros((J, E))
@@ -495,7 +522,8 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     floor_row = np.zeros_like(KAPPA_GRID)
     floor_row[np.searchsorted(KAPPA_GRID, params.consensus_floor)] = 1.0
     post_ll = prior_ll
-    d = np.zeros(E)
+    d = px = py = np.zeros(E)
+    neutral = _neutral(u_xy, u_yx, bx, by)
     grid_w = _grid_weights(prior_ll)
     for _ in range(params.iterations):
         # the judges-only posterior without judge j (flat prior, no votes); each other judge counts
@@ -504,9 +532,9 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
         cons_w = np.where((grid_w @ KAPPA_GRID < params.consensus_floor)[:, None], floor_row[None, :], grid_w)
         per_c, total_c = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, cons_w[judge_idx]), w, J)
         loo = _softmax(total_c[None, :] - per_c, axis=1)
-        d = loo[judge_idx, xs] - loo[judge_idx, ys]
-        dd = d[:, None]
-        ll = np.log(np.maximum(((1 + dd) * lx + (1 - dd) * ly) / 2, _LOG_FLOOR))  # E × G
+        px, py = loo[judge_idx, xs], loo[judge_idx, ys]
+        d = px - py
+        ll = _pair_loglik(lx, ly, px, py, neutral)  # E × G
         post_ll = prior_ll + onehot @ ll
         new_w = _grid_weights(post_ll)
         done = float(np.max(np.abs(new_w - grid_w))) < 1e-9
@@ -515,13 +543,13 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
             break
     moments = [_grid_moments(row) for row in post_ll]
     if params.caution > 0:
-        k_eff = _effective(dx, dy, _point_mass(moments, params.caution)[judge_idx])
+        k_eff = _effective(lx, ly, _point_mass(moments, params.caution)[judge_idx])
     else:
-        k_eff = _effective(dx, dy, grid_w[judge_idx])
+        k_eff = _effective(lx, ly, grid_w[judge_idx])
     per, total = _contributions(n, judge_idx, xs, ys, k_eff, w, J)
     posterior = _softmax(log_prior + total)
     # the judges' evidence with each judge at the low end of its credible discrimination
-    _, total_low = _contributions(n, judge_idx, xs, ys, _effective(dx, dy, _point_mass(moments, LOW_SD)[judge_idx]),
+    _, total_low = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, _point_mass(moments, LOW_SD)[judge_idx]),
                                   w, J)
     pref = np.array([e.preference for e in evidence], dtype=np.float64)
     reports: list[JudgeEstimate] = []
@@ -537,7 +565,8 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
             pairs=len(rows), interested_pairs=sum(1 for e in rows if e.interested is not None),
             consistency=float(np.mean(cons)) if cons else None,
             says_first=(verdict_bias or {}).get(name), agreement=agreement, weight=float(w[k]),
-            observations=tuple((e.u_xy, e.u_yx, float(dv)) for e, dv in zip(rows, d[mask]))))
+            observations=tuple((e.u_xy, e.u_yx, float(a), float(b), int(s))
+                               for e, a, b, s in zip(rows, px[mask], py[mask], own_side[mask]))))
     by_pair: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, e in enumerate(evidence):
         by_pair[(e.x, e.y)].append(i)

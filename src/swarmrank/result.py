@@ -87,9 +87,10 @@ class JudgeReport(BaseModel):
     says_first: float | None = Field(None, description="share of its verdicts for the answer shown first (0.5: unbiased)")
     agreement: float | None = Field(None, description="agreement with the other judges' consensus (0.5: chance)")
     weight: float = 1.0
-    observations: list[tuple[float | None, float | None, float]] = Field(
-        default_factory=list, description="per pair: P(prefers x) with x shown first, with y shown first, and the "
-                                          "other judges' consensus margin d: the data the judge book learns from")
+    observations: list[tuple[float | None, float | None, float, float, int]] = Field(
+        default_factory=list, description="per pair: P(prefers x) with x shown first, with y shown first, the other "
+                                          "judges' posterior that x, and that y, is the right answer, and where its "
+                                          "own answer is (1: x, -1: y, 0: neither): the data the judge book learns from")
 
 
 class PairReport(BaseModel):

@@ -54,7 +54,7 @@ class RoundOptions:
     judge_prior_weight: float = 4.0  # evidence: the prior's worth in pseudo-observations
     judge_prior_null: float = 0.7    # evidence: prior probability that a judge carries no information
     consensus_floor: float = 0.3     # evidence: least weight a judge has in the consensus others are scored by
-    self_weight: float = 0.25        # evidence: multiplier on a verdict for the judge's own answer
+    self_bias: float = 0.5           # evidence: P(a judge backs its own answer whatever its merit)
     caution: float = 0.5             # evidence: decide with each judge's discrimination at mean − caution·sd
     judge_priors: dict[str, float] = field(default_factory=dict)  # evidence: judge id → what you know of its κ
     reliability_memory: float = 200.0  # evidence: rounds the judge book remembers
@@ -68,7 +68,7 @@ class RoundOptions:
         return ReliabilityParams(vote_prior=self.vote_prior, learn_vote_prior=self.learn_vote_prior,
                                  prior_kappa=self.judge_prior_kappa,
                                  prior_weight=self.judge_prior_weight, prior_null=self.judge_prior_null,
-                                 consensus_floor=self.consensus_floor, self_weight=self.self_weight, caution=self.caution,
+                                 consensus_floor=self.consensus_floor, self_bias=self.self_bias, caution=self.caution,
                                  judge_priors=tuple(sorted(self.judge_priors.items())),
                                  memory=self.reliability_memory)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from swarmrank.eval.metrics import Accuracy, PairedTest, accuracy, paired_difference
+from swarmrank.reliability import JudgeBook
 from swarmrank.eval.simulate import TASK_TYPE, SimParams, World, _unit, build_nodes
 from swarmrank.registry import MemoryLedger, Registry
 from swarmrank.round import RoundOptions
@@ -85,6 +86,7 @@ async def resilience_async(params: ResilienceParams) -> ResilienceResult:
     honest_nodes = [n for n in nodes if n.id not in adversaries]
     honest = Swarm(honest_nodes, options=options, name="simulation", store=None)
     registry = Registry(MemoryLedger(), _Coordinator(), params.trust)
+    rep_book = JudgeBook(options.reliability_params())  # the reputation swarm's judge book, across questions
     for node in nodes:
         registry.admit(node.id, passed=True, report={"simulated": True})
 
@@ -98,11 +100,12 @@ async def resilience_async(params: ResilienceParams) -> ResilienceResult:
         rounds = await asyncio.gather(
             everyone.ask(question, protocol="majority", truth=truth, task_type=TASK_TYPE, save=False),
             everyone.ask(question, protocol="peer-rank", truth=truth, task_type=TASK_TYPE, save=False),
-            rep_swarm.ask(question, protocol="peer-rank", truth=truth, task_type=TASK_TYPE, save=False)
+            rep_swarm.ask(question, protocol="peer-rank", truth=truth, task_type=TASK_TYPE, save=False, book=rep_book)
             if any(n.answers for n in counted) else _none(),
             honest.ask(question, protocol="peer-rank", truth=truth, task_type=TASK_TYPE, save=False))
         rep_result = rounds[2]
         if rep_result is not None:
+            rep_book.learn(rep_result)
             correct = {c.answer: c.answer == truth for c in rep_result.candidates} if spot else None
             registry.record(rep_result, counted, correct=correct, spot_check=spot)
         if q >= params.warmup and not spot:

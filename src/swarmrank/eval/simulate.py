@@ -512,8 +512,8 @@ async def simulate_async(params: SimParams, *, concurrency: int = 64) -> SimResu
 
     # learning batches in question order: a batch reads each system's book as it was before the
     # batch, then folds the batch's rounds in, in question order (results do not depend on concurrency)
-    for start in range(0, params.questions, BOOK_BATCH):
-        batch = range(start, min(params.questions, start + BOOK_BATCH))
+    for first in range(0, params.questions, BOOK_BATCH):
+        batch = range(first, min(params.questions, first + BOOK_BATCH))
         snapshots = {name: books[name].copy() for name in names}
         await asyncio.gather(*(one(q, name, snapshots[name]) for q in batch for name in names))
         for name in names:

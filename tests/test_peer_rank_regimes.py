@@ -85,7 +85,8 @@ def test_separate_judges_all_uninformative_cost_nothing_against_majority():
     ranked, voted, swarm = stream(separate(answers, USELESS), judges_per_pair=len(USELESS))
     assert all(voted)
     assert sum(ranked) >= QUESTIONS - 1
-    assert all(swarm.judge_book.posterior(f"j{k}")[0] < 0.2 for k in range(len(USELESS)))
+    kappas = [swarm.judge_book.posterior(f"j{k}")[0] for k in range(len(USELESS))]
+    assert max(kappas) < 0.3 and sum(kappas) / len(kappas) < 0.15
 
 
 def test_separate_judges_unanimous_reliable_judges_are_followed():

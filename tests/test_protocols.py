@@ -236,18 +236,19 @@ async def test_a_judge_that_always_says_first_gives_no_evidence_and_the_votes_de
 
 
 async def test_in_a_first_round_consistent_agreeing_judges_overturn_a_vote_in_proportion_to_their_number():
-    # a fresh swarm knows nothing of its judges: two that agree and never flip with the order outweigh
-    # a 2-to-1 vote, not yet a 3-to-1 vote; three of them do
-    two_one = await scripted_swarm(["42", "41", "41"], [judge("j1", truth="42"), judge("j2", truth="42")]).ask(Q)
-    assert two_one.answer == "42" and two_one.candidates[0].strength > 0.5
-    assert any("the judges overturned the vote count: '42' (1 votes) over '41' (2 votes)" in n for n in two_one.notes)
-    assert any(n.startswith("pair '42' vs '41': 2 judge(s)") for n in two_one.notes)
-    assert {r.judge: r.consistency for r in two_one.judge_reports} == {"j1": 1.0, "j2": 1.0}
+    # a fresh swarm knows nothing of its judges but what this round shows: two that agree with each
+    # other and never flip with the order outweigh a 3-to-1 vote; a third makes the posterior surer;
+    # one judge alone, with nobody to agree with, does not outweigh a 4-to-1 vote
     answers = ["42", "41", "41", "41"]
     two = await scripted_swarm(answers, [judge(f"j{k}", truth="42") for k in range(2)], judges_per_pair=2).ask(Q)
     three = await scripted_swarm(answers, [judge(f"j{k}", truth="42") for k in range(3)], judges_per_pair=3).ask(Q)
-    assert two.answer == "41" and three.answer == "42"
-    assert two.candidates[0].strength > 0.3  # the judges moved it a long way from the 3-to-1 prior
+    assert two.answer == three.answer == "42"
+    assert 0.5 < two.candidates[0].strength < three.candidates[0].strength
+    assert any("the judges overturned the vote count: '42' (1 votes) over '41' (3 votes)" in n for n in two.notes)
+    assert any(n.startswith("pair '42' vs '41': 2 judge(s)") for n in two.notes)
+    assert {r.judge: r.consistency for r in two.judge_reports} == {"j0": 1.0, "j1": 1.0}
+    alone = await scripted_swarm(["42", "41", "41", "41", "41"], [judge("j0", truth="42")]).ask(Q)
+    assert alone.answer == "41" and alone.candidates[0].strength > 0.1
 
 
 async def test_progress_events_report_each_phase_answer_and_verdict():
@@ -300,7 +301,8 @@ async def test_soft_verdicts_recover_a_preference_that_hard_verdicts_cancel_out(
     evidence = await Swarm(nodes, store=None).ask(Q)
     (report,) = evidence.judge_reports
     assert report.says_first == pytest.approx(0.75) and report.consistency == pytest.approx(0.42)
-    assert evidence.candidates[0].strength == pytest.approx(0.5)
+    # flipping with the order more often than not caps what it can be worth near nothing
+    assert evidence.candidates[0].strength == pytest.approx(0.5, abs=0.01)
 
 
 async def test_blender_judges_the_full_matrix_and_sums_preferences():

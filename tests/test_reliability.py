@@ -88,7 +88,7 @@ def test_no_single_verdict_can_rule_a_candidate_out():
     params = ReliabilityParams(judge_priors={"j": KAPPA_MAX}, caution=0.0)
     d = decide(2, [1, 1], [Evidence("j", 0, 1, 1.0, 1.0, 2)], params=params)
     # the likelihood ratio of one pooled verdict is at most (1 + 0.95)/(1 − 0.95) = 39
-    assert d.posterior[1] >= 1 / 40 - 1e-9 and d.posterior[1] < 0.03
+    assert d.posterior[1] >= 1 / 40 - 1e-9 and d.posterior[1] < 0.1
 
 
 # -- estimating reliability ----------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_estimated_discrimination_tracks_the_true_one_without_ground_truth():
 def test_a_coin_flipping_judge_loses_its_weight_by_itself():
     swarm, rounds = _stream("2x0.95,3x0.5", 60, correlated_errors=0.5)
     coins = [swarm.judge_book.posterior(f"j{k}")[0] for k in (2, 3, 4)]
-    assert max(coins) < 0.15
+    assert max(coins) < 0.2
     assert min(swarm.judge_book.posterior(f"j{k}")[0] for k in (0, 1)) > 0.7
     last = {r.judge: r for r in rounds[-1].judge_reports}
     assert all(last[f"j{k}"].consistency is not None for k in range(5))

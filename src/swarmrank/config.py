@@ -54,9 +54,9 @@ class RoundSection(BaseModel):
     aggregation: str = "evidence"       # or "bradley-terry" (votes × Bradley–Terry strength, before 0.2)
     vote_prior: float = Field(0.5, ge=0)   # nats of evidence one vote carries (the prior mean, when learnt)
     learn_vote_prior: bool = True          # learn what a vote is worth from how well votes predicted verdicts
-    judge_prior_kappa: float = Field(0.5, gt=0, lt=1)
+    judge_prior_kappa: float = Field(0.7, gt=0, lt=1)
     judge_prior_weight: float = Field(4.0, gt=0)
-    judge_prior_null: float = Field(0.7, ge=0, lt=1)
+    judge_prior_null: float = Field(0.5, ge=0, lt=1)
     consensus_floor: float = Field(0.3, ge=0, le=KAPPA_MAX)
     self_bias: float = Field(0.5, ge=0, lt=1)    # P(a judge backs its own answer whatever its merit)
     caution: float = Field(0.5, ge=0, le=3)       # decide with each judge's discrimination at mean − caution·sd

@@ -33,7 +33,7 @@ from swarmrank.schedule import (
 from swarmrank.tasks import cluster, extract_confidence
 
 MAX_SHOWN_CHARS = 1500
-#: the adaptive schedule stops calling a judge whose estimated discrimination is below this
+#: the adaptive schedule stops calling a judge whose discrimination is surely below this (mean + 2 sd)
 ADAPTIVE_MIN_KAPPA = 0.05
 #: contested pairs described one line each in a round's notes (all are in ``pair_reports``)
 MAX_PAIR_NOTES = 6
@@ -245,9 +245,12 @@ class PeerRank(Protocol):
         cap = opts.max_judge_calls or 2 * len(judge_ids) * len(pairs)
         book = ctx.book if opts.learn_reliability else None
         prior = reliability.JudgeBook(opts.reliability_params()) if book is None else book
-        # most reliable first; ties keep the configured order
-        ranked = sorted(judge_ids, key=lambda j: -prior.posterior(j)[0])
-        useless = {j for j in judge_ids if prior.posterior(j)[0] < ADAPTIVE_MIN_KAPPA}
+        # most promising first (optimism under uncertainty: mean + sd, so a judge that has not yet shown
+        # much gets tried again); a judge sure to be worth nothing (mean + 2 sd below the floor) is not
+        # called; ties keep the configured order
+        moments = {j: prior.posterior(j) for j in judge_ids}
+        ranked = sorted(judge_ids, key=lambda j: -(moments[j][0] + moments[j][1]))
+        useless = {j for j, (m, s) in moments.items() if m + 2 * s < ADAPTIVE_MIN_KAPPA}
         used: dict[tuple[int, int], list[str]] = defaultdict(list)
         steps = 0
         reason = ""

@@ -83,7 +83,7 @@ KAPPA_MAX = 0.95
 KAPPA_GRID: FloatArray = np.linspace(0.0, KAPPA_MAX, 39)
 #: how many standard deviations below its posterior mean a judge's discrimination is taken when
 #: the round's judges teach what a vote is worth (judges not yet shown informative teach nothing)
-LOW_SD = 2.0
+LOW_SD = 1.0
 #: the values of γ (nats per vote) its posterior is kept on
 VOTE_GRID: FloatArray = np.linspace(0.0, 3.0, 31)
 #: the same grid as per-verdict accuracy r = (1 + κ)/2
@@ -97,14 +97,17 @@ class ReliabilityParams:
 
     vote_prior: float = 0.5        # γ: nats of evidence per (influence-weighted) vote (its prior mean when learnt)
     learn_vote_prior: bool = True  # estimate γ from past rounds: how well votes predicted the judges' verdicts
-    prior_kappa: float = 0.25      # prior mean of a judge's discrimination κ
+    prior_kappa: float = 0.7      # prior mean of a judge's discrimination κ
     prior_weight: float = 4.0      # the prior's worth in pseudo-observations (Beta a + b)
-    prior_null: float = 0.7        # prior probability that a judge carries no information (κ = 0)
+    prior_null: float = 0.5        # prior probability that a judge carries no information (κ = 0)
     consensus_floor: float = 0.3   # judges count at least this much in the consensus others are scored by
     self_bias: float = 0.5         # β: P(a judge backs its own answer whatever its merit)
     memory: float = 200.0          # past rounds the judge book remembers (decay 1 − 1/memory)
     iterations: int = 8            # fixed-point passes per round
     caution: float = 0.5           # decide with each judge's κ at mean − caution·sd (0: the posterior mean)
+    prior_consistency: float = 0.8   # a new judge's consistency before it has shown any (caps κ: kappa_cap)
+    consistency_weight: float = 2.0  # … worth this many pairs judged in both orders
+    consistency_prior: bool = True   # centre a judge's prior κ on what an honest judge of its consistency is worth
     # what the user already knows: judge id → prior mean κ (no spike at 0; worth prior_weight observations)
     judge_priors: tuple[tuple[str, float], ...] = ()
 
@@ -137,12 +140,13 @@ class ReliabilityParams:
         mean = max(self.vote_prior, 1e-3)
         return -VOTE_GRID / mean
 
-    def log_prior(self, judge: str | None = None) -> FloatArray:
+    def log_prior(self, judge: str | None = None, slab_mean: float | None = None) -> FloatArray:
         """log density of the prior on κ over :data:`KAPPA_GRID` (normalised on the grid): a point mass
         ``prior_null`` at κ = 0 beside a Beta slab of mean ``prior_kappa`` — or, for a judge named
         in ``judge_priors``, the Beta slab alone, at the mean given there."""
         declared = dict(self.judge_priors).get(judge) if judge is not None else None
-        mean = declared if declared is not None else self.prior_kappa
+        mean = declared if declared is not None else (self.prior_kappa if slab_mean is None else slab_mean)
+        mean = min(max(mean, 0.02), 0.98)
         a = mean * self.prior_weight
         b = (1.0 - mean) * self.prior_weight
         k = np.clip(KAPPA_GRID, 1e-6, 1.0 - 1e-6)
@@ -222,37 +226,51 @@ def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
     return out, bias
 
 
-def _likelihoods(u_xy: FloatArray, u_yx: FloatArray, r: FloatArray,
-                 bx: FloatArray | None = None, by: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
-    """P(verdicts | z = x) and P(verdicts | z = y) for every evidence row (E) and accuracy r (G).
+def _masses(u_xy: FloatArray, u_yx: FloatArray, both: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """How much of a judge's verdicts on a pair is a pick of x in both orders, a pick of y in both
+    orders, and a flip with the order (soft verdicts give fractions). A pair judged in one order only
+    is a pick, by that order's verdict."""
+    m_x = np.where(both, u_xy * u_yx, u_xy)
+    m_y = np.where(both, (1 - u_xy) * (1 - u_yx), 1 - u_xy)
+    return m_x, m_y, np.clip(1.0 - m_x - m_y, 0.0, 1.0)
 
-    Each order is one observation: a judge of accuracy r picks the right answer with probability r;
-    a soft verdict u = P(prefers x) is virtual evidence, ``u·p + (1 − u)(1 − p)`` with p the model's
-    P(prefers x). A missing order is u = ½ (a factor ½ whatever z is). ``bx``/``by``: the probability
-    the judge backs x / y whatever its merit (its own answer; β or 0), so p = bx + (1 − bx − by)·r.
+
+def _decisiveness(m_x: FloatArray, m_y: FloatArray, both: FloatArray, judge_idx: np.ndarray, n_judges: int) -> FloatArray:
+    """Per judge, ρ: the share of its pairs (judged in both orders) where it picked the same answer
+    both times; 1 for a judge with no such pair. Clipped to [0.05, 1]."""
+    picked = np.bincount(judge_idx, weights=(m_x + m_y) * both, minlength=n_judges)
+    pairs = np.bincount(judge_idx, weights=both.astype(np.float64), minlength=n_judges)
+    rho = np.where(pairs > 0, picked / np.maximum(pairs, 1e-12), 1.0)
+    return np.clip(rho, 0.05, 1.0)
+
+
+def _likelihoods(m_x: FloatArray, m_y: FloatArray, m_i: FloatArray, rho: FloatArray, a: FloatArray,
+                 bx: FloatArray, by: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """P(verdicts | z = x), P(verdicts | z = y) for every row (E) and accuracy a (G), and P(verdicts |
+    neither is right) (E).
+
+    A judge picks the same answer in both orders with probability ρ (its decisiveness, observed) and
+    then the right one with probability a (its accuracy, estimated); a pick between two wrong answers
+    is a coin. Consistency alone therefore says nothing about accuracy: a judge that is always
+    consistent but wrong is found out by disagreeing with the others. With self-interest, a judge
+    backs its own answer (``bx`` for x, ``by`` for y: β or 0) with that probability whatever its
+    merit. Soft verdicts weigh the three outcomes by their masses (virtual evidence).
     """
-    e = u_xy.size
-    bx = np.zeros(e) if bx is None else bx
-    by = np.zeros(e) if by is None else by
-    honest = (1.0 - bx - by)[:, None]
-    rr = r[None, :]
-    p_x_if_x = bx[:, None] + honest * rr          # P(prefers x | z = x)
-    p_x_if_y = bx[:, None] + honest * (1 - rr)    # P(prefers x | z = y)
-    a = u_xy[:, None]
-    b = u_yx[:, None]
-    lx = (a * p_x_if_x + (1 - a) * (1 - p_x_if_x)) * (b * p_x_if_x + (1 - b) * (1 - p_x_if_x))
-    ly = (a * p_x_if_y + (1 - a) * (1 - p_x_if_y)) * (b * p_x_if_y + (1 - b) * (1 - p_x_if_y))
-    return lx, ly
+    aa = a[None, :]
+    r = rho[:, None]
+    bxc, byc = bx[:, None], by[:, None]
+    honest = 1.0 - bxc - byc
 
+    def outcome(p_x: FloatArray | float, p_y: FloatArray | float) -> FloatArray:
+        pick_x = bxc + honest * r * p_x
+        pick_y = byc + honest * r * p_y
+        flip = honest * (1.0 - r)
+        return m_x[:, None] * pick_x + m_y[:, None] * pick_y + m_i[:, None] * flip
 
-def _neutral(u_xy: FloatArray, u_yx: FloatArray, bx: FloatArray, by: FloatArray) -> FloatArray:
-    """P(verdicts) when neither is right: each order an unbiased coin, but for self-interest; a
-    constant in r. A missing order (u = ½) gives ½, as in :func:`_likelihoods`."""
-    p0 = bx + (1.0 - bx - by) / 2.0
-    out = np.ones_like(u_xy)
-    for u in (u_xy, u_yx):
-        out = out * (u * p0 + (1 - u) * (1 - p0))
-    return out
+    lx = outcome(aa, 1.0 - aa)
+    ly = outcome(1.0 - aa, aa)
+    l0 = outcome(0.5, 0.5)[:, 0]
+    return lx, ly, l0
 
 
 # -- the judge book: reliability across rounds -------------------------------------------------
@@ -276,19 +294,67 @@ def _pair_loglik(lx: FloatArray, ly: FloatArray, px: FloatArray, py: FloatArray,
     return np.log(np.maximum(px[:, None] * lx + py[:, None] * ly + rest, _LOG_FLOOR))
 
 
+def kappa_cap(consistency: float) -> float:
+    """The highest discrimination an honest judge with this consistency can have.
+
+    A judge whose verdict in each order is right with probability p picks the same answer in both
+    orders with probability c = p² + (1 − p)², and is then right with probability p²/c; so
+    p = (1 + √(2c − 1))/2 and κ ≤ 2·p²/c − 1 (0 when c ≤ ½: a coin, or a judge that mostly says "A").
+    A judge that is consistent but wrong is not bounded by this: the others' verdicts find it out."""
+    if consistency <= 0.5:
+        return 0.0
+    p = (1.0 + math.sqrt(min(1.0, 2.0 * consistency - 1.0))) / 2.0
+    c = p * p + (1 - p) * (1 - p)
+    return min(KAPPA_MAX, 2.0 * p * p / c - 1.0)
+
+
+def _consistency(picked: float, both: float, params: ReliabilityParams) -> float:
+    """A judge's consistency: its record, shrunk toward ``prior_consistency`` (worth ``consistency_weight`` pairs)."""
+    return (picked + params.prior_consistency * params.consistency_weight) / (both + params.consistency_weight)
+
+
+def _consistency_prior(params: ReliabilityParams, judge: str, picked: float, both: float) -> FloatArray:
+    """The prior on a judge's κ given its consistency record: κ at most :func:`kappa_cap`, and the slab
+    centred there when ``consistency_prior`` (what an honest judge of this consistency is worth)."""
+    cap = kappa_cap(_consistency(picked, both, params))
+    slab = cap if params.consistency_prior else None
+    return params.log_prior(judge, slab) + _cap_log(cap)
+
+
+def _cap_log(cap: float) -> FloatArray:
+    """0 on the grid up to the cap (and always at κ = 0), −∞ beyond."""
+    out = np.where(KAPPA_GRID <= cap + 1e-9, 0.0, -np.inf)
+    out[0] = 0.0
+    return out
+
+
+def _consistency_counts(rows: Sequence[Observation]) -> tuple[float, float]:
+    both = [r for r in rows if r[0] is not None and r[1] is not None]
+    picked = sum(r[0] * r[1] + (1 - r[0]) * (1 - r[1]) for r in both)  # type: ignore[operator]
+    return float(picked), float(len(both))
+
+
+def _rows(rows: Sequence[Observation]) -> tuple[FloatArray, ...]:
+    """(u_xy, u_yx, both orders judged, px, py, own side) arrays from recorded observations."""
+    arr = np.array([[row[1] if row[0] is None else row[0], row[0] if row[1] is None else row[1],
+                     float(row[0] is not None and row[1] is not None), row[2], row[3],
+                     (row[4] or 0) if len(row) > 4 else 0] for row in rows], dtype=np.float64)
+    return tuple(arr[:, k] for k in range(arr.shape[1]))
+
+
 def _loglik(rows: Sequence[Observation], self_bias: float) -> FloatArray:
-    """The judge's pseudo-log-likelihood on the grid, summed over its recorded rows
+    """One judge's pseudo-log-likelihood on the grid for one round's recorded rows
     (u_xy, u_yx, px, py, own side: +1 its answer is x, −1 it is y, 0 neither)."""
+    rows = [row for row in rows if row[0] is not None or row[1] is not None]
     if not rows:
         return np.zeros_like(KAPPA_GRID)
-    arr = np.array([[0.5 if row[0] is None else row[0], 0.5 if row[1] is None else row[1], row[2], row[3],
-                     (row[0] is not None) + (row[1] is not None), (row[4] or 0) if len(row) > 4 else 0]
-                    for row in rows], dtype=np.float64)
-    bx = np.where(arr[:, 5] > 0, self_bias, 0.0)
-    by = np.where(arr[:, 5] < 0, self_bias, 0.0)
-    lx, ly = _likelihoods(arr[:, 0], arr[:, 1], ACCURACY_GRID, bx, by)
-    neutral = _neutral(arr[:, 0], arr[:, 1], bx, by)
-    return _pair_loglik(lx, ly, arr[:, 2], arr[:, 3], neutral).sum(axis=0)
+    u_xy, u_yx, both, px, py, side = _rows(rows)
+    m_x, m_y, m_i = _masses(u_xy, u_yx, both > 0)
+    rho = _decisiveness(m_x, m_y, both, np.zeros(len(rows), dtype=np.intp), 1)[np.zeros(len(rows), dtype=np.intp)]
+    bx = np.where(side > 0, self_bias, 0.0)
+    by = np.where(side < 0, self_bias, 0.0)
+    lx, ly, l0 = _likelihoods(m_x, m_y, m_i, rho, ACCURACY_GRID, bx, by)
+    return _pair_loglik(lx, ly, px, py, l0).sum(axis=0)
 
 
 @dataclass
@@ -296,6 +362,8 @@ class _BookEntry:
     loglik: FloatArray
     rounds: float = 0.0
     pairs: float = 0.0
+    picked: float = 0.0  # pairs judged in both orders with the same pick (soft), decayed
+    both: float = 0.0    # pairs judged in both orders, decayed
 
 
 class JudgeBook:
@@ -316,7 +384,8 @@ class JudgeBook:
     def copy(self) -> JudgeBook:
         """An independent copy (what a batch of rounds reads while the original learns)."""
         other = JudgeBook(self.params)
-        other._entries = {j: _BookEntry(e.loglik.copy(), e.rounds, e.pairs) for j, e in self._entries.items()}
+        other._entries = {j: _BookEntry(e.loglik.copy(), e.rounds, e.pairs, e.picked, e.both)
+                          for j, e in self._entries.items()}
         other._vote_ll = self._vote_ll.copy()
         other.rounds = self.rounds
         return other
@@ -333,7 +402,8 @@ class JudgeBook:
 
     def posterior(self, judge: str) -> tuple[float, float]:
         """Mean and standard deviation of κ given the prior and the book alone."""
-        return _grid_moments(self.params.log_prior(judge) + self.loglik(judge))
+        picked, both = self.consistency_counts(judge)
+        return _grid_moments(_consistency_prior(self.params, judge, picked, both) + self.loglik(judge))
 
     def add(self, judge: str, observations: Sequence[Observation]) -> None:
         """Fold one round's observations of one judge into the book."""
@@ -344,6 +414,14 @@ class JudgeBook:
         entry.loglik = decay * entry.loglik + _loglik(observations, self.params.self_bias)
         entry.rounds = decay * entry.rounds + 1.0
         entry.pairs = decay * entry.pairs + len(observations)
+        picked, both = _consistency_counts(observations)
+        entry.picked = decay * entry.picked + picked
+        entry.both = decay * entry.both + both
+
+    def consistency_counts(self, judge: str) -> tuple[float, float]:
+        """(same pick in both orders, pairs judged in both orders), decayed, from past rounds."""
+        entry = self._entries.get(judge)
+        return (entry.picked, entry.both) if entry is not None else (0.0, 0.0)
 
     def add_round(self, reports: Iterable[Any], votes: Sequence[float | None] | None = None,
                   evidence_low: Sequence[float] | None = None) -> None:
@@ -507,15 +585,23 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     judge_idx = np.array([index[e.judge] for e in evidence], dtype=np.intp)
     xs = np.array([e.x for e in evidence], dtype=np.intp)
     ys = np.array([e.y for e in evidence], dtype=np.intp)
-    u_xy = np.array([0.5 if e.u_xy is None else e.u_xy for e in evidence], dtype=np.float64)
-    u_yx = np.array([0.5 if e.u_yx is None else e.u_yx for e in evidence], dtype=np.float64)
+    u_xy = np.array([e.u_yx if e.u_xy is None else e.u_xy for e in evidence], dtype=np.float64)
+    u_yx = np.array([e.u_xy if e.u_yx is None else e.u_yx for e in evidence], dtype=np.float64)
+    both = np.array([e.u_xy is not None and e.u_yx is not None for e in evidence])
     w = np.array([float(weights.get(j, 1.0)) for j in names], dtype=np.float64)
     # a judge whose own answer is in the pair backs it with probability self_bias whatever its merit
     own_side = np.array([0 if e.interested is None else (1 if e.interested == e.x else -1) for e in evidence])
     bx = np.where(own_side > 0, params.self_bias, 0.0)
     by = np.where(own_side < 0, params.self_bias, 0.0)
-    lx, ly = _likelihoods(u_xy, u_yx, ACCURACY_GRID, bx, by)  # E × G
-    prior_ll = np.stack([params.log_prior(j) + (book.loglik(j) if book is not None else 0.0) for j in names])
+    m_x, m_y, m_i = _masses(u_xy, u_yx, both)
+    rho = _decisiveness(m_x, m_y, both, judge_idx, len(names))[judge_idx]
+    lx, ly, neutral = _likelihoods(m_x, m_y, m_i, rho, ACCURACY_GRID, bx, by)  # E × G, E × G, E
+    # consistency bounds what a judge can be worth: its record (past rounds and this one) caps κ
+    past = [book.consistency_counts(j) if book is not None else (0.0, 0.0) for j in names]
+    now_picked = np.bincount(judge_idx, weights=(m_x + m_y) * both, minlength=J)
+    now_both = np.bincount(judge_idx, weights=both.astype(np.float64), minlength=J)
+    prior_ll = np.stack([_consistency_prior(params, j, past[k][0] + now_picked[k], past[k][1] + now_both[k])
+                         + (book.loglik(j) if book is not None else 0.0) for k, j in enumerate(names)])
     prior_kappa = _grid_weights(prior_ll) @ KAPPA_GRID
     onehot = np.zeros((J, E))
     onehot[judge_idx, np.arange(E)] = 1.0
@@ -523,7 +609,6 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     floor_row[np.searchsorted(KAPPA_GRID, params.consensus_floor)] = 1.0
     post_ll = prior_ll
     d = px = py = np.zeros(E)
-    neutral = _neutral(u_xy, u_yx, bx, by)
     grid_w = _grid_weights(prior_ll)
     for _ in range(params.iterations):
         # the judges-only posterior without judge j (flat prior, no votes); each other judge counts

@@ -50,9 +50,9 @@ class RoundOptions:
     aggregation: str = "evidence"
     vote_prior: float = 0.5          # evidence: nats per vote (the prior mean of it, when learnt)
     learn_vote_prior: bool = True    # evidence: learn how much a vote is worth from past rounds
-    judge_prior_kappa: float = 0.5   # evidence: prior mean discrimination of a judge that has shown something
+    judge_prior_kappa: float = 0.7   # evidence: prior mean discrimination of a judge that has shown something
     judge_prior_weight: float = 4.0  # evidence: the prior's worth in pseudo-observations
-    judge_prior_null: float = 0.7    # evidence: prior probability that a judge carries no information
+    judge_prior_null: float = 0.5    # evidence: prior probability that a judge carries no information
     consensus_floor: float = 0.3     # evidence: least weight a judge has in the consensus others are scored by
     self_bias: float = 0.5           # evidence: P(a judge backs its own answer whatever its merit)
     caution: float = 0.5             # evidence: decide with each judge's discrimination at mean − caution·sd

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,28 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SWARMRANK_HOME", str(home))
     monkeypatch.delenv("SWARMRANK_DB", raising=False)
     return home
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty Postgres database for one test, dropped afterwards (scripts/with-postgres provides
+    the server as SWARMRANK_TEST_PG; without one the test says it is skipped and why)."""
+    base_url = os.environ.get("SWARMRANK_TEST_PG")
+    if not base_url:
+        pytest.skip("set SWARMRANK_TEST_PG to a Postgres URL (scripts/with-postgres does)")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(base_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = "swarmrank_test_" + os.urandom(6).hex()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def answerer(node_id: str, answer: str, **kw: Any) -> Node:

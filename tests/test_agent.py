@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from swarmrank.agent import NodeAgent, agent_from_config
 from swarmrank.agent.app import create_agent_app
-from swarmrank.agent.wire import CompleteRequest, reply_content, request_digest, signing_hash
+from swarmrank.wire import CompleteRequest, reply_content, request_digest, signing_hash
 from swarmrank.config import parse_config
 from swarmrank.errors import ConfigError
 from swarmrank.identity import load_or_create

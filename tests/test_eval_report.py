@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from swarmrank.eval.store import EvalRuns
 from swarmrank.errors import ConfigError
 from swarmrank.eval.report import markdown_to_html, write_report
 from swarmrank.eval.runner import run_eval
@@ -51,7 +52,7 @@ def run_and_rows(tmp_path_factory):
         try:
             result = asyncio.run(run_eval(scripted_swarm(store), ITEMS, ["peer-rank", "majority"], store=store,
                                           suite="test"))
-            return store.get_eval_run(result.run_id), store.eval_results(result.run_id)
+            return EvalRuns(store).get(result.run_id), EvalRuns(store).results(result.run_id)
         finally:
             store.close()
 

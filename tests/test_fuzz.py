@@ -35,6 +35,7 @@ from test_server import QUESTION, Server, assert_openai_error, node
 
 from swarmrank.round import RoundOptions
 from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.server.keys import revoke_key
 from swarmrank.server.schemas import ChatCompletionChunk
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
@@ -358,7 +359,7 @@ def test_a_key_with_bytes_outside_ascii_or_a_revoked_key_is_401(live):
     raw = httpx.get(f"{live.url}/v1/models", headers=[(b"authorization", b"Bearer sr-\xff\xfe")])
     assert_openai_error(raw, 401, code="invalid_api_key")
     revoked = create_key(live.store, f"gone-{uuid.uuid4().hex[:6]}")
-    live.store.revoke_api_key(revoked[1]["name"])
+    revoke_key(live.store, revoked[1]["name"])
     assert_openai_error(httpx.get(f"{live.url}/v1/models", headers={"Authorization": f"Bearer {revoked[0]}"}),
                         401, code="invalid_api_key")
     assert httpx.get(f"{live.url}/v1/models", headers={"Authorization": f"bearer {live.key}"}).status_code == 200

@@ -99,26 +99,6 @@ def n2(keys: Path) -> Identity:
     return load_or_create(keys, "n2")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty Postgres database for one test, dropped afterwards."""
-    if not PG:
-        pytest.skip("set SWARMRANK_TEST_PG to a Postgres URL (scripts/with-postgres does)")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(PG)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = "ledger_test_" + os.urandom(6).hex()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":

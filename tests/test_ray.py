@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from swarmrank.eval.store import EvalRuns
 from swarmrank.config import ExecutorSection, SwarmConfig, load_config, parse_config
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.eval.runner import run_eval
@@ -240,7 +241,7 @@ async def test_an_eval_run_on_ray_matches_in_process_and_shares_its_completion_c
 
     def rows(store: Store, run_id: str) -> list[dict[str, Any]]:
         return sorted(({k: v for k, v in r.items() if k not in ("seconds", "round_id", "run_id", "id")}
-                       for r in store.eval_results(run_id)), key=lambda r: (r["item_id"], r["system"]))
+                       for r in EvalRuns(store).results(run_id)), key=lambda r: (r["item_id"], r["system"]))
 
     local_store, ray_store = Store(f"sqlite:///{tmp_path / 'local.db'}"), Store(f"sqlite:///{tmp_path / 'ray.db'}")
     nodes = [n for n in SCRIPTED["nodes"] if n["id"] != "crashes"]  # failed calls are not cached: leave them out
@@ -338,7 +339,7 @@ def test_the_local_executor_accepts_and_ignores_replicas():
 async def test_the_embedded_swarm_gives_the_same_round_on_ray_as_in_process(cluster):
     cfg = load_config(None)
     for node in cfg.nodes:
-        node.max_tokens, node.judge_max_tokens = 24, 16
+        node.persona = replace(node.persona, max_tokens=24, judge_max_tokens=16)
     results = []
     for executor in ("local", "ray"):
         section = ExecutorSection(kind=executor, address=cluster)

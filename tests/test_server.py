@@ -24,6 +24,7 @@ from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.protocols import protocol_names
 from swarmrank.round import RoundOptions
 from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.server.keys import list_keys
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
 
@@ -497,7 +498,7 @@ def test_keys_from_the_cli_open_the_served_swarm_until_revoked(tmp_path, isolate
     assert "Traceback" not in stderr
     with Store(f"sqlite:///{isolated_home / 'swarmrank.db'}") as db:  # where `swarmrank rounds` reads
         assert db.get_round(resp.model_extra["swarmrank"]["round_id"]).answer == "42"
-        assert [k["revoked_at"] is not None for k in db.list_api_keys()] == [True]
+        assert [k["revoked_at"] is not None for k in list_keys(db)] == [True]
 
 
 def test_serve_without_auth_warns_and_bad_options_fail_in_one_line(tmp_path, isolated_home):
@@ -539,7 +540,7 @@ def test_the_embedded_swarm_streams_a_real_answer_through_the_official_client(st
 
     cfg = load_config(None)
     for section in cfg.nodes:
-        section.max_tokens = min(section.max_tokens, 48)
+        section.persona = replace(section.persona, max_tokens=min(section.persona.max_tokens, 48))
     swarm = Swarm.from_config(cfg, store=store)
     swarm.options = replace(swarm.options, deadline=100.0)
     url = start(swarm, store=store)

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from test_server import QUESTION, RIGHT_TEXT, assert_openai_error, free_port, key, node, start, store  # noqa: F401
 
-import swarmrank.store
+import swarmrank.store.rounds
 from swarmrank.errors import NodeError
 from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node, Persona
 from swarmrank.nodes.openai_compat import OpenAIBackend
@@ -369,13 +369,13 @@ def test_a_client_that_gives_up_on_a_plain_request_leaves_the_round_whole_or_abs
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_save_that_fails_half_way_leaves_nothing_and_the_reply_says_not_stored(start, store, key, monkeypatch,
                                                                                  stream):
-    insert_judgments = swarmrank.store._insert_judgments
+    insert_judgments = swarmrank.store.rounds._insert_judgments
 
     def fail_after_writing(conn: Any, result: RoundResult) -> None:
         insert_judgments(conn, result)  # rounds, answers, candidates and judgments are written by now
         raise OperationalError("INSERT INTO judgments", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(swarmrank.store, "_insert_judgments", fail_after_writing)
+    monkeypatch.setattr(swarmrank.store.rounds, "_insert_judgments", fail_after_writing)
     url = start(swarm_of(answerers() + [node("judge1", {"judge"}, judge="truth", truth="42")], store), store=store)
     if stream:
         events, _ = read_stream(url, key)

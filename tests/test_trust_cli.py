@@ -90,7 +90,7 @@ def test_admit_ask_and_replay_with_trust_enabled(trusted, isolated_home):
         entries = Ledger(store).entries()
     finally:
         store.close()
-    state = TrustState.replay(entries, load_config(trusted).trust.params())
+    state = TrustState.replay(entries, load_config(trusted).trust.params)
     assert state.nodes["alice"].reputation == trust["alice"]["reputation"]
     kinds = [e.kind for e in entries]
     assert kinds.count("admission") == 5 and kinds.count("round") == 1

@@ -19,7 +19,7 @@ from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank
 from swarmrank.nodes.base import CompletionRequest, Message, Node
 from swarmrank.result import Answer, Candidate, Judgment, Ranking, RoundResult
 from swarmrank.round import RoundContext, signature_of
-from swarmrank.schedule import SCHEDULES, Comparison, cluster_schedule, fortytwo_schedule
+from swarmrank.schedule import Comparison, cluster_schedule, fortytwo_schedule
 from swarmrank.tasks import cluster, extract_confidence
 
 MAX_SHOWN_CHARS = 1500
@@ -131,9 +131,7 @@ class PeerRank(Protocol):
         answers, candidates = group(first)
         if not candidates:
             return no_answer(ctx, answers)
-        schedule = ctx.options.schedule
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+        schedule = ctx.options.schedule  # a known one: RoundOptions checks it
         judge_ids = [n.id for n in judges(ctx)]
         if schedule == "cluster":
             items_text = [c.text for c in candidates]

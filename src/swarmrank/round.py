@@ -13,12 +13,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from swarmrank.errors import NodeError, NodeTimeoutError
+from pydantic import Field, field_validator
+
+from swarmrank.errors import ConfigError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Completion, CompletionRequest, Message, Node
-from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.options import options
 from swarmrank.redflag import red_flag
+from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.schedule import check_schedule
 from swarmrank.tasks import Task
 
 T = TypeVar("T")
@@ -26,24 +30,45 @@ T = TypeVar("T")
 DEFAULT_SYSTEM = "You are a careful assistant. Answer correctly and concisely."
 
 
-@dataclass(frozen=True)
+@options
 class RoundOptions:
-    """Knobs a protocol reads. Every field has a sane default; the swarm config sets them."""
+    """Knobs a protocol reads, each with its default and bounds: the ``[round]`` section of a swarm
+    config is exactly this type, so a field added here is a new ``[round]`` key.
 
-    schedule: str = "cluster"
-    judges_per_pair: int = 2
-    max_full_pairs: int = 8
-    node_timeout: float = 120.0
-    deadline: float = 600.0
-    max_answer_chars: int = 4000
-    k: int = 3
-    max_samples: int = 24
-    rounds: int = 2
-    goodbad: bool = True
-    influence: dict[str, float] = field(default_factory=dict)
-    prior: float = 0.1
-    soft_verdicts: bool = True
-    vote_weighted: bool = True
+    Validated on construction (and by ``dataclasses.replace``): a bad value is a one-line
+    :class:`~swarmrank.errors.ConfigError`.
+    """
+
+    schedule: str = "cluster"  # pair schedule: cluster or fortytwo (swarmrank.schedule)
+    judges_per_pair: Annotated[int, Field(ge=1)] = 2  # cluster schedule: judges per distinct pair
+    max_full_pairs: Annotated[int, Field(ge=2)] = 8  # cluster schedule: beyond this many candidates, adjacent + cross pairs
+    node_timeout: Annotated[float, Field(gt=0)] = 120.0  # seconds one node call may take
+    deadline: Annotated[float, Field(gt=0)] = 600.0  # seconds a whole round may take
+    max_answer_chars: Annotated[int, Field(ge=1)] = 4000  # longer answers are red-flagged
+    k: Annotated[int, Field(ge=1)] = 3  # ahead-by-k: the lead that decides
+    max_samples: Annotated[int, Field(ge=1)] = 24  # ahead-by-k: give up (take the leader) after this many samples
+    rounds: Annotated[int, Field(ge=0)] = 2  # debate / weighted-vote: revision rounds at most
+    goodbad: bool = True  # fortytwo schedule: judges grade answers GOOD/BAD before comparing
+    influence: dict[str, float] = field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
+    prior: Annotated[float, Field(gt=0)] = 0.1  # Bradley–Terry: virtual wins and losses against a reference
+    soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
+    vote_weighted: bool = True  # cluster schedule: a candidate's strength ∝ its votes × its Bradley–Terry strength
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        try:
+            return check_schedule(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("influence")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v >= 0]
+        if bad:
+            raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
+        return value
 
 
 def signature_of(completion: Completion | None) -> dict[str, str] | None:

@@ -27,42 +27,42 @@ coordinator computed, which replay checks (:meth:`TrustState.apply` raises on a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
-from swarmrank.errors import ConfigError, SwarmError
+from pydantic import Field, model_validator
+
+from swarmrank.errors import ReplayError
+from swarmrank.options import options
 from swarmrank.result import RoundResult
+from swarmrank.wire import digest
 
-__all__ = ["TrustParams", "NodeTrust", "TrustState", "RoundScore", "score_round", "influence", "ReplayError",
-           "round_digest"]
+__all__ = ["TrustParams", "NodeTrust", "TrustState", "RoundScore", "score_round", "influence", "round_digest"]
 
 #: Red-flag reasons start with one of these (:func:`swarmrank.redflag.red_flag`); any other exclusion
 #: is a failed call (timeout, error), which costs reputation but is not slashed.
 RED_FLAG_PREFIXES = ("empty", "over-long", "malformed", "refused", "injection")
 
 
-class ReplayError(SwarmError):
-    """Replaying the ledger does not reproduce a recorded value."""
-
-
-@dataclass(frozen=True)
+@options
 class TrustParams:
-    """The constants of the rule; the defaults are what ``docs/trust.md`` discusses."""
+    """The constants of the rule; the defaults are what ``docs/trust.md`` discusses. A swarm
+    config's ``[trust]`` section sets any of them by name (next to ``enabled``, ``spot_check_rate``
+    and ``exam_level``)."""
 
-    eta: float = 0.05            # learning rate on the log-scale reputation, live rounds (consensus)
-    eta_truth: float = 0.5       # learning rate on rounds whose answer is known (spot checks, exams)
-    decay: float = 0.01          # pull toward the prior per round taken part in
-    w_min: float = 0.1           # influence bounds (a neutral node has 1)
-    w_max: float = 3.0
-    min_stake: float = 5.0       # below this a node does not count
-    deposit: float = 10.0        # default stake made at admission
-    max_stake: float = 20.0      # spot-check rewards stop here
-    clear: float = 0.95          # a consensus this sure (P(i beats j)) is "clear"
+    eta: Annotated[float, Field(gt=0)] = 0.05              # learning rate on the log-scale reputation, live rounds
+    eta_truth: Annotated[float, Field(gt=0)] = 0.5         # learning rate on rounds whose answer is known
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.01      # pull toward the prior per round taken part in
+    w_min: Annotated[float, Field(gt=0, lt=1)] = 0.1       # influence bounds (a neutral node has 1)
+    w_max: Annotated[float, Field(gt=1)] = 3.0
+    min_stake: Annotated[float, Field(ge=0)] = 5.0         # below this a node does not count
+    deposit: Annotated[float, Field(ge=0)] = 10.0          # default stake made at admission
+    max_stake: Annotated[float, Field(ge=0)] = 20.0        # spot-check rewards stop here
+    clear: Annotated[float, Field(gt=0.5, lt=1)] = 0.95    # a consensus this sure (P(i beats j)) is "clear"
     slash_red_flag: float = 1.0
     slash_contradiction: float = 0.25
     slash_spot_check: float = 0.5    # a wrong answer on a spot check
@@ -70,15 +70,11 @@ class TrustParams:
     reward_spot_check: float = 0.75  # break-even on spot checks at 0.5 / (0.5 + 0.75) = 40% right
     failed_call_score: float = -0.5
 
-    def __post_init__(self) -> None:
-        if not (0 < self.w_min < 1 < self.w_max):
-            raise ConfigError("trust influence bounds need 0 < w_min < 1 < w_max")
-        if not (0 < self.decay < 1) or self.eta <= 0 or self.eta_truth <= 0:
-            raise ConfigError("trust needs 0 < decay < 1, eta > 0 and eta_truth > 0")
-        if not (0.5 < self.clear < 1):
-            raise ConfigError("trust 'clear' must be between 0.5 and 1")
-        if self.min_stake < 0 or self.deposit < self.min_stake or self.max_stake < self.deposit:
-            raise ConfigError("trust stakes need 0 <= min_stake <= deposit <= max_stake")
+    @model_validator(mode="after")
+    def _stakes_in_order(self) -> TrustParams:
+        if self.deposit < self.min_stake or self.max_stake < self.deposit:
+            raise ValueError("trust stakes need 0 <= min_stake <= deposit <= max_stake")
+        return self
 
     @property
     def offset(self) -> float:
@@ -366,6 +362,4 @@ def _merge(items: Sequence[Slash]) -> list[Slash]:
 
 def round_digest(result: RoundResult) -> str:
     """sha256 of the round's canonical JSON (what the ledger's round entry commits to)."""
-    data = json.loads(result.model_dump_json())
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return digest(json.loads(result.model_dump_json()))

@@ -1,7 +1,7 @@
 """Write an evaluation run up as a Markdown report and a self-contained HTML page.
 
-:func:`write_report` takes a run (as :meth:`swarmrank.store.Store.get_eval_run` returns it) and its
-result rows (:meth:`~swarmrank.store.Store.eval_results`), summarises them with
+:func:`write_report` takes a run (as :meth:`swarmrank.eval.store.EvalRuns.get` returns it) and its
+result rows (:meth:`~swarmrank.eval.store.EvalRuns.results`), summarises them with
 :func:`swarmrank.eval.summary.summarise`, and writes into ``out_dir``:
 
 * ``report.md`` — the header, the systems table (protocols first, then single nodes), the oracle

@@ -19,10 +19,12 @@ from typing import Any
 from swarmrank.errors import ConfigError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.eval.injection import InjectingBackend, split_id
+from swarmrank.eval.store import EvalRuns
 from swarmrank.nodes.base import Node
 from swarmrank.protocols import get_protocol, protocol_names
 from swarmrank.result import RoundResult
-from swarmrank.schedule import SCHEDULES
+from swarmrank.schedule import check_schedule
+from swarmrank.store import Store
 from swarmrank.swarm import Swarm
 
 BASELINE = "majority"
@@ -57,8 +59,11 @@ def parse_protocols(spec: str) -> list[str]:
     for name in names:
         protocol, schedule = split_system(name)
         get_protocol(protocol)
-        if schedule is not None and schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r} in {name!r} (known: {', '.join(SCHEDULES)})")
+        if schedule is not None:
+            try:
+                check_schedule(schedule)
+            except ConfigError as exc:
+                raise ConfigError(f"{name!r}: {exc}") from None
     return names
 
 
@@ -99,7 +104,7 @@ def _node_rows(item: Any, result: RoundResult) -> list[dict[str, Any]]:
     return rows
 
 
-async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Any, suite: str,
+async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Store | None, suite: str,
                    run_id: str | None = None, on_progress: Progress | None = None,
                    concurrency: int = 1) -> EvalRun:
     """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results.
@@ -110,18 +115,19 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     """
     if store is None:
         raise ConfigError("an evaluation needs a store (its cache and results live there)")
+    runs = EvalRuns(store)
     if concurrency < 1:
         raise ConfigError("eval concurrency must be at least 1")
     names = list(dict.fromkeys([BASELINE, *protocols]))
     if run_id is None:
         run_id = uuid.uuid4().hex
-        store.create_eval_run(run_id, suite=suite, swarm=swarm.name, protocols=names, items=len(items))
+        runs.create(run_id, suite=suite, swarm=swarm.name, protocols=names, items=len(items))
         done: set[str] = set()
     else:
-        run = store.get_eval_run(run_id)
+        run = runs.get(run_id)
         run_id = run["run_id"]
         names = run["protocols"]
-        done = {row["item_id"] for row in store.eval_results(run_id)}
+        done = {row["item_id"] for row in runs.results(run_id)}
         ids = {item.id for item in items}
         if run["suite"] != suite or run["items"] != len(items) or not done <= ids:
             raise ConfigError(f"eval run {run_id[:12]} was suite {run['suite']!r} with {run['items']} item(s); "
@@ -149,7 +155,7 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
                 rows.append(_row(name, item, result, result.answer))
                 if name == BASELINE:
                     rows.extend(_node_rows(item, result))
-            await asyncio.to_thread(store.save_eval_results, run_id, rows)  # one item, one transaction
+            await asyncio.to_thread(runs.save_results, run_id, rows)  # one item, one transaction
             finished += 1
             if on_progress:
                 on_progress(finished, total, item.id)
@@ -160,5 +166,5 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
             await evaluate(item)
     else:
         await asyncio.gather(*(evaluate(item) for item in pending))
-    store.finish_eval_run(run_id)
+    runs.finish(run_id)
     return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

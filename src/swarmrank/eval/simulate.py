@@ -56,7 +56,7 @@ from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node, P
 from swarmrank.protocols import get_protocol
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
-from swarmrank.schedule import SCHEDULES
+from swarmrank.schedule import check_schedule
 from swarmrank.swarm import Swarm
 
 __all__ = [
@@ -145,8 +145,7 @@ class SimParams:
             raise ConfigError("give at least one protocol")
         for name in self.protocols:
             get_protocol(name)
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        check_schedule(self.schedule)
 
     @property
     def n_adversaries(self) -> int:

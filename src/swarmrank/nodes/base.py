@@ -11,9 +11,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from swarmrank.errors import ConfigError
+from swarmrank.options import options
 
 Purpose = Literal["answer", "grade", "judge", "rank", "revise", "probe"]
 
@@ -84,12 +87,15 @@ class Backend(ABC):
         return self.describe()
 
 
-@dataclass(frozen=True)
+@options
 class Persona:
+    """How a node is asked: its system prompt and sampling. The persona keys of a ``[[nodes]]``
+    entry in a swarm config are exactly these fields (validated, with these defaults)."""
+
     system: str = ""
-    temperature: float = 0.2
-    max_tokens: int = 128
-    judge_max_tokens: int = 96
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    max_tokens: Annotated[int, Field(ge=1)] = 128
+    judge_max_tokens: Annotated[int, Field(ge=1)] = 96
     seed: int = 0
 
 

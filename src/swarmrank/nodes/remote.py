@@ -44,26 +44,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from swarmrank.agent.wire import (
+from swarmrank.errors import ConfigError, EndpointError, NodeTimeoutError, SignatureError, WireError
+from swarmrank.identity import check_node_id
+from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.wire import (
     HEX_KEY_PATTERN,
     CompleteReply,
     NodeSignature,
-    WireError,
     canonical,
     reply_content,
     request_digest,
     verify_signature,
     wire_context,
 )
-from swarmrank.errors import ConfigError, EndpointError, NodeError, NodeTimeoutError
-from swarmrank.identity import check_node_id
-from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
 
 KNOWN_NODES_FILE = "known_nodes.json"
-
-
-class SignatureError(NodeError):
-    """A node agent's reply was refused: unsigned, mis-signed, replayed, or from the wrong node or key."""
 
 
 class SignedCompletion(Completion):

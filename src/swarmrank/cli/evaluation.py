@@ -1,266 +1,23 @@
-"""The ``swarmrank`` command: a thin Typer layer over the library.
-
-Library errors (:class:`~swarmrank.errors.SwarmError`) become one line on stderr and exit code 1;
-usage errors exit 2. Anything else is a bug and keeps its traceback.
-"""
+"""``swarmrank eval run|list|show``, ``simulate`` and ``report``: protocols measured side by side."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
-from swarmrank.cli_ledger import ledger_app
-from swarmrank.cli_node import node_app
-from swarmrank.cli_serve import keys_app, serve
-from swarmrank.errors import RoundNotSavedError, StorageError, SwarmError
+from swarmrank.cli._common import ConfigOpt, ExecutorOpt, JsonOpt, build_swarm, console, err, open_store
+from swarmrank.errors import SwarmError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
-config_app = typer.Typer(no_args_is_help=True, help="Show swarm configs.")
-rounds_app = typer.Typer(no_args_is_help=True, help="Read stored rounds back.")
 eval_app = typer.Typer(help="Evaluate protocols side by side on packaged datasets (run, list, show).")
-app.add_typer(config_app, name="config")
-app.add_typer(rounds_app, name="rounds")
-app.add_typer(eval_app, name="eval")
-app.add_typer(keys_app, name="keys")
-app.command("serve")(serve)
-app.add_typer(ledger_app, name="ledger")
-app.add_typer(node_app, name="node")
-
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-ExecutorOpt = Annotated[Optional[str], typer.Option(
-    "--executor", help="where nodes run: local, or ray (Ray actors); overrides [executor] kind")]
 
 
-def _store(config: Path | None):  # noqa: ANN202 - Store, imported lazily
-    """The store a config's rounds go to (SWARMRANK_DB, else its [store] url, else the default file)."""
-    from swarmrank.config import load_config
-    from swarmrank.settings import Settings
-    from swarmrank.store import Store
-
-    return Store.open(Settings.from_env(), load_config(config).store.url)
-
-
-def _build(cfg, store):  # noqa: ANN001, ANN202
-    from swarmrank.swarm import Swarm
-
-    swarm = Swarm.from_config(cfg, store=store)
-    if swarm.created_keys:
-        err.print(f"created Ed25519 keys for {', '.join(swarm.created_keys)} in {swarm.keys_dir}", style="dim",
-                  markup=False, highlight=False)
-    return swarm
-
-
-@app.command()
-def ask(
-    question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
-    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
-    config: ConfigOpt = None,
-    task_type: Annotated[Optional[str], typer.Option("--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
-    schedule: Annotated[Optional[str], typer.Option("--schedule", help="pair schedule for peer-rank: cluster or fortytwo")] = None,
-    as_json: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show full texts")] = False,
-    save: Annotated[bool, typer.Option("--save/--no-save", help="store the round in the database")] = True,
-    executor: ExecutorOpt = None,
-) -> None:
-    """Put QUESTION to the swarm and print the consensus answer with its full trace."""
-    from dataclasses import replace
-
-    from swarmrank.config import load_config
-    from swarmrank.protocols import get_protocol
-    from swarmrank.render import round_view
-    from swarmrank.tasks import Task
-
-    from swarmrank.executor import with_executor
-
-    Task.create(question, task_type)  # reject a bad question before any model loads
-    cfg = with_executor(load_config(config), executor)
-    if protocol is not None:
-        get_protocol(protocol)
-    swarm = _build(cfg, store="default" if save else None)
-    options = swarm.options
-    if schedule is not None:
-        from swarmrank.schedule import SCHEDULES
-
-        if schedule not in SCHEDULES:
-            raise SwarmError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
-        options = replace(options, schedule=schedule)
-    progress = {"answer": 0, "judgment": 0, "judgments": 0}
-
-    with err.status("starting the swarm…", spinner="dots") as status:
-        def on_event(event: str, data: dict[str, object]) -> None:
-            if event == "phase":
-                if data["phase"] == "judge":
-                    progress["judgments"] = int(str(data["calls"]))
-                status.update(f"{data['phase']}: {data['calls']} call(s) in flight…")
-            elif event == "answer":
-                progress["answer"] += 1
-                status.update(f"answers: {progress['answer']} received (last from {data['node']})…")
-            elif event == "judgment":
-                progress["judgment"] += 1
-                status.update(f"judging: {progress['judgment']}/{progress['judgments']} verdicts "
-                              f"(last: {data['judge']} said {data['verdict']})…")
-
-        try:
-            result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
-        except RoundNotSavedError as exc:
-            result, unsaved = exc.result, exc
-        else:
-            unsaved = None
-    swarm.close()
-    if as_json:
-        print(result.model_dump_json(indent=2))
-    else:
-        console.print(round_view(result, verbose=verbose))
-    if unsaved is not None:
-        raise unsaved
-    if result.answer is None:
-        reasons = sorted({a.excluded for a in result.answers if a.excluded})
-        raise SwarmError("no node produced a usable answer (" + "; ".join(reasons)[:300] + ")")
-
-
-async def _ask(swarm, question, protocol, task_type, options, on_event):  # noqa: ANN001, ANN202
-    try:
-        return await swarm.ask(question, protocol=protocol, task_type=task_type, options=options, on_event=on_event)
-    finally:
-        await swarm.aclose_backends()
-
-
-@app.command()
-def nodes(
-    config: ConfigOpt = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="ask every node a trivial question")] = True,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the swarm's nodes and check that each one answers."""
-    from swarmrank.config import load_config
-    from swarmrank.render import print_table
-
-    cfg = load_config(config)
-    swarm = _build(cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"enabled": False})}), store=None)
-    rows = swarm.describe()
-    from swarmrank.cli_node import trust_rows
-
-    try:
-        trust = trust_rows(cfg, [str(r["id"]) for r in rows])
-    except StorageError as exc:  # the node list does not need the database; say why trust is missing
-        err.print(f"warning: no reputation shown: {exc}", style="yellow", markup=False, highlight=False)
-        trust = {}
-    show_trust = cfg.trust.enabled and bool(trust) or any(t["admitted"] or t["rounds"] for t in trust.values())
-    checks = {}
-    if check:
-        with err.status(f"checking {len(swarm.nodes)} node(s)…"):
-            checks = {c.node: c for c in asyncio.run(_check(swarm))}
-    if as_json:
-        for row in rows:
-            c = checks.get(str(row["id"]))
-            if c is not None:
-                row["check"] = {"ok": c.ok, "detail": c.detail, "seconds": round(c.seconds, 3)}
-            if trust:
-                row["trust"] = trust[str(row["id"])]
-        print(json.dumps(rows, indent=2))
-    else:
-        table_rows = []
-        for row in rows:
-            c = checks.get(str(row["id"]))
-            status = "" if c is None else (f"[green]ok[/] {c.seconds:.1f}s" if c.ok else f"[red]FAIL[/] {c.detail}")
-            cells = [row["id"], row["backend"], ",".join(row["roles"]), row["temperature"], row["key"]]
-            if show_trust:
-                t = trust[str(row["id"])]
-                state = ("counts" if t["eligible"] else "[red]stake low[/]") if t["admitted"] else "[dim]not admitted[/]"
-                cells += [f"{t['reputation']:+.2f}", f"{t['influence']:.2f}", f"{t['stake']:g}", state]
-            table_rows.append([*cells, status] if check else cells)
-        headers = ["node", "backend", "roles", "temp", "key"]
-        if show_trust:
-            headers += ["reputation", "influence", "stake", "trust"]
-        print_table(console, f"Swarm {swarm.name!r}", [*headers, "check"] if check else headers, table_rows)
-    if checks and not all(c.ok for c in checks.values()):
-        raise typer.Exit(1)
-
-
-async def _check(swarm):  # noqa: ANN001, ANN202
-    try:
-        return await swarm.check()
-    finally:
-        await swarm.aclose_backends()
-
-
-@app.command()
-def protocols() -> None:
-    """List the consensus protocols."""
-    from swarmrank.protocols import _PROTOCOLS
-    from swarmrank.render import print_table
-
-    print_table(console, "Protocols", ["name", "what it does"], [[p.name, p.summary] for p in _PROTOCOLS.values()])
-
-
-@config_app.command("show")
-def config_show(config: ConfigOpt = None) -> None:
-    """Print a swarm config (the embedded default unless --config is given), validated."""
-    from swarmrank.config import default_config_text, load_config
-
-    load_config(config)
-    text = default_config_text() if config is None else config.read_text(encoding="utf-8")
-    sys.stdout.write(text)
-
-
-@rounds_app.command("list")
-def rounds_list(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many rounds")] = 20,
-    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p")] = None,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """List stored rounds, newest first."""
-    from swarmrank.render import print_table
-
-    store = _store(config)
-    summaries = store.list_rounds(limit=limit, protocol=protocol)
-    store.close()
-    if as_json:
-        print(json.dumps([{"round_id": s.round_id, "created_at": s.created_at.isoformat(), "protocol": s.protocol,
-                           "question": s.question, "answer": s.answer, "confidence": s.confidence,
-                           "calls": s.calls, "wall_seconds": s.wall_seconds} for s in summaries], indent=2))
-        return
-    rows = [[s.round_id[:12], s.created_at.strftime("%Y-%m-%d %H:%M:%S"), s.protocol, s.question[:40],
-             s.answer if s.answer is not None else "-", f"{s.confidence:.2f}", s.calls, f"{s.wall_seconds:.1f}"]
-            for s in summaries]
-    print_table(console, f"Rounds ({len(rows)})", ["id", "when (UTC)", "protocol", "question", "answer", "conf",
-                                                   "calls", "wall s"], rows)
-
-
-@rounds_app.command("show")
-def rounds_show(
-    round_id: Annotated[str, typer.Argument(help="a round id or a unique prefix of it")],
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Show one stored round with its full trace."""
-    from swarmrank.render import round_view
-
-    store = _store(config)
-    result = store.get_round(round_id)
-    store.close()
-    if as_json:
-        print(result.model_dump_json(indent=2))
-    else:
-        console.print(round_view(result, verbose=verbose))
-
-
-def _print_summary(run: dict, rows: list[dict], as_json: bool) -> None:
+def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -> None:
     from rich.table import Table
 
     from swarmrank.eval.summary import summarise
@@ -322,18 +79,18 @@ def eval_run(
 
     from swarmrank.config import load_config
     from swarmrank.eval.datasets import suite as load_suite
-    from swarmrank.eval.runner import parse_protocols, run_eval
-
     from swarmrank.eval.injection import expand, parse_variants
+    from swarmrank.eval.runner import parse_protocols
+    from swarmrank.eval.store import EvalRuns
+    from swarmrank.executor import with_executor
 
     names = parse_protocols(protocols)
     kinds = parse_variants(variants)
     items = expand(load_suite(suite), kinds) if resume is None else []  # bad input fails before any set-up
-    from swarmrank.executor import with_executor
-
-    swarm = _build(with_executor(load_config(config), executor), store="default")
+    swarm = build_swarm(with_executor(load_config(config), executor), store="default")
+    runs = EvalRuns(swarm.store)
     if resume is not None:  # the run knows its suite and variants: rebuild exactly those items
-        suite, _, stored_variants = swarm.store.get_eval_run(resume)["suite"].partition("+")
+        suite, _, stored_variants = runs.get(resume)["suite"].partition("+")
         kinds = parse_variants(stored_variants or None)
         items = expand(load_suite(suite), kinds)
     suite_label = suite + ("+" + ",".join(kinds) if kinds else "")
@@ -350,8 +107,8 @@ def eval_run(
               f"{result.cache.misses} model call(s), {result.cache.hits} answered from the cache",
               markup=False, highlight=False)
     try:
-        run = swarm.store.get_eval_run(result.run_id)
-        rows = swarm.store.eval_results(result.run_id)
+        run = runs.get(result.run_id)
+        rows = runs.results(result.run_id)
         _print_summary(run, rows, as_json)
         if report_dir is not None:
             from swarmrank.eval.report import write_report
@@ -363,7 +120,8 @@ def eval_run(
         swarm.close()
 
 
-async def _eval(swarm, items, names, suite, resume, on_progress, concurrency=1):  # noqa: ANN001, ANN202
+async def _eval(swarm: Any, items: Any, names: Any, suite: str, resume: str | None, on_progress: Any,
+                concurrency: int = 1) -> Any:
     from swarmrank.eval.runner import run_eval
 
     try:
@@ -376,11 +134,14 @@ async def _eval(swarm, items, names, suite, resume, on_progress, concurrency=1):
 @eval_app.command("list")
 def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List evaluation runs, newest first."""
-    from swarmrank.render import print_table
+    from swarmrank.cli.render import print_table
+    from swarmrank.eval.store import EvalRuns
 
-    store = _store(config)
-    runs = store.list_eval_runs()
-    store.close()
+    store = open_store(config)
+    try:
+        runs = EvalRuns(store).recent()
+    finally:
+        store.close()
     if as_json:
         print(json.dumps([{**r, "created_at": r["created_at"].isoformat()} for r in runs], indent=2))
         return
@@ -389,12 +150,15 @@ def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                   r["status"], ", ".join(r["protocols"])] for r in runs])
 
 
-def _load_run(config: Path | None, run_id: str) -> tuple[dict, list[dict]]:
+def _load_run(config: Path | None, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An eval run (by id or prefix) and its per-item results, from the config's database."""
-    store = _store(config)
+    from swarmrank.eval.store import EvalRuns
+
+    store = open_store(config)
     try:
-        run = store.get_eval_run(run_id)
-        return run, store.eval_results(run["run_id"])
+        runs = EvalRuns(store)
+        run = runs.get(run_id)
+        return run, runs.results(run["run_id"])
     finally:
         store.close()
 
@@ -410,7 +174,6 @@ def eval_show(
     _print_summary(run, rows, as_json)
 
 
-@app.command()
 def simulate(
     questions: Annotated[int, typer.Option("--questions", "-n", min=1, help="simulated questions")] = 200,
     answerers: Annotated[int, typer.Option("--answerers", min=1)] = 7,
@@ -429,7 +192,7 @@ def simulate(
 ) -> None:
     """Simulate scripted swarms of known quality through real rounds: where does peer-rank beat voting?"""
     from swarmrank.eval import simulate as sim
-    from swarmrank.render import print_table
+    from swarmrank.cli.render import print_table
 
     names = tuple(p.strip() for p in protocols_.split(",") if p.strip())
     params = sim.SimParams(n_answerers=answerers, n_judges=judges_, accuracy_mean=accuracy, accuracy_spread=spread,
@@ -472,7 +235,6 @@ def simulate(
                       f"McNemar p = {t.p_value:.3g})", highlight=False)
 
 
-@app.command()
 def report(
     run_id: Annotated[str, typer.Argument(help="an eval run id or a unique prefix of it")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for report.md, report.html and the figures")] = Path(
@@ -503,14 +265,3 @@ def report(
     paths = write_report(run, rows, out, extra_figures=figures)
     console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False,
                   soft_wrap=True)
-
-
-def main() -> None:
-    try:
-        app()
-    except SwarmError as exc:
-        err.print("error: " + str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)

@@ -329,6 +329,8 @@ def test_another_reasoning_gym_version_is_refused(monkeypatch):
 
 @pytest.fixture
 def registry(monkeypatch):
+    """Loaders a test registers are forgotten after it (the plugins' are loaded first)."""
+    datasets.loader_names()
     monkeypatch.setattr(datasets, "_LOADERS", dict(datasets._LOADERS))
 
 

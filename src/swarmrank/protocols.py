@@ -2,14 +2,15 @@
 
 Every protocol takes a :class:`~swarmrank.round.RoundContext` and returns a
 :class:`~swarmrank.result.RoundResult`; ``docs/protocols.md`` describes each with its source.
-Protocols register with :func:`register_protocol`, the built-ins included.
+Protocols come from plugins (:mod:`swarmrank.plugins`, hook ``register_protocols``), the built-ins
+included (:func:`register_protocols` below); :func:`register_protocol` adds one at run time.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from swarmrank import aggregate
 from swarmrank.errors import ConfigError
 from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank_messages
 from swarmrank.nodes.base import CompletionRequest, Message, Node
+from swarmrank.plugins import hookimpl, load
 from swarmrank.result import Answer, Candidate, Judgment, Ranking, RoundResult
 from swarmrank.round import RoundContext, signature_of
 from swarmrank.schedule import Comparison, cluster_schedule, fortytwo_schedule
@@ -37,19 +39,27 @@ class Protocol(ABC):
 _PROTOCOLS: dict[str, Protocol] = {}
 
 
+def _registry() -> dict[str, Protocol]:
+    """Every protocol by name: the plugins' (built-ins first), then any registered at run time."""
+    load("register_protocols", register_protocol)
+    return _PROTOCOLS
+
+
 def register_protocol(protocol: Protocol) -> None:
-    _PROTOCOLS[protocol.name] = protocol
+    """Make ``protocol`` available by its name (replacing one of the same name)."""
+    _registry()[protocol.name] = protocol
 
 
 def get_protocol(name: str) -> Protocol:
+    """The protocol called ``name``; the one check of a protocol name (a :class:`ConfigError` listing the known ones)."""
     try:
-        return _PROTOCOLS[name]
+        return _registry()[name]
     except KeyError:
         raise ConfigError(f"unknown protocol {name!r} (known: {', '.join(protocol_names())})") from None
 
 
 def protocol_names() -> list[str]:
-    return list(_PROTOCOLS)
+    return list(_registry())
 
 
 # -- shared steps ------------------------------------------------------------------------------
@@ -501,5 +511,8 @@ class Debate(Protocol):
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
 
 
-for _protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate(), Blender()):
-    register_protocol(_protocol)
+@hookimpl
+def register_protocols(register: Callable[[Protocol], None]) -> None:
+    """The built-in protocols, in the order they are listed."""
+    for protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate(), Blender()):
+        register(protocol)

@@ -49,13 +49,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from swarmrank.errors import ConfigError
+from swarmrank.eval.datasets import EvalItem, make_item, quiet
+from swarmrank.plugins import hookimpl
 from swarmrank.tasks import Task, TaskType, mc_options
-
-if TYPE_CHECKING:
-    from swarmrank.eval.datasets import EvalItem
 
 __all__ = ["BB_INSTALL_HINT", "BB_SEED", "BB_VERSION", "bb_tasks", "load_bb", "tasks_root"]
 
@@ -261,8 +260,6 @@ def _parse_int(text: str, what: str, args: str) -> int:
 
 def load_bb(args: str) -> list[EvalItem]:
     """``<task>:<count>[:<seed>]`` → ``count`` items of that BIG-bench task (see the module docstring)."""
-    from swarmrank.eval.datasets import _quiet, make_item  # here: datasets imports this module
-
     parts = args.split(":")
     if len(parts) not in (2, 3):
         raise ConfigError(f"bad dataset spec 'bb:{args}': expected 'bb:<task>:<count>[:<seed>]'")
@@ -277,7 +274,7 @@ def load_bb(args: str) -> list[EvalItem]:
         raise ConfigError(f"bad count {count} in dataset spec 'bb:{args}': expected 1 to {_MAX_COUNT}")
     seed = _parse_int(parts[2], "seed", args) if len(parts) == 3 else BB_SEED
 
-    with _quiet():
+    with quiet():
         pool = _usable(name)
         if count > len(pool):
             raise ConfigError(f"'bb:{args}' asks for {count} items but {name} has {len(pool)} usable ones")
@@ -287,3 +284,9 @@ def load_bb(args: str) -> list[EvalItem]:
         return [make_item(id=f"bb/{name}/{u.index}", prompt=u.prompt, task_type=task.task_type,
                           gold_text=u.gold_text, source=f"bigbench/{name}", difficulty=task.difficulty)
                 for u in chosen]
+
+
+@hookimpl
+def register_dataset_loaders(register: Callable[[str, Callable[[str], list[EvalItem]]], None]) -> None:
+    """The ``bb`` loader: BIG-bench task files (see the module docstring)."""
+    register("bb", load_bb)

@@ -26,6 +26,7 @@ import numpy as np
 
 from swarmrank.errors import ConfigError, ModelNotFoundError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest, Message
+from swarmrank.plugins import hookimpl
 from swarmrank.settings import Settings
 
 VERDICT_LETTERS = ("A", "B", "U")
@@ -279,5 +280,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> LlamaCppBackend:
     return LlamaCppBackend(model=cache[key])
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("llamacpp", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("llamacpp", build)

@@ -17,6 +17,7 @@ from typing import Any
 
 from swarmrank.errors import ConfigError, EndpointError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
 
 VERDICT_LETTERS = ("A", "B", "U")
 
@@ -133,5 +134,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> OpenAIBackend:
                          logprobs=bool(options.get("logprobs", True)))
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("openai", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("openai", build)

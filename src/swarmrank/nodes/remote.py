@@ -47,6 +47,7 @@ from pydantic import ValidationError
 from swarmrank.errors import ConfigError, EndpointError, NodeTimeoutError, SignatureError, WireError
 from swarmrank.identity import check_node_id
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
 from swarmrank.wire import (
     HEX_KEY_PATTERN,
     CompleteReply,
@@ -298,5 +299,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> RemoteBackend:
                          max_reply_bytes=int(options.get("max_reply_bytes", 4 * 1024 * 1024)), known=known)
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("remote", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("remote", build)

@@ -29,6 +29,7 @@ from typing import Any
 
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
 
 JUDGE_RULES = ("truth", "own", "prefer", "first", "second", "tie", "random")
 FAULTS = ("timeout", "crash", "garbage", "empty", "refuse", "long")
@@ -214,5 +215,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> ScriptedBackend:
         raise ConfigError(f"bad scripted node options: {exc}") from None
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("scripted", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("scripted", build)

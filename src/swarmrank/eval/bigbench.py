@@ -42,7 +42,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import random
 import re
 import sys
@@ -54,6 +53,7 @@ from typing import Any
 from swarmrank.errors import ConfigError
 from swarmrank.eval.datasets import EvalItem, make_item, quiet
 from swarmrank.plugins import hookimpl
+from swarmrank.settings import Settings
 from swarmrank.tasks import Task, TaskType, mc_options
 
 __all__ = ["BB_INSTALL_HINT", "BB_SEED", "BB_VERSION", "bb_tasks", "load_bb", "tasks_root"]
@@ -77,12 +77,11 @@ def tasks_root() -> Path:
     """The ``benchmark_tasks`` folder: ``$SWARMRANK_BIGBENCH_DIR``, else the task files that
     scripts/setup extracted into the virtual environment, else an installed bigbench package
     (found without importing it: it imports TensorFlow)."""
-    override = os.environ.get("SWARMRANK_BIGBENCH_DIR")
-    if override:
-        root = Path(override).expanduser()
-        if not root.is_dir():
+    override = Settings.from_env().bigbench_dir
+    if override is not None:
+        if not override.is_dir():
             raise ConfigError(f"SWARMRANK_BIGBENCH_DIR={override} is not a folder")
-        return root
+        return override
     extracted = Path(sys.prefix) / "share" / "swarmrank" / f"bigbench-{BB_VERSION}" / "benchmark_tasks"
     if extracted.is_dir():
         return extracted

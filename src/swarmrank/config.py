@@ -158,7 +158,8 @@ class SwarmConfig(BaseModel):
                 raise ValueError(f"node id {node.id!r} appears twice")
             seen.add(node.id)
             if node.backend is None and node.model not in self.models:
-                raise ValueError(f"node {node.id!r} names model {node.model!r}, which has no [models.{node.model}] entry")
+                raise ValueError(f"node {node.id!r} names model {node.model!r}, "
+                                 f"which has no [models.{node.model}] entry")
         if not self.nodes:
             raise ValueError("a swarm needs at least one node")
         return self

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol, TextIO, TypeVar
+from typing import Any, NamedTuple, Protocol, TextIO, TypeGuard, TypeVar
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, cast, insert, select, text
 from sqlalchemy.engine import Connection
@@ -191,7 +191,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _is_hex(value: object, length: int) -> bool:
+def _is_hex(value: object, length: int) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == length and set(value) <= _HEX
 
 

@@ -63,4 +63,4 @@ def options(cls: type[_T]) -> type[_T]:
             raise ConfigError(message if own or not where else f"{where}: {message}") from None
 
     validated.__init__ = __init__
-    return validated  # type: ignore[no-any-return]
+    return validated

@@ -266,7 +266,7 @@ class PeerRank(Protocol):
             item_log, item_se = np.zeros(n_items), np.full(n_items, np.nan)
         if schedule == "cluster":
             if not verdicts:
-                item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[misc]
+                item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[arg-type]
             elif ctx.options.vote_weighted:
                 # a candidate stands for all the nodes that gave it, as it would if each of its
                 # answers were ranked separately (the fortytwo schedule): strength ∝ votes × BT
@@ -283,7 +283,7 @@ class PeerRank(Protocol):
         else:
             sums = np.zeros(len(candidates))
             for answer, strength in zip(usable, item_strength):
-                sums[answer.candidate] += strength  # type: ignore[index]
+                sums[answer.candidate] += strength
             for idx, cand in enumerate(candidates):
                 cand.strength = float(sums[idx])
             best = [max((item_log[i] for i, a in enumerate(usable) if a.candidate == c), default=0.0)
@@ -348,8 +348,8 @@ class Majority(Protocol):
         if not candidates:
             return no_answer(ctx, answers)
         votes = [a.candidate for a in answers if a.candidate is not None]
-        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
-        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        shares = aggregate.majority(len(candidates), votes)
+        counts = np.bincount(votes, minlength=len(candidates))
         return vote_result(ctx, answers, candidates, shares, counts.tolist())
 
 
@@ -382,7 +382,7 @@ class WeightedVote(Protocol):
             snapshot = list(current)
             revised = await ctx.fan_out(
                 nodes, phase="revise", step=step, confidence_of=extract_confidence,
-                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(  # type: ignore[misc]
                     n, purpose="revise", sample=st, wants_confidence=True,
                     extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
                     context={"peers": [a.value for a in s if a.node != n.id and a.value],
@@ -394,10 +394,10 @@ class WeightedVote(Protocol):
             return no_answer(ctx, history)
         voters = [a for a in final if a.candidate is not None]
         confidences = [a.confidence if a.confidence is not None else 0.5 for a in voters]
-        shares = aggregate.weighted_vote(len(candidates), [a.candidate for a in voters], confidences)  # type: ignore[misc]
+        shares = aggregate.weighted_vote(len(candidates), [a.candidate for a in voters], confidences)  # type: ignore[arg-type]
         weights = np.zeros(len(candidates))
         for a, conf in zip(voters, confidences):
-            weights[a.candidate] += aggregate.reconcile_bin(conf)  # type: ignore[index]
+            weights[a.candidate] += aggregate.reconcile_bin(conf)
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, weights.tolist())
 
 
@@ -418,7 +418,7 @@ class AheadByK(Protocol):
                 break
             node = nodes[sample % len(nodes)]
             round_no = sample // len(nodes)
-            answer = (await ctx.fan_out([node], step=0, request_for=lambda n, r=round_no: ctx.answer_request(n, sample=r)))[0]
+            answer = (await ctx.fan_out([node], step=0, request_for=lambda n, r=round_no: ctx.answer_request(n, sample=r)))[0]  # type: ignore[misc]
             answer = answer.model_copy(update={"sample": sample})
             recorded.append(answer)
             if answer.value is None:
@@ -466,7 +466,7 @@ class Council(Protocol):
         if not rankings:
             ctx.note("no readable ranking: falling back to vote counts")
             votes = [a.candidate for a in answers if a.candidate is not None]
-            return vote_result(ctx, answers, candidates, aggregate.majority(len(candidates), votes),  # type: ignore[arg-type]
+            return vote_result(ctx, answers, candidates, aggregate.majority(len(candidates), votes),
                                [len(c.nodes) for c in candidates])
         means = aggregate.mean_rank(len(candidates), [r.order for r in rankings])
         finite = np.where(np.isfinite(means), means, len(candidates) + 1.0)
@@ -496,7 +496,7 @@ class Debate(Protocol):
             snapshot = list(current)
             revised = await ctx.fan_out(
                 nodes, phase="revise", step=step,
-                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(  # type: ignore[misc]
                     n, purpose="revise", sample=st, extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
                     context={"peers": [a.value for a in s if a.node != n.id and a.value],
                              "previous": next((a.value for a in s if a.node == n.id), None)}))
@@ -506,8 +506,8 @@ class Debate(Protocol):
         if not candidates:
             return no_answer(ctx, history)
         votes = [a.candidate for a in final if a.candidate is not None]
-        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
-        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        shares = aggregate.majority(len(candidates), votes)
+        counts = np.bincount(votes, minlength=len(candidates))
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
 
 

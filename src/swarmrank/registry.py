@@ -31,7 +31,7 @@ from swarmrank.round import RoundOptions
 from swarmrank.trust import RoundScore, TrustParams, TrustState, round_digest, score_round
 from swarmrank.wire import digest
 
-__all__ = ["Registry", "MemoryLedger", "NodeSigner", "contribution_digest"]
+__all__ = ["MemoryLedger", "NodeSigner", "Registry", "contribution_digest"]
 
 #: times a write computed from the ledger's state is recomputed when another coordinator got in first
 RECORD_ATTEMPTS = 8

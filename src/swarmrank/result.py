@@ -59,7 +59,8 @@ class Judgment(BaseModel):
     second: int
     verdict: Verdict
     reasoning: str
-    probability: float | None = Field(None, description="the judge's probability of its verdict, if the backend gives it")
+    probability: float | None = Field(None,
+                                      description="the judge's probability of its verdict, if the backend gives it")
     probs: dict[str, float] | None = Field(None, description="the judge's distribution over A, B and U, if known")
     weight: float = 1.0
     retried: bool = False
@@ -83,7 +84,8 @@ class PhaseCost(BaseModel):
     calls: int = 0
     failures: int = 0
     prompt_tokens: int = 0
-    cached_prompt_tokens: int = Field(0, description="of prompt_tokens, how many a KV cache served (llama.cpp prefix reuse)")
+    cached_prompt_tokens: int = Field(
+        0, description="of prompt_tokens, how many a KV cache served (llama.cpp prefix reuse)")
     completion_tokens: int = 0
     seconds: float = Field(0.0, description="wall time of the phase")
 

@@ -41,7 +41,7 @@ class RoundOptions:
 
     schedule: str = "cluster"  # pair schedule: cluster or fortytwo (swarmrank.schedule)
     judges_per_pair: Annotated[int, Field(ge=1)] = 2  # cluster schedule: judges per distinct pair
-    max_full_pairs: Annotated[int, Field(ge=2)] = 8  # cluster schedule: beyond this many candidates, adjacent + cross pairs
+    max_full_pairs: Annotated[int, Field(ge=2)] = 8  # cluster schedule: more candidates get adjacent + cross pairs
     node_timeout: Annotated[float, Field(gt=0)] = 120.0  # seconds one node call may take
     deadline: Annotated[float, Field(gt=0)] = 600.0  # seconds a whole round may take
     max_answer_chars: Annotated[int, Field(ge=1)] = 4000  # longer answers are red-flagged
@@ -198,7 +198,8 @@ class RoundContext:
         else:
             reason = red_flag(self.task, completion, max_chars=self.options.max_answer_chars)
             answer = Answer(
-                node=outcome.node.id, text=completion.text, value=None if reason else self.task.extract(completion.text),
+                node=outcome.node.id, text=completion.text,
+                value=None if reason else self.task.extract(completion.text),
                 excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 seconds=outcome.seconds,

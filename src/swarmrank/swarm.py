@@ -152,7 +152,7 @@ class Swarm:
             raise ConfigError("no node in this swarm has the 'answer' role")
         try:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
         if save and self.store is not None:
             try:
@@ -192,7 +192,7 @@ class Swarm:
         ctx = RoundContext(task, nodes, opts, protocol=protocol or self.protocol, swarm=self.name, truth=item.gold)
         try:
             result = await asyncio.wait_for(get_protocol(ctx.protocol).run(ctx), opts.deadline + 30.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RoundError(f"spot check did not finish within its deadline of {opts.deadline:.0f}s") from None
         gold = task.extract(item.gold)
         correct = {c.answer: c.answer == gold for c in result.candidates}
@@ -222,7 +222,7 @@ class Swarm:
             start = loop.time()
             try:
                 completion: Completion = await asyncio.wait_for(node.complete(request), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return NodeCheck(node.id, node.backend.describe(), False, f"no reply within {timeout:.0f}s",
                                  loop.time() - start)
             except Exception as exc:  # report, do not raise: this is a health check
@@ -245,6 +245,6 @@ class Swarm:
         for backend in {id(n.backend): n.backend for n in self.nodes}.values():
             backend.unload()
 
-    def describe(self) -> list[dict[str, object]]:
+    def describe(self) -> list[dict[str, Any]]:
         return [{"id": n.id, "backend": n.backend.describe(), "roles": sorted(n.roles),
                  "key": n.public_key[:16], **asdict(n.persona)} for n in self.nodes]

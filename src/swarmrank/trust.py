@@ -41,7 +41,7 @@ from swarmrank.options import options
 from swarmrank.result import RoundResult
 from swarmrank.wire import digest
 
-__all__ = ["TrustParams", "NodeTrust", "TrustState", "RoundScore", "score_round", "influence", "round_digest"]
+__all__ = ["NodeTrust", "RoundScore", "TrustParams", "TrustState", "influence", "round_digest", "score_round"]
 
 #: Red-flag reasons start with one of these (:func:`swarmrank.redflag.red_flag`); any other exclusion
 #: is a failed call (timeout, error), which costs reputation but is not slashed.
@@ -291,29 +291,29 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
     agreement: dict[str, list[float]] = defaultdict(list)
     # per judge and unordered pair: the verdicts' preferred candidate in each order shown
     picks: dict[tuple[str, int, int], list[int | None]] = defaultdict(list)
-    for j in result.judgments:
-        if j.failed or j.first == j.second:
+    for judgment in result.judgments:
+        if judgment.failed or judgment.first == judgment.second:
             continue
-        a, b = j.first, j.second
-        if truth is not None and truth.get(a) != truth.get(b):
-            p_a = 1.0 if truth.get(a) else 0.0
+        first, second = judgment.first, judgment.second
+        if truth is not None and truth.get(first) != truth.get(second):
+            p_a = 1.0 if truth.get(first) else 0.0
         elif truth is not None:
             continue  # two wrong (or two right) answers: with the truth known, no evidence here
         else:
-            p_a = _sigmoid(log_s[a] - log_s[b])
-        agree = p_a if j.verdict == "A" else (1.0 - p_a) if j.verdict == "B" else 0.5
-        agreement[j.judge].append(agree)
-        key = (j.judge, min(a, b), max(a, b))
-        picks[key].append(a if j.verdict == "A" else b if j.verdict == "B" else None)
+            p_a = _sigmoid(log_s[first] - log_s[second])
+        agree = p_a if judgment.verdict == "A" else (1.0 - p_a) if judgment.verdict == "B" else 0.5
+        agreement[judgment.judge].append(agree)
+        key = (judgment.judge, min(first, second), max(first, second))
+        picks[key].append(first if judgment.verdict == "A" else second if judgment.verdict == "B" else None)
     # a council member's ranking: every pair it put in order agrees with the consensus or not
     for ranking in result.rankings:
         order = [i for i in ranking.order if 0 <= i < m]
         for x, i in enumerate(order):
-            for j in order[x + 1:]:
-                if truth is not None and truth.get(i) != truth.get(j):
+            for k in order[x + 1:]:
+                if truth is not None and truth.get(i) != truth.get(k):
                     agreement[ranking.judge].append(1.0 if truth.get(i) else 0.0)
                 elif truth is None:
-                    agreement[ranking.judge].append(_sigmoid(log_s[i] - log_s[j]))
+                    agreement[ranking.judge].append(_sigmoid(log_s[i] - log_s[k]))
     for judge, values in agreement.items():
         judges[judge] = 2.0 * sum(values) / len(values) - 1.0
     # a judge whose every call failed (timeouts, errors) is unreliable, like a failed answerer
@@ -346,8 +346,8 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
             rewards.append(Slash(judge, params.reward_spot_check, "spot check judged right in both orders"))
         else:
             judges[judge] = -1.0
-            slashes.append(Slash(judge, params.slash_spot_lie,
-                                 f"spot check: preferred a wrong answer in both orders ({results.count(False)} pair(s))"))
+            slashes.append(Slash(judge, params.slash_spot_lie, "spot check: preferred a wrong answer in both orders "
+                                 f"({results.count(False)} pair(s))"))
     return RoundScore(answerers=answerers, judges=judges, slashes=_merge(slashes), rewards=_merge(rewards))
 
 

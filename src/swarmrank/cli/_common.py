@@ -10,7 +10,7 @@ import ipaddress
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-ExecutorOpt = Annotated[Optional[str], typer.Option(
+ExecutorOpt = Annotated[str | None, typer.Option(
     "--executor", help="where nodes run: local, or ray (Ray actors); overrides [executor] kind")]
 
 

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -64,10 +64,10 @@ def eval_run(
     suite: Annotated[str, typer.Option("--suite", "-s", help="tiny, small or full")] = "tiny",
     protocols: Annotated[str, typer.Option("--protocols", "-p", help="'all' or a comma-separated list")] = "all",
     config: ConfigOpt = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
-    variants: Annotated[Optional[str], typer.Option(
+    resume: Annotated[str | None, typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
+    variants: Annotated[str | None, typer.Option(
         "--variants", help="also run extraneous, inject-question, inject-answer (comma-separated) or all")] = None,
-    report_dir: Annotated[Optional[Path], typer.Option(
+    report_dir: Annotated[Path | None, typer.Option(
         "--report", help="then write the report (Markdown + HTML with plots) into this folder")] = None,
     as_json: JsonOpt = False,
     executor: ExecutorOpt = None,
@@ -75,7 +75,14 @@ def eval_run(
                                              help="items evaluated at once (worth it with --executor ray)")] = 1,
 ) -> None:
     """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from swarmrank.config import load_config
     from swarmrank.eval.datasets import suite as load_suite
@@ -145,7 +152,8 @@ def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps([{**r, "created_at": r["created_at"].isoformat()} for r in runs], indent=2))
         return
-    print_table(console, f"Eval runs ({len(runs)})", ["id", "when (UTC)", "suite", "swarm", "items", "status", "protocols"],
+    print_table(console, f"Eval runs ({len(runs)})",
+                ["id", "when (UTC)", "suite", "swarm", "items", "status", "protocols"],
                 [[r["run_id"][:12], r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["suite"], r["swarm"], r["items"],
                   r["status"], ", ".join(r["protocols"])] for r in runs])
 
@@ -180,19 +188,23 @@ def simulate(
     judges_: Annotated[int, typer.Option("--judges", min=0)] = 3,
     accuracy: Annotated[float, typer.Option("--accuracy", help="mean answerer accuracy")] = 0.5,
     spread: Annotated[float, typer.Option("--spread", help="answerer accuracies spread over mean ± spread/2")] = 0.2,
-    discrimination: Annotated[float, typer.Option("--discrimination",
-                                                  help="P(a judge prefers the right answer of a right/wrong pair)")] = 0.8,
-    correlated: Annotated[float, typer.Option("--correlated", help="P(a wrong node gives the popular wrong answer)")] = 0.0,
+    discrimination: Annotated[float, typer.Option(
+        "--discrimination", help="P(a judge prefers the right answer of a right/wrong pair)")] = 0.8,
+    correlated: Annotated[float, typer.Option(
+        "--correlated", help="P(a wrong node gives the popular wrong answer)")] = 0.0,
     adversaries: Annotated[float, typer.Option("--adversaries", help="fraction of colluding nodes")] = 0.0,
-    protocols_: Annotated[str, typer.Option("--protocols", "-p", help="comma-separated protocols")] = "peer-rank,majority",
-    schedule: Annotated[str, typer.Option("--schedule", help="peer-rank pair schedule: cluster or fortytwo")] = "cluster",
+    protocols_: Annotated[str, typer.Option(
+        "--protocols", "-p", help="comma-separated protocols")] = "peer-rank,majority",
+    schedule: Annotated[str, typer.Option(
+        "--schedule", help="peer-rank pair schedule: cluster or fortytwo")] = "cluster",
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    regime_map: Annotated[bool, typer.Option("--map", help="sweep discrimination × correlated errors: the regime map")] = False,
+    regime_map: Annotated[bool, typer.Option(
+        "--map", help="sweep discrimination × correlated errors: the regime map")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate scripted swarms of known quality through real rounds: where does peer-rank beat voting?"""
-    from swarmrank.eval import simulate as sim
     from swarmrank.cli.render import print_table
+    from swarmrank.eval import simulate as sim
 
     names = tuple(p.strip() for p in protocols_.split(",") if p.strip())
     params = sim.SimParams(n_answerers=answerers, n_judges=judges_, accuracy_mean=accuracy, accuracy_spread=spread,

@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 ledger_app = typer.Typer(no_args_is_help=True,
                          help="Verify, show, export and import the signed, hash-chained ledger.")
 
-KindOpt = Annotated[Optional[str], typer.Option("--kind", "-k", help="only entries of this kind")]
+KindOpt = Annotated[str | None, typer.Option("--kind", "-k", help="only entries of this kind")]
 
 
 @contextmanager
@@ -38,7 +38,7 @@ def _ledger(config: Path | None) -> Iterator[Ledger]:
 
 @ledger_app.command("verify")
 def verify(
-    head: Annotated[Optional[str], typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
+    head: Annotated[str | None, typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
                                                 "also detects entries cut off the end")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,

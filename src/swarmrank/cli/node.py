@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from swarmrank.cli._common import ConfigOpt, JsonOpt, build_swarm, console, err, is_loopback, open_registry, without_trust
+from swarmrank.cli._common import (
+    ConfigOpt,
+    JsonOpt,
+    build_swarm,
+    console,
+    err,
+    is_loopback,
+    open_registry,
+    without_trust,
+)
 from swarmrank.errors import ConfigError
 
 node_app = typer.Typer(help="Admit nodes (proof-of-capability exam) and manage their stake.", no_args_is_help=True)
@@ -18,11 +27,12 @@ node_app = typer.Typer(help="Admit nodes (proof-of-capability exam) and manage t
 def admit(
     node_id: Annotated[str, typer.Argument(metavar="NODE", help="a node id from the swarm config")],
     config: ConfigOpt = None,
-    stake: Annotated[Optional[float], typer.Option("--stake", help="deposit on a pass (default: [trust] deposit)")] = None,
-    level: Annotated[Optional[str], typer.Option("--level", help="easy, medium or hard (default: [trust] exam_level)")] = None,
+    stake: Annotated[float | None, typer.Option("--stake", help="deposit on a pass (default: [trust] deposit)")] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", help="easy, medium or hard (default: [trust] exam_level)")] = None,
     items: Annotated[int, typer.Option("--items", min=1, help="questions and A/B challenges, each")] = 20,
     threshold: Annotated[float, typer.Option("--threshold", help="share right needed in each part")] = 0.6,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="fixed exam seed (default: fresh items)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="fixed exam seed (default: fresh items)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Examine NODE (answers, and A/B judging in both orders) and record the result in the ledger."""
@@ -108,10 +118,11 @@ def add_stake(
 
 @node_app.command("serve")
 def serve_node(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
     config: ConfigOpt = None,
-    node_id: Annotated[Optional[str], typer.Option(
-        "--node", help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
+    node_id: Annotated[str | None, typer.Option(
+        "--node",
+        help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 9101,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 1024 * 1024,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ rounds_app = typer.Typer(no_args_is_help=True, help="Read stored rounds back.")
 @rounds_app.command("list")
 def rounds_list(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many rounds")] = 20,
-    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p")] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol", "-p")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -6,7 +6,7 @@ The server's dependencies (fastapi, uvicorn) are imported only when a command ru
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,12 +18,12 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[Optional[str], typer.Option("--host", help="address to bind (default 127.0.0.1)")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="accept requests without an API key")] = False,
     rate_limit: Annotated[float, typer.Option("--rate-limit", min=0,
                                               help="requests per minute per API key (0: no limit)")] = 60.0,
-    burst: Annotated[Optional[int], typer.Option(
+    burst: Annotated[int | None, typer.Option(
         "--burst", min=1, help="requests a key may make at once (default: a minute's worth)")] = None,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 64 * 1024,
     timeout: Annotated[float, typer.Option(

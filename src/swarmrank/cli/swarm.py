@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from dataclasses import replace
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -27,10 +27,13 @@ config_app = typer.Typer(no_args_is_help=True, help="Show swarm configs.")
 
 def ask(
     question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
-    protocol: Annotated[Optional[str], typer.Option("--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
     config: ConfigOpt = None,
-    task_type: Annotated[Optional[str], typer.Option("--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
-    schedule: Annotated[Optional[str], typer.Option("--schedule", help="pair schedule for peer-rank: cluster or fortytwo")] = None,
+    task_type: Annotated[str | None, typer.Option(
+        "--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        "--schedule", help="pair schedule for peer-rank: cluster or fortytwo")] = None,
     as_json: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show full texts")] = False,
     save: Annotated[bool, typer.Option("--save/--no-save", help="store the round in the database")] = True,
@@ -68,12 +71,11 @@ def ask(
                 status.update(f"judging: {progress['judgment']}/{progress['judgments']} verdicts "
                               f"(last: {data['judge']} said {data['verdict']})…")
 
+        unsaved: RoundNotSavedError | None = None
         try:
             result = asyncio.run(_ask(swarm, question, protocol, task_type, options, on_event))
         except RoundNotSavedError as exc:
             result, unsaved = exc.result, exc
-        else:
-            unsaved = None
     swarm.close()
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -111,7 +113,7 @@ def nodes(
     except StorageError as exc:  # the node list does not need the database; say why trust is missing
         err.print(f"warning: no reputation shown: {exc}", style="yellow", markup=False, highlight=False)
         trust = {}
-    show_trust = cfg.trust.enabled and bool(trust) or any(t["admitted"] or t["rounds"] for t in trust.values())
+    show_trust = (cfg.trust.enabled and bool(trust)) or any(t["admitted"] or t["rounds"] for t in trust.values())
     checks = {}
     if check:
         with err.status(f"checking {len(swarm.nodes)} node(s)…"):
@@ -132,7 +134,8 @@ def nodes(
             cells = [row["id"], row["backend"], ",".join(row["roles"]), row["temperature"], row["key"]]
             if show_trust:
                 t = trust[str(row["id"])]
-                state = ("counts" if t["eligible"] else "[red]stake low[/]") if t["admitted"] else "[dim]not admitted[/]"
+                state = (("counts" if t["eligible"] else "[red]stake low[/]") if t["admitted"]
+                         else "[dim]not admitted[/]")
                 cells += [f"{t['reputation']:+.2f}", f"{t['influence']:.2f}", f"{t['stake']:g}", state]
             table_rows.append([*cells, status] if check else cells)
         headers = ["node", "backend", "roles", "temp", "key"]

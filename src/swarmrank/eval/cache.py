@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+
 from swarmrank.eval.store import CompletionCache
 from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node
 from swarmrank.store.engine import Database

@@ -8,7 +8,8 @@ result rows (:meth:`~swarmrank.eval.store.EvalRuns.results`), summarises them wi
   and best single node, peer-rank against majority (paired), the figures (linked as PNG files) and
   a per-item table (the first :data:`MD_ITEM_ROWS` items);
 * ``report.html`` — the same content in one file, from the Jinja template ``templates/report.html``:
-  inline CSS, figures embedded as base64 PNG data URIs, no scripts and no external URLs; the per-item table folds into ``<details>`` when it is long;
+  inline CSS, figures embedded as base64 PNG data URIs, no scripts and no external URLs; the
+  per-item table folds into ``<details>`` when it is long;
 * ``accuracy_vs_cost.png`` and ``accuracy_by_system.png`` — the two figures every run gets;
   ``degradation.png`` and a degradation table when the run has injection variants; any
   :class:`Figure` the caller passes (``swarmrank report --simulate`` adds the regime map and the
@@ -31,16 +32,23 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.summary import Summary, SystemSummary, summarise
 
-__all__ = ["Figure", "ReportPaths", "write_report", "markdown_to_html", "plot_regime_map", "plot_size_curve",
-           "simulation_figures"]
+__all__ = [
+    "Figure",
+    "ReportPaths",
+    "markdown_to_html",
+    "plot_regime_map",
+    "plot_size_curve",
+    "simulation_figures",
+    "write_report",
+]
 
 #: Per-item rows shown in ``report.md``; the rest are counted in a note.
 MD_ITEM_ROWS = 50
@@ -229,13 +237,13 @@ class _View:
             cells = [item_id, _cut("" if gold is None else str(gold))]
             marks: list[bool | None] = []
             for system in protocols:
-                row = per.get(system)
-                if row is None:
+                result = per.get(system)
+                if result is None:
                     cells.append("–")
                     marks.append(None)
                     continue
-                answer = "(no answer)" if row.get("answer") is None else _cut(str(row["answer"]))
-                ok = bool(row.get("correct"))
+                answer = "(no answer)" if result.get("answer") is None else _cut(str(result["answer"]))
+                ok = bool(result.get("correct"))
                 cells.append(f"{answer} {'✓' if ok else '✗'}")
                 marks.append(ok)
             if nodes:
@@ -430,7 +438,7 @@ def markdown_to_html(text: str, *, min_heading: int = 1) -> str:
                 body.append(cells)
                 i += 1
 
-            def cell(tag: str, content: str, k: int) -> str:
+            def cell(tag: str, content: str, k: int, aligns: list[str] = aligns) -> str:
                 style = f' style="text-align:{aligns[k]}"' if aligns[k] else ""
                 return f"<{tag}{style}>{_inline(content)}</{tag}>"
 

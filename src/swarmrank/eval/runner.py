@@ -10,7 +10,6 @@ saved in one transaction, so an interrupted run resumes at the first unfinished 
 from __future__ import annotations
 
 import asyncio
-
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace

@@ -403,7 +403,7 @@ async def simulate_async(params: SimParams, *, concurrency: int = 64) -> SimResu
             judge_calls=float(np.mean([r[1] for r in rows])), calls=float(np.mean([r[2] for r in rows])),
             correct=correct, no_answer=sum(1 for r in rows if r[3]),
         )
-    any_right = world.correct.any(axis=1)
+    any_right = np.asarray(world.correct.any(axis=1))
     per_node = world.correct.mean(axis=0)
     return SimResult(
         params=params, protocols=protocols, oracle=accuracy(any_right, seed=params.seed),

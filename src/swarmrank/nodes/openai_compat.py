@@ -54,7 +54,8 @@ class OpenAIBackend(Backend):
         if self._client is None:
             from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=1)
+            self._client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                       max_retries=1)
         return self._client
 
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -182,7 +182,8 @@ class RemoteBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         start = time.perf_counter()
         node, key = self.expected()
-        body = {"nonce": secrets.token_hex(16), "node": node, "messages": [
+        nonce = secrets.token_hex(16)
+        body = {"nonce": nonce, "node": node, "messages": [
                     {"role": m.role, "content": m.content} for m in request.messages],
                 "purpose": request.purpose, "temperature": float(request.temperature),
                 "max_tokens": int(request.max_tokens), "seed": request.seed, "stop": list(request.stop),
@@ -195,7 +196,7 @@ class RemoteBackend(Backend):
         except (WireError, ValueError) as exc:
             raise EndpointError(f"cannot send this request to the agent at {self.url}: {exc}") from None
         reply = await self._post(payload, timeout)
-        why = self._check(reply, node=node, key=key, nonce=body["nonce"], digest=digest)
+        why = self._check(reply, node=node, key=key, nonce=nonce, digest=digest)
         if why is not None:
             raise SignatureError(f"rejected the reply of the agent at {self.url}: {why}")
         assert reply.public_key is not None and reply.signature is not None

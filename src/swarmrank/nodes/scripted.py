@@ -182,7 +182,7 @@ class ScriptedBackend(Backend):
         peers: list[str] = list(request.context.get("peers", ()))
         answer = str(request.context.get("previous") or self.own_answer(str(request.context.get("question", "")), rng))
         if self.revise == "majority" and peers:
-            answer = Counter(peers + [answer]).most_common(1)[0][0]
+            answer = Counter([*peers, answer]).most_common(1)[0][0]
         elif self.revise == "truth" and self.truth is not None and self.truth in peers:
             answer = self.truth
         text = f"Having read the other answers, the answer is {answer}."

@@ -26,8 +26,8 @@ from swarmrank.errors import (
     SwarmError,
     TrustError,
 )
-from swarmrank.store import MIN_PREFIX
 from swarmrank.server.schemas import ErrorDetail, ErrorResponse
+from swarmrank.store import MIN_PREFIX
 
 log = logging.getLogger("swarmrank.server")
 

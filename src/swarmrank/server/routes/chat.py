@@ -130,7 +130,7 @@ async def run_round(state: ServerState, question: str, *, protocol: str, task_ty
         result = await asyncio.wait_for(
             state.swarm.ask(question, protocol=protocol, task_type=task_type, on_event=on_event), timeout)
         saved = state.swarm.store is not None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise APIError(504, f"the swarm did not finish within the server's request timeout of {timeout:g}s",
                        type="timeout_error", code="request_timeout", headers=NO_RETRY) from None
     except RoundNotSavedError as exc:

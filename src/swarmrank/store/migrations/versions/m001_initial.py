@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def _child(name: str, *columns: sa.Column) -> None:  # type: ignore[type-arg]
+def _child(name: str, *columns: sa.Column) -> None:
     op.create_table(
         name,
         sa.Column("round_id", sa.String(64), sa.ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True),

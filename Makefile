@@ -17,7 +17,7 @@ test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not model"
 
 lint: setup
-	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 
 bench: setup

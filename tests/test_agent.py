@@ -30,7 +30,6 @@ from fastapi.responses import JSONResponse
 
 from swarmrank.agent import NodeAgent, agent_from_config
 from swarmrank.agent.app import create_agent_app
-from swarmrank.wire import CompleteRequest, reply_content, request_digest, signing_hash
 from swarmrank.config import parse_config
 from swarmrank.errors import ConfigError
 from swarmrank.identity import load_or_create
@@ -39,6 +38,7 @@ from swarmrank.nodes.remote import KNOWN_NODES_FILE, SignedCompletion
 from swarmrank.settings import Settings
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+from swarmrank.wire import CompleteRequest, reply_content, request_digest, signing_hash
 
 QUESTION = "What is 6 x 7?"
 

@@ -16,8 +16,8 @@ import pytest
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval import datasets
-from swarmrank.eval.datasets import EvalItem, load, register_loader, suite, suite_names  # noqa: E402
-from swarmrank.tasks import Task, TaskType, detect_task_type, extract_number, mc_options  # noqa: E402
+from swarmrank.eval.datasets import EvalItem, load, register_loader, suite, suite_names
+from swarmrank.tasks import Task, TaskType, detect_task_type, extract_number, mc_options
 
 _DIGEST_SCRIPT = (
     "import hashlib, json\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from swarmrank.eval.store import EvalRuns
 from swarmrank.errors import ConfigError
 from swarmrank.eval.datasets import EvalItem
 from swarmrank.eval.injection import (
@@ -16,6 +15,7 @@ from swarmrank.eval.injection import (
     variant,
 )
 from swarmrank.eval.runner import run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.summary import summarise
 from swarmrank.nodes.base import CompletionRequest, Message, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from swarmrank.eval.store import EvalRuns
 from swarmrank.errors import ConfigError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.eval.runner import parse_protocols, run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.summary import summarise
 from swarmrank.nodes.base import Backend, Completion, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.conftest import EvalTestItem
 
+from helpers import EvalTestItem
 
 Item = EvalTestItem
 
@@ -50,13 +49,6 @@ def swarm_and_counters(store: Store) -> tuple[Swarm, list[Counting]]:
              Node("j1", judge, Persona(), frozenset({"judge"})),
              Node("j2", truthful, Persona(), frozenset({"judge"}))]
     return Swarm(nodes, options=RoundOptions(k=2, rounds=1), store=store), [right, wrong1, wrong2, judge, truthful]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'eval.db'}")
-    yield s
-    s.close()
 
 
 async def test_every_system_is_scored_on_every_item_with_single_nodes_from_the_same_outputs(store):
@@ -211,7 +203,7 @@ async def test_items_evaluated_concurrently_give_the_same_results_as_one_at_a_ti
             swarm, counters = swarm_and_counters(store)
             seen: list[int] = []
             run = await run_eval(swarm, ITEMS, ["peer-rank", "majority"], store=store, suite="test",
-                                 concurrency=concurrency, on_progress=lambda done, total, last: seen.append(done))
+                                 concurrency=concurrency, on_progress=lambda done, total, last, seen=seen: seen.append(done))
             assert seen == [0, 1, 2, 3]
             results[concurrency] = (
                 sorted((r["item_id"], r["system"], r["answer"], r["correct"], r["calls"], r["prompt_tokens"])

@@ -31,7 +31,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_server import QUESTION, Server, assert_openai_error, node
 
 from swarmrank.round import RoundOptions
 from swarmrank.server import ServerSettings, create_app, create_key
@@ -39,6 +38,8 @@ from swarmrank.server.keys import revoke_key
 from swarmrank.server.schemas import ChatCompletionChunk
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+from helpers import QUESTION, Server, assert_openai_error, node
 
 FUZZ_EXAMPLES = int(os.environ.get("SWARMRANK_FUZZ_EXAMPLES", "40"))
 """Examples per operation and generation mode (raise it for a longer hunt)."""
@@ -160,7 +161,7 @@ def fuzz(api: schemathesis.BaseSchema, mode: GenerationMode, examples: int,
             run()
         except Unsatisfiable:  # nothing to vary (a negative case of GET /healthz, which takes no input)
             continue
-        except Exception as exc:  # noqa: BLE001 - collected, then reported together
+        except Exception as exc:
             failures.append(f"{operation.label} ({mode.value}): {exc}")
     return failures
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -107,12 +108,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'ledger.db'}") as s:
-        yield s
-
-
-@pytest.fixture
 def any_store(db_url: str) -> Iterator[Store]:
     with Store(db_url) as s:
         yield s
@@ -139,7 +134,7 @@ def test_appended_entries_form_one_signed_chain_with_keys_registered_once(any_st
     assert entries[2].payload == {"node": "n2", "public_key": n2.public_hex} and entries[2].signer == "n2"
     assert [e for e in entries if e.kind != "key"] == written  # append returns the stored entry
     assert entries[0].prev_hash == GENESIS
-    for prev, entry in zip(entries, entries[1:]):
+    for prev, entry in itertools.pairwise(entries):
         assert entry.prev_hash == prev.hash
     for entry in entries:  # the documented definitions, recomputed independently
         content = {k: getattr(entry, k) for k in ("seq", "created_at", "kind", "payload", "signer", "prev_hash")}

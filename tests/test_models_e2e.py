@@ -17,8 +17,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from swarmrank.eval.store import EvalRuns
 from swarmrank.config import load_config, parse_config
+from swarmrank.eval.store import EvalRuns
 from swarmrank.nodes.base import BuildContext, CompletionRequest, Message
 from swarmrank.nodes.models import resolve_model
 from swarmrank.nodes.openai_compat import build as build_openai

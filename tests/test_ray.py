@@ -26,17 +26,18 @@ from typing import Any
 
 import pytest
 
-from swarmrank.eval.store import EvalRuns
 from swarmrank.config import ExecutorSection, SwarmConfig, load_config, parse_config
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.eval.runner import run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.executor import RayBackend, with_executor
 from swarmrank.nodes.base import CompletionRequest, Message
 from swarmrank.protocols import protocol_names
 from swarmrank.result import RoundResult
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.conftest import EvalTestItem
+
+from helpers import EvalTestItem
 
 NO_RAY = "Ray is not installed (pip install 'swarmrank[ray]')"
 
@@ -75,7 +76,7 @@ def _cluster() -> Iterator[str]:
         pass
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="srray-")  # short: Ray's unix sockets live under it
-    log = open(Path(temp) / "ray-start.log", "w")  # noqa: SIM115 - closed at teardown
+    log = open(Path(temp) / "ray-start.log", "w")
     start = time.monotonic()
     # --block: the command stays in the foreground and stops the Ray processes it started on SIGTERM
     proc = subprocess.Popen([*_ray_command(), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",

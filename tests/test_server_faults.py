@@ -24,7 +24,6 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from test_server import QUESTION, RIGHT_TEXT, assert_openai_error, free_port, key, node, start, store  # noqa: F401
 
 import swarmrank.store.rounds
 from swarmrank.errors import NodeError
@@ -35,6 +34,8 @@ from swarmrank.round import RoundOptions
 from swarmrank.server import create_key
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+from helpers import QUESTION, RIGHT_TEXT, assert_openai_error, free_port, node
 
 SLACK = 3.0
 """Seconds a failing request may take beyond its limit (a busy 2-core machine, two servers)."""
@@ -311,7 +312,7 @@ def test_a_client_that_hangs_up_mid_stream_stops_the_round_and_nothing_is_stored
     nodes = answerers() + [Node("stuck-judge", hangs, Persona(seed=3), roles=frozenset({"judge"}))]
     url = start(swarm_of(nodes, store), store=store, keepalive_seconds=0.1)
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body(stream=True), headers=auth(key)) as response:
-        for line in response.iter_lines():
+        for _ in response.iter_lines():
             if hangs.started.is_set():
                 break  # the judge is stuck (it would be for node_timeout, 120 s): hang up
     assert hangs.cancelled.wait(5), "the round went on after its client left"

@@ -18,12 +18,11 @@ from sqlalchemy.exc import OperationalError
 
 from swarmrank import store as store_mod
 from swarmrank.errors import AmbiguousRoundId, RoundNotFound, StorageError
-from swarmrank.store import migrations
-from swarmrank.store import rounds as rounds_mod
-from swarmrank.store.migrations import revisions
 from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
 from swarmrank.settings import Settings
-from swarmrank.store import Base, RoundSummary, Store, make_engine, migrate
+from swarmrank.store import Base, RoundSummary, Store, make_engine, migrate, migrations
+from swarmrank.store import rounds as rounds_mod
+from swarmrank.store.migrations import revisions
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=timezone.utc)
 
@@ -289,7 +288,7 @@ def test_concurrent_writers_on_one_file_all_succeed(db_url: str) -> None:
         try:
             for i in range(8):
                 stores[k % 2].save_round(make_round(rid(0x2000 + 100 * k + i)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]

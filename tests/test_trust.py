@@ -16,7 +16,8 @@ from swarmrank.registry import MemoryLedger, Registry
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
 from swarmrank.trust import TrustParams, TrustState, influence, score_round
-from tests.conftest import answerer, judge
+
+from helpers import answerer, judge
 
 PARAMS = TrustParams()
 

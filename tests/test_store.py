@@ -429,6 +429,17 @@ def test_open_prefers_env_over_config_over_default(tmp_path: Path) -> None:
     assert Store.open(Settings(home=home)).url == f"sqlite:///{home / 'swarmrank.db'}"
 
 
+def test_settings_read_only_the_swarmrank_variables_and_keywords_override_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DB_URL", "sqlite:///not-ours.db")
+    monkeypatch.setenv("SWARMRANK_HOME", str(tmp_path / "h"))
+    assert Settings().db_url is None and Settings().home == tmp_path / "h"
+    monkeypatch.setenv("SWARMRANK_DB", "sqlite:///ours.db")
+    assert Settings.from_env().db_url == "sqlite:///ours.db"
+    assert Settings(db_url="sqlite:///given.db").db_url == "sqlite:///given.db"
+    monkeypatch.setenv("SWARMRANK_DB", "")  # an empty variable counts as unset
+    assert Settings().db_url is None
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 

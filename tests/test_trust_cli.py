@@ -67,7 +67,8 @@ def test_admit_ask_and_replay_with_trust_enabled(trusted, isolated_home):
         proc = run_cli("node", "admit", node, *cfg, "--json", home=isolated_home, check=True)
         data = json.loads(proc.stdout)
         assert data["passed"] and data["admitted"] and data["stake"] == 10
-    bad = run_cli("node", "admit", "mallory", *cfg, home=isolated_home)
+    # a fixed exam: mallory always answers 41, which is none of this seed's 20 golds
+    bad = run_cli("node", "admit", "mallory", *cfg, "--seed", "7", home=isolated_home)
     assert bad.returncode == 1 and "refused" in bad.stdout and "answers 0/20 (0%)" in bad.stdout
 
     proc = run_cli("ask", "What is 6 × 7?", *cfg, "--json", home=isolated_home, check=True)

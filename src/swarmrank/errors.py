@@ -25,6 +25,8 @@ The tree is shallow and grouped by where a failure arises::
 
 The CLI and the server catch ``SwarmError`` at their edge and turn it into a one-line message (the
 server picks its status code from the error's type); anything else is a bug and keeps its traceback.
+Every exception class swarmrank defines is here, except the server's ``APIError``
+(:mod:`swarmrank.server.errors`), which is an HTTP response in the making, not a library error.
 """
 
 from __future__ import annotations

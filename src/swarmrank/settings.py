@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
                                       populate_by_name=True)
 
     home: Path = Field(default_factory=default_home)
-    db_url: str | None = Field(None, validation_alias=AliasChoices("db_url", "SWARMRANK_DB"))
+    db_url: str | None = Field(None, validation_alias="SWARMRANK_DB")  # Settings(db_url=...) works too
     bigbench_dir: Path | None = None
 
     @field_validator("home", "bigbench_dir")

@@ -79,11 +79,11 @@ class EvalTestItem:
 
 
 class Server:
-    """A uvicorn server for one app on a free loopback port, in a background thread: for tests
-    where a real socket is the point (timing, disconnects, concurrent clients, other processes)."""
+    """A uvicorn server for one app on a loopback port (0: any free one), in a background thread: for
+    tests where a real socket is the point (timing, disconnects, concurrent clients, other processes)."""
 
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                     lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -91,8 +91,8 @@ class Server:
         while not self.server.started:
             assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -2,7 +2,7 @@
 VENV ?= .venv
 QUESTION ?= What is 17 + 25?
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup:
 	@scripts/setup
@@ -15,6 +15,10 @@ test: setup
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not model"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/python benchmarks/bench_overhead.py

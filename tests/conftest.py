@@ -1,17 +1,22 @@
-"""Shared fixtures: every test gets its own SWARMRANK_HOME, and scripted swarms are easy to build."""
+"""Shared fixtures: every test gets its own SWARMRANK_HOME; stores, API keys, apps served in process
+(TestClient) or on a real socket, and throwaway PostgreSQL databases. Shared helpers that are not
+fixtures live in helpers.py."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from swarmrank.nodes.base import Node, Persona
-from swarmrank.nodes.scripted import ScriptedBackend
-from swarmrank.round import RoundOptions
+from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+from helpers import Server
 
 
 @pytest.fixture(autouse=True)
@@ -22,27 +27,67 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
-def answerer(node_id: str, answer: str, **kw: Any) -> Node:
-    return Node(node_id, ScriptedBackend(answers={"*": answer}, **kw), Persona(seed=len(node_id)), roles=frozenset({"answer"}))
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store in the test's own directory."""
+    with Store(f"sqlite:///{tmp_path / 'server.db'}") as s:
+        yield s
 
 
-def judge(node_id: str, rule: str = "truth", **kw: Any) -> Node:
-    return Node(node_id, ScriptedBackend(judge=rule, **kw), Persona(), roles=frozenset({"judge"}))
+@pytest.fixture
+def key(store: Store) -> str:
+    """An API key in ``store``."""
+    return create_key(store, "tester")[0]
 
 
-def scripted_swarm(answers: Sequence[str], judges: Sequence[Node] = (), **options: Any) -> Swarm:
-    nodes = [answerer(f"a{i}", a) for i, a in enumerate(answers)] + list(judges)
-    return Swarm(nodes, options=RoundOptions(**options), store=None)
+@pytest.fixture
+def api() -> Iterator[Callable[..., TestClient]]:
+    """api(swarm, store=..., **settings) → a TestClient of the server's app, in process."""
+    clients: list[TestClient] = []
+
+    def _api(swarm: Swarm, *, store: Store | None = None, **settings: Any) -> TestClient:
+        client = TestClient(create_app(swarm, store=store, settings=ServerSettings(**settings)))
+        client.__enter__()  # run the app's lifespan
+        clients.append(client)
+        return client
+
+    yield _api
+    for client in clients:
+        client.__exit__(None, None, None)
 
 
-@dataclass(frozen=True)
-class EvalTestItem:
-    """A minimal evaluation item (the runner needs id, prompt, task_type, gold and score)."""
+@pytest.fixture
+def start() -> Iterator[Callable[..., str]]:
+    """start(swarm, store=..., **settings) → the base URL of a server on a real socket."""
+    running: list[Server] = []
 
-    id: str
-    prompt: str
-    gold: str
-    task_type: str = "number"
+    def _start(swarm: Swarm, *, store: Store | None = None, **settings: Any) -> str:
+        server = Server(create_app(swarm, store=store, settings=ServerSettings(**settings)))
+        running.append(server)
+        return server.url
 
-    def score(self, value: str | None) -> bool:
-        return value == self.gold
+    yield _start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty Postgres database for one test, dropped afterwards (scripts/with-postgres provides
+    the server as SWARMRANK_TEST_PG; without one the test says it is skipped and why)."""
+    base_url = os.environ.get("SWARMRANK_TEST_PG")
+    if not base_url:
+        pytest.skip("set SWARMRANK_TEST_PG to a Postgres URL (scripts/with-postgres does)")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(base_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = "swarmrank_test_" + os.urandom(6).hex()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

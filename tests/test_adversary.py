@@ -16,7 +16,8 @@ from swarmrank.nodes.base import CompletionRequest, Message, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
-from tests.conftest import answerer, judge
+
+from helpers import answerer, judge
 
 HONEST = ScriptedBackend(answers={"*": "4"}, judge="truth", truth="4")
 

@@ -23,14 +23,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from swarmrank.agent import NodeAgent, agent_from_config
 from swarmrank.agent.app import create_agent_app
-from swarmrank.agent.wire import CompleteRequest, reply_content, request_digest, signing_hash
 from swarmrank.config import parse_config
 from swarmrank.errors import ConfigError
 from swarmrank.identity import load_or_create
@@ -39,30 +37,14 @@ from swarmrank.nodes.remote import KNOWN_NODES_FILE, SignedCompletion
 from swarmrank.settings import Settings
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+from swarmrank.wire import CompleteRequest, reply_content, request_digest, signing_hash
+
+from helpers import Server
 
 QUESTION = "What is 6 x 7?"
 
 
 # -- agents and coordinators ----------------------------------------------------------------------
-
-class Server:
-    """uvicorn serving one app on a loopback port (0: any free one) in a background thread."""
-
-    def __init__(self, app: Any, port: int = 0) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
 
 class Recording(Backend):
     """Wraps a backend and keeps every request and completion that went through it."""

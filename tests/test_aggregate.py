@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 
+import choix
 import numpy as np
 import pytest
+import scipy.optimize as optimize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarmrank.aggregate import (
     AheadByK,
@@ -19,11 +23,6 @@ from swarmrank.aggregate import (
     weighted_vote,
 )
 from swarmrank.errors import RankingError
-
-import choix
-import scipy.optimize as optimize
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _simulate(n: int, n_comparisons: int, seed: int, spread: float = 0.7) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from helpers import run_cli
 
 SCRIPTED = """
 [swarm]
@@ -42,16 +41,6 @@ roles = ["judge"]
 """
 
 
-def run(*args: str, home: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARMRANK_HOME": str(home), "COLUMNS": "200"}
-    env.pop("SWARMRANK_DB", None)
-    proc = subprocess.run([sys.executable, "-m", "swarmrank", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "swarm.toml"
@@ -60,7 +49,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def test_ask_json_has_the_documented_fields_and_the_round_is_stored(config, isolated_home):
-    proc = run("ask", "What is 17 + 25?", "--config", str(config), "--json", home=isolated_home, check=True)
+    proc = run_cli("ask", "What is 17 + 25?", "--config", str(config), "--json", home=isolated_home, check=True)
     data = json.loads(proc.stdout)
     assert data["answer"] == "42"
     assert data["protocol"] == "peer-rank"
@@ -73,15 +62,15 @@ def test_ask_json_has_the_documented_fields_and_the_round_is_stored(config, isol
     assert data["cost"]["phases"]["answer"]["calls"] == 3
     assert data["cost"]["phases"]["judge"]["calls"] == 2
 
-    listed = run("rounds", "list", "--json", home=isolated_home, check=True)
+    listed = run_cli("rounds", "list", "--json", home=isolated_home, check=True)
     rounds = json.loads(listed.stdout)
     assert [r["round_id"] for r in rounds] == [data["round_id"]]
-    shown = run("rounds", "show", data["round_id"][:8], "--json", home=isolated_home, check=True)
+    shown = run_cli("rounds", "show", data["round_id"][:8], "--json", home=isolated_home, check=True)
     assert json.loads(shown.stdout) == data
 
 
 def test_ask_rich_view_shows_answer_candidates_judgments_and_cost(config, isolated_home):
-    proc = run("ask", "What is 17 + 25?", "--config", str(config), "--protocol", "majority", home=isolated_home,
+    proc = run_cli("ask", "What is 17 + 25?", "--config", str(config), "--protocol", "majority", home=isolated_home,
                check=True)
     out = proc.stdout
     assert "Answer: 41" in out
@@ -91,19 +80,19 @@ def test_ask_rich_view_shows_answer_candidates_judgments_and_cost(config, isolat
 
 
 def test_config_show_prints_the_embedded_default_as_valid_toml(isolated_home):
-    proc = run("config", "show", home=isolated_home, check=True)
+    proc = run_cli("config", "show", home=isolated_home, check=True)
     data = tomllib.loads(proc.stdout)
     assert data["swarm"]["protocol"] == "peer-rank"
     assert len(data["nodes"]) == 6
 
 
 def test_nodes_checks_every_node_and_shows_its_key(config, isolated_home):
-    proc = run("nodes", "--config", str(config), "--json", home=isolated_home, check=True)
+    proc = run_cli("nodes", "--config", str(config), "--json", home=isolated_home, check=True)
     rows = json.loads(proc.stdout)
     assert [r["id"] for r in rows] == ["right", "wrong1", "wrong2", "judge1"]
     assert all(r["check"]["ok"] for r in rows)
     keys = {r["id"]: r["key"] for r in rows}
-    again = json.loads(run("nodes", "--config", str(config), "--json", "--no-check", home=isolated_home,
+    again = json.loads(run_cli("nodes", "--config", str(config), "--json", "--no-check", home=isolated_home,
                            check=True).stdout)
     assert {r["id"]: r["key"] for r in again} == keys  # identities are stable across processes
 
@@ -111,7 +100,7 @@ def test_nodes_checks_every_node_and_shows_its_key(config, isolated_home):
 def test_nodes_exits_non_zero_when_a_node_fails_its_check(tmp_path, isolated_home):
     path = tmp_path / "bad.toml"
     path.write_text('[[nodes]]\nid = "dead"\nbackend = "scripted"\nfault = "crash"\n')
-    proc = run("nodes", "--config", str(path), home=isolated_home)
+    proc = run_cli("nodes", "--config", str(path), home=isolated_home)
     assert proc.returncode == 1
     assert "FAIL" in proc.stdout
 
@@ -125,7 +114,7 @@ def test_nodes_exits_non_zero_when_a_node_fails_its_check(tmp_path, isolated_hom
 ])
 def test_bad_input_gives_one_clear_line_and_exit_1(args, message, isolated_home, config):
     args = [a if a != "CONFIG" else str(config) for a in args]
-    proc = run(*args, home=isolated_home)
+    proc = run_cli(*args, home=isolated_home)
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -135,7 +124,7 @@ def test_bad_input_gives_one_clear_line_and_exit_1(args, message, isolated_home,
 def test_a_broken_config_names_the_file_and_field(tmp_path, isolated_home):
     path = tmp_path / "broken.toml"
     path.write_text('[[nodes]]\nid = "x"\nbackend = "scripted"\ntemperature = 9\n')
-    proc = run("ask", "hi", "--config", str(path), home=isolated_home)
+    proc = run_cli("ask", "hi", "--config", str(path), home=isolated_home)
     assert proc.returncode == 1
     assert str(path) in proc.stderr and "temperature" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -145,7 +134,7 @@ def test_unreachable_endpoint_is_reported_per_node_not_as_a_crash(tmp_path, isol
     path = tmp_path / "remote.toml"
     path.write_text('[[nodes]]\nid = "remote"\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
                     'model = "m"\ntimeout = 2\n')
-    proc = run("ask", "What is 2 + 2?", "--config", str(path), "--json", home=isolated_home)
+    proc = run_cli("ask", "What is 2 + 2?", "--config", str(path), "--json", home=isolated_home)
     assert proc.returncode == 1  # no usable answer
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no node produced a usable answer (error: cannot reach")
     data = json.loads(proc.stdout)
@@ -154,9 +143,9 @@ def test_unreachable_endpoint_is_reported_per_node_not_as_a_crash(tmp_path, isol
 
 
 def test_first_use_reports_the_keys_it_created_and_later_runs_do_not(config, isolated_home):
-    first = run("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
+    first = run_cli("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
     assert "created Ed25519 keys for right, wrong1, wrong2, judge1" in first.stderr
-    second = run("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
+    second = run_cli("ask", "What is 17 + 25?", "--config", str(config), "--no-save", home=isolated_home, check=True)
     assert "created" not in second.stderr
 
 
@@ -164,13 +153,13 @@ def test_rounds_commands_read_the_database_a_config_names(tmp_path, isolated_hom
     db = tmp_path / "elsewhere.db"
     path = tmp_path / "swarm.toml"
     path.write_text(f'[store]\nurl = "sqlite:///{db}"\n' + SCRIPTED)
-    data = json.loads(run("ask", "What is 17 + 25?", "--config", str(path), "--json", home=isolated_home,
+    data = json.loads(run_cli("ask", "What is 17 + 25?", "--config", str(path), "--json", home=isolated_home,
                           check=True).stdout)
     assert db.exists()
-    assert json.loads(run("rounds", "list", "--json", home=isolated_home, check=True).stdout) == []
-    listed = json.loads(run("rounds", "list", "--config", str(path), "--json", home=isolated_home, check=True).stdout)
+    assert json.loads(run_cli("rounds", "list", "--json", home=isolated_home, check=True).stdout) == []
+    listed = json.loads(run_cli("rounds", "list", "--config", str(path), "--json", home=isolated_home, check=True).stdout)
     assert [r["round_id"] for r in listed] == [data["round_id"]]
-    shown = run("rounds", "show", data["round_id"], "--config", str(path), "--json", home=isolated_home, check=True)
+    shown = run_cli("rounds", "show", data["round_id"], "--config", str(path), "--json", home=isolated_home, check=True)
     assert json.loads(shown.stdout)["answer"] == "42"
 
 
@@ -201,7 +190,7 @@ roles = ["judge"]
 def test_eval_runs_a_suite_stores_it_and_a_rerun_is_answered_from_the_cache(tmp_path, isolated_home):
     path = tmp_path / "eval.toml"
     path.write_text(EVAL_SWARM)
-    first = run("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
+    first = run_cli("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
                 "--json", home=isolated_home, check=True)
     data = json.loads(first.stdout)
     systems = {s["system"]: s for s in data["summary"]["systems"]}
@@ -212,19 +201,19 @@ def test_eval_runs_a_suite_stores_it_and_a_rerun_is_answered_from_the_cache(tmp_
     assert data["status"] == "done" and data["suite"] == "tiny"
     calls, hits = map(int, re.search(r"(\d+) model call\(s\), (\d+) answered from the cache", first.stderr).groups())
     assert calls > 0 and hits >= calls  # peer-rank's answers came from majority's cached fan-out
-    second = run("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
+    second = run_cli("eval", "run", "--suite", "tiny", "--protocols", "majority,peer-rank", "--config", str(path),
                  "--json", home=isolated_home, check=True)
     assert "0 model call(s)" in second.stderr
     again = {s["system"]: s["accuracy"]["correct"] for s in json.loads(second.stdout)["summary"]["systems"]}
     assert again == {name: s["accuracy"]["correct"] for name, s in systems.items()}
-    listed = json.loads(run("eval", "list", "--json", home=isolated_home, check=True).stdout)
+    listed = json.loads(run_cli("eval", "list", "--json", home=isolated_home, check=True).stdout)
     assert len(listed) == 2
-    shown = json.loads(run("eval", "show", data["run_id"][:8], "--json", home=isolated_home, check=True).stdout)
+    shown = json.loads(run_cli("eval", "show", data["run_id"][:8], "--json", home=isolated_home, check=True).stdout)
     assert shown["summary"] == data["summary"]
 
 
 def test_eval_rejects_an_unknown_suite_in_one_line(isolated_home):
-    proc = run("eval", "run", "--suite", "huge", home=isolated_home)
+    proc = run_cli("eval", "run", "--suite", "huge", home=isolated_home)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "huge" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -232,23 +221,23 @@ def test_eval_rejects_an_unknown_suite_in_one_line(isolated_home):
 def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_path, isolated_home):
     path = tmp_path / "eval.toml"
     path.write_text(EVAL_SWARM)
-    data = json.loads(run("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
+    data = json.loads(run_cli("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
                           "--json", home=isolated_home, check=True).stdout)
     out = tmp_path / "report"
-    again = run("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
+    again = run_cli("eval", "run", "--suite", "tiny", "--protocols", "peer-rank", "--config", str(path),
                 "--report", str(tmp_path / "at-once"), home=isolated_home, check=True)
     at_once = (tmp_path / "at-once" / "report.md").read_text()
     assert "report.html" in again.stderr and re.search(r"^\| peer-rank \| \d+\.\d%", at_once, re.M)
-    proc = run("report", data["run_id"][:8], "--out", str(out), home=isolated_home, check=True)
+    proc = run_cli("report", data["run_id"][:8], "--out", str(out), home=isolated_home, check=True)
     assert "report.html" in proc.stdout
     html = (out / "report.html").read_text()
     assert data["run_id"] in html and "peer-rank" in html and "https://" not in html
     assert (out / "report.md").read_text().count("node:a1") >= 1
-    bad = run("report", "zzzzzzzz", "--out", str(out), home=isolated_home)
+    bad = run_cli("report", "zzzzzzzz", "--out", str(out), home=isolated_home)
     assert bad.returncode == 1 and "unknown eval run zzzzzzzz" in bad.stderr
 
     sim_out = tmp_path / "with-simulation"
-    proc = run("report", data["run_id"][:8], "--out", str(sim_out), "--simulate", "--sim-questions", "10",
+    proc = run_cli("report", data["run_id"][:8], "--out", str(sim_out), "--simulate", "--sim-questions", "10",
                home=isolated_home, check=True)
     assert "(4 figures)" in proc.stdout
     md = (sim_out / "report.md").read_text()
@@ -257,21 +246,21 @@ def test_report_writes_markdown_and_self_contained_html_for_a_stored_run(tmp_pat
 
 
 def test_simulate_shows_peer_rank_beating_majority_with_good_judges_and_correlated_errors(isolated_home):
-    proc = run("simulate", "--questions", "150", "--discrimination", "0.95", "--correlated", "0.8", "--json",
+    proc = run_cli("simulate", "--questions", "150", "--discrimination", "0.95", "--correlated", "0.8", "--json",
                home=isolated_home, check=True)
     data = json.loads(proc.stdout)
     peer, majority = data["protocols"]["peer-rank"], data["protocols"]["majority"]
     assert peer["accuracy"] > majority["accuracy"] + 0.15
     assert peer["judge_calls"] > 0 and majority["judge_calls"] == 0
     assert data["oracle"] >= peer["accuracy"]
-    bad = run("simulate", "--discrimination", "1.5", home=isolated_home)
+    bad = run_cli("simulate", "--discrimination", "1.5", home=isolated_home)
     assert bad.returncode == 1 and "judge_discrimination must be between 0 and 1" in bad.stderr
 
 
 def test_simulate_cluster_schedule_needs_far_fewer_judge_calls_than_fortytwo_at_equal_inputs(isolated_home):
     calls = {}
     for schedule in ("cluster", "fortytwo"):
-        data = json.loads(run("simulate", "-n", "60", "--correlated", "0.9", "--schedule", schedule, "--json",
+        data = json.loads(run_cli("simulate", "-n", "60", "--correlated", "0.9", "--schedule", schedule, "--json",
                               home=isolated_home, check=True).stdout)
         calls[schedule] = data["protocols"]["peer-rank"]["judge_calls"]
     assert calls["cluster"] < calls["fortytwo"] / 5
@@ -280,10 +269,10 @@ def test_simulate_cluster_schedule_needs_far_fewer_judge_calls_than_fortytwo_at_
 def test_eval_resume_rebuilds_the_runs_own_suite_and_variants(tmp_path, isolated_home):
     path = tmp_path / "eval.toml"
     path.write_text(EVAL_SWARM)
-    data = json.loads(run("eval", "run", "--suite", "tiny", "--variants", "extraneous", "--protocols", "majority",
+    data = json.loads(run_cli("eval", "run", "--suite", "tiny", "--variants", "extraneous", "--protocols", "majority",
                           "--config", str(path), "--json", home=isolated_home, check=True).stdout)
     assert data["suite"] == "tiny+extraneous"
-    again = run("eval", "run", "--resume", data["run_id"][:8], "--config", str(path), "--json",
+    again = run_cli("eval", "run", "--resume", data["run_id"][:8], "--config", str(path), "--json",
                 home=isolated_home, check=True)  # no --suite/--variants given: taken from the run
     assert "already done" in again.stderr
     assert json.loads(again.stdout)["summary"] == data["summary"]

@@ -57,9 +57,9 @@ def test_embedded_default_config_matches_the_shipped_toml():
     assert config.round.max_samples == 16
     assert sorted(config.models) == ["gemma3", "smollm2"]
     assert [n.model for n in config.nodes] == [n["model"] for n in raw["nodes"]]
-    assert [n.seed for n in config.nodes] == [1, 2, 3, 4, 5, 6]
+    assert [n.persona.seed for n in config.nodes] == [1, 2, 3, 4, 5, 6]
     judges = [n for n in config.nodes if "judge" in n.roles]
-    assert [n.judge_max_tokens for n in judges] == [48, 48]
+    assert [n.persona.judge_max_tokens for n in judges] == [48, 48]
 
 
 def test_embedded_default_backend_for_shares_the_model_and_merges_options():
@@ -82,7 +82,7 @@ def test_backend_for_merges_model_options_with_node_overrides():
 def test_backend_for_persona_fields_are_not_backend_options():
     config = parse_config(minimal(nodes=[{"id": "n1", "model": "tiny", "temperature": 0.9, "seed": 7}]))
     node = config.nodes[0]
-    assert (node.temperature, node.seed) == (0.9, 7)
+    assert (node.persona.temperature, node.persona.seed) == (0.9, 7)
     assert config.backend_for(node)[1] == {"n_ctx": 512, "source": "tiny-1"}
 
 
@@ -170,7 +170,7 @@ def test_temperature_out_of_range_is_rejected(temperature):
 @pytest.mark.parametrize("temperature", [0, 2])
 def test_temperature_bounds_are_inclusive(temperature):
     config = parse_config(minimal(nodes=[{"id": "n1", "model": "tiny", "temperature": temperature}]))
-    assert config.nodes[0].temperature == temperature
+    assert config.nodes[0].persona.temperature == temperature
 
 
 def test_error_in_a_later_node_names_its_index():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,13 @@ import pytest
 from swarmrank.config import load_config
 from swarmrank.ledger import Ledger
 from swarmrank.result import Answer, Candidate, Cost, Judgment, RoundResult
-from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.server import create_key
 from swarmrank.server.routes.dashboard import STATIC_TYPES, analyse, static_file
 from swarmrank.settings import Settings
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.test_server import Server, node
+
+from helpers import node
 
 CHROMIUM = os.environ.get("SWARMRANK_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -143,25 +144,6 @@ def test_under_the_fortytwo_schedule_items_are_usable_answers_and_strays_are_rep
 
 
 # -- over HTTP ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'dash.db'}") as s:
-        yield s
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., str]]:
-    running: list[Server] = []
-
-    def _start(swarm: Swarm, *, store: Store | None = None, **settings: Any) -> str:
-        running.append(Server(create_app(swarm, store=store, settings=ServerSettings(**settings))))
-        return running[-1].url
-
-    yield _start
-    for server in running:
-        server.stop()
 
 
 def trusted_swarm(tmp_path: Path, store: Store) -> Swarm:

@@ -16,8 +16,8 @@ import pytest
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval import datasets
-from swarmrank.eval.datasets import EvalItem, load, register_loader, suite, suite_names  # noqa: E402
-from swarmrank.tasks import Task, TaskType, detect_task_type, extract_number, mc_options  # noqa: E402
+from swarmrank.eval.datasets import EvalItem, load, register_loader, suite, suite_names
+from swarmrank.tasks import Task, TaskType, detect_task_type, extract_number, mc_options
 
 _DIGEST_SCRIPT = (
     "import hashlib, json\n"
@@ -329,6 +329,8 @@ def test_another_reasoning_gym_version_is_refused(monkeypatch):
 
 @pytest.fixture
 def registry(monkeypatch):
+    """Loaders a test registers are forgotten after it (the plugins' are loaded first)."""
+    datasets.loader_names()
     monkeypatch.setattr(datasets, "_LOADERS", dict(datasets._LOADERS))
 
 

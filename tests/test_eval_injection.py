@@ -15,6 +15,7 @@ from swarmrank.eval.injection import (
     variant,
 )
 from swarmrank.eval.runner import run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.summary import summarise
 from swarmrank.nodes.base import CompletionRequest, Message, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
@@ -84,7 +85,7 @@ async def test_an_answer_injecting_notes_to_the_judges_is_red_flagged_so_gullibl
              Node("j", Gullible(judge="truth", truth="4"), Persona(), frozenset({"judge"}))]
     items = expand([NUM], ["inject-answer"])
     run = await run_eval(Swarm(nodes, store=store), items, ["peer-rank"], store=store, suite="inj")
-    summary = summarise(store.eval_results(run.run_id))
+    summary = summarise(EvalRuns(store).results(run.run_id))
     assert summary.items == 1  # variants stay out of the main table
     drops = {(d.kind, d.system): d for d in summary.degradation}
     peer = drops[("inject-answer", "peer-rank")]
@@ -94,7 +95,7 @@ async def test_an_answer_injecting_notes_to_the_judges_is_red_flagged_so_gullibl
     majority = drops[("inject-answer", "majority")]
     assert (majority.base, majority.variant) == (0.0, 1.0)
     assert summary.as_dict()["degradation"][0]["kind"] == "inject-answer"
-    row = next(r for r in store.eval_results(run.run_id) if r["item_id"].endswith("#inject-answer")
+    row = next(r for r in EvalRuns(store).results(run.run_id) if r["item_id"].endswith("#inject-answer")
                and r["system"] == "peer-rank")
     liar = next(a for a in store.get_round(row["round_id"]).answers if a.node == "liar")
     assert liar.excluded == "injection: the answer addresses the judges"

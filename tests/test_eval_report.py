@@ -11,13 +11,15 @@ import pytest
 from swarmrank.errors import ConfigError
 from swarmrank.eval.report import markdown_to_html, write_report
 from swarmrank.eval.runner import run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.summary import summarise
 from swarmrank.nodes.base import Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.conftest import EvalTestItem
+
+from helpers import EvalTestItem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -51,7 +53,7 @@ def run_and_rows(tmp_path_factory):
         try:
             result = asyncio.run(run_eval(scripted_swarm(store), ITEMS, ["peer-rank", "majority"], store=store,
                                           suite="test"))
-            return store.get_eval_run(result.run_id), store.eval_results(result.run_id)
+            return EvalRuns(store).get(result.run_id), EvalRuns(store).results(result.run_id)
         finally:
             store.close()
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.eval.runner import parse_protocols, run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.summary import summarise
 from swarmrank.nodes.base import Backend, Completion, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.conftest import EvalTestItem
 
+from helpers import EvalTestItem
 
 Item = EvalTestItem
 
@@ -51,17 +51,10 @@ def swarm_and_counters(store: Store) -> tuple[Swarm, list[Counting]]:
     return Swarm(nodes, options=RoundOptions(k=2, rounds=1), store=store), [right, wrong1, wrong2, judge, truthful]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'eval.db'}")
-    yield s
-    s.close()
-
-
 async def test_every_system_is_scored_on_every_item_with_single_nodes_from_the_same_outputs(store):
     swarm, _ = swarm_and_counters(store)
     run = await run_eval(swarm, ITEMS, ["peer-rank", "majority", "council"], store=store, suite="test")
-    rows = store.eval_results(run.run_id)
+    rows = EvalRuns(store).results(run.run_id)
     systems = {r["system"] for r in rows}
     assert systems == {"majority", "peer-rank", "council", "node:right", "node:wrong1", "node:wrong2"}
     assert len(rows) == 3 * len(systems)
@@ -69,7 +62,7 @@ async def test_every_system_is_scored_on_every_item_with_single_nodes_from_the_s
     assert right == {"q1": True, "q2": True, "q3": True}
     majority = {r["item_id"]: (r["answer"], r["correct"]) for r in rows if r["system"] == "majority"}
     assert majority == {"q1": ("5", False), "q2": ("6", True), "q3": ("5", False)}
-    assert store.get_eval_run(run.run_id)["status"] == "done"
+    assert EvalRuns(store).get(run.run_id)["status"] == "done"
 
 
 async def test_protocols_share_node_outputs_and_a_rerun_makes_zero_model_calls(store):
@@ -83,7 +76,7 @@ async def test_protocols_share_node_outputs_and_a_rerun_makes_zero_model_calls(s
     assert [c.calls for c in counters] == before
     assert again.cache.misses == 0
     same = lambda rows: sorted((r["item_id"], r["system"], r["answer"], r["correct"]) for r in rows)  # noqa: E731
-    assert same(store.eval_results(again.run_id)) == same(store.eval_results(first.run_id))
+    assert same(EvalRuns(store).results(again.run_id)) == same(EvalRuns(store).results(first.run_id))
 
 
 async def test_an_interrupted_run_resumes_at_the_first_unfinished_item(store):
@@ -98,19 +91,19 @@ async def test_an_interrupted_run_resumes_at_the_first_unfinished_item(store):
 
     with pytest.raises(KeyboardInterrupt):
         await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", on_progress=stop_after_first)
-    run_id = store.list_eval_runs()[0]["run_id"]
-    assert store.get_eval_run(run_id)["status"] == "running"
-    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1"}
+    run_id = EvalRuns(store).recent()[0]["run_id"]
+    assert EvalRuns(store).get(run_id)["status"] == "running"
+    assert {r["item_id"] for r in EvalRuns(store).results(run_id)} == {"q1"}
     resumed = await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", run_id=run_id[:8])
     assert resumed.skipped == 1
-    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1", "q2", "q3"}
-    assert store.get_eval_run(run_id)["status"] == "done"
+    assert {r["item_id"] for r in EvalRuns(store).results(run_id)} == {"q1", "q2", "q3"}
+    assert EvalRuns(store).get(run_id)["status"] == "done"
 
 
 async def test_summary_reports_oracle_best_node_and_the_paired_comparison(store):
     swarm, _ = swarm_and_counters(store)
     run = await run_eval(swarm, ITEMS, ["peer-rank"], store=store, suite="test")
-    summary = summarise(store.eval_results(run.run_id))
+    summary = summarise(EvalRuns(store).results(run.run_id))
     by_name = {s.system: s for s in summary.systems}
     assert summary.items == 3
     assert by_name["majority"].accuracy.mean == pytest.approx(1 / 3)
@@ -162,7 +155,7 @@ def test_protocol_lists_are_checked_before_any_work():
 async def test_the_fortytwo_schedule_is_scored_beside_the_cluster_schedule_on_the_same_answers(store):
     swarm, counters = swarm_and_counters(store)
     run = await run_eval(swarm, ITEMS, ["peer-rank", "peer-rank/fortytwo"], store=store, suite="test")
-    rows = store.eval_results(run.run_id)
+    rows = EvalRuns(store).results(run.run_id)
     cluster = {r["item_id"]: r for r in rows if r["system"] == "peer-rank"}
     fortytwo = {r["item_id"]: r for r in rows if r["system"] == "peer-rank/fortytwo"}
     assert set(cluster) == set(fortytwo) == {"q1", "q2", "q3"}
@@ -179,13 +172,13 @@ async def test_resuming_with_different_items_is_refused(store):
 
     with pytest.raises(KeyboardInterrupt):
         await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", on_progress=stop)
-    run_id = store.list_eval_runs()[0]["run_id"]
+    run_id = EvalRuns(store).recent()[0]["run_id"]
     other = [Item("z1", "What is 9 + 9?", "18")]
     with pytest.raises(ConfigError, match="cannot resume it"):
         await run_eval(swarm, other, ["majority"], store=store, suite="test", run_id=run_id)
     with pytest.raises(ConfigError, match="cannot resume it"):
         await run_eval(swarm, ITEMS, ["majority"], store=store, suite="small", run_id=run_id)
-    assert {r["item_id"] for r in store.eval_results(run_id)} == {"q1"}
+    assert {r["item_id"] for r in EvalRuns(store).results(run_id)} == {"q1"}
 
 
 def test_the_cache_key_changes_with_anything_that_changes_a_scripted_completion():
@@ -210,11 +203,11 @@ async def test_items_evaluated_concurrently_give_the_same_results_as_one_at_a_ti
             swarm, counters = swarm_and_counters(store)
             seen: list[int] = []
             run = await run_eval(swarm, ITEMS, ["peer-rank", "majority"], store=store, suite="test",
-                                 concurrency=concurrency, on_progress=lambda done, total, last: seen.append(done))
+                                 concurrency=concurrency, on_progress=lambda done, total, last, seen=seen: seen.append(done))
             assert seen == [0, 1, 2, 3]
             results[concurrency] = (
                 sorted((r["item_id"], r["system"], r["answer"], r["correct"], r["calls"], r["prompt_tokens"])
-                       for r in store.eval_results(run.run_id)),
+                       for r in EvalRuns(store).results(run.run_id)),
                 [c.calls for c in counters])
         finally:
             store.close()

@@ -10,7 +10,8 @@ from swarmrank.nodes.base import Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
-from tests.conftest import answerer, judge
+
+from helpers import answerer, judge
 
 Q = "What is 17 + 25?"
 

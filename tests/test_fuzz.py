@@ -31,13 +31,15 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_server import QUESTION, Server, assert_openai_error, node
 
 from swarmrank.round import RoundOptions
 from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.server.keys import revoke_key
 from swarmrank.server.schemas import ChatCompletionChunk
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+from helpers import QUESTION, Server, assert_openai_error, node
 
 FUZZ_EXAMPLES = int(os.environ.get("SWARMRANK_FUZZ_EXAMPLES", "40"))
 """Examples per operation and generation mode (raise it for a longer hunt)."""
@@ -159,7 +161,7 @@ def fuzz(api: schemathesis.BaseSchema, mode: GenerationMode, examples: int,
             run()
         except Unsatisfiable:  # nothing to vary (a negative case of GET /healthz, which takes no input)
             continue
-        except Exception as exc:  # noqa: BLE001 - collected, then reported together
+        except Exception as exc:
             failures.append(f"{operation.label} ({mode.value}): {exc}")
     return failures
 
@@ -358,7 +360,7 @@ def test_a_key_with_bytes_outside_ascii_or_a_revoked_key_is_401(live):
     raw = httpx.get(f"{live.url}/v1/models", headers=[(b"authorization", b"Bearer sr-\xff\xfe")])
     assert_openai_error(raw, 401, code="invalid_api_key")
     revoked = create_key(live.store, f"gone-{uuid.uuid4().hex[:6]}")
-    live.store.revoke_api_key(revoked[1]["name"])
+    revoke_key(live.store, revoked[1]["name"])
     assert_openai_error(httpx.get(f"{live.url}/v1/models", headers={"Authorization": f"Bearer {revoked[0]}"}),
                         401, code="invalid_api_key")
     assert httpx.get(f"{live.url}/v1/models", headers={"Authorization": f"bearer {live.key}"}).status_code == 200

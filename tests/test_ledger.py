@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -99,37 +100,11 @@ def n2(keys: Path) -> Identity:
     return load_or_create(keys, "n2")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty Postgres database for one test, dropped afterwards."""
-    if not PG:
-        pytest.skip("set SWARMRANK_TEST_PG to a Postgres URL (scripts/with-postgres does)")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(PG)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = "ledger_test_" + os.urandom(6).hex()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_url"))
     return f"sqlite:///{tmp_path / 'parametrized.db'}"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'ledger.db'}") as s:
-        yield s
 
 
 @pytest.fixture
@@ -159,7 +134,7 @@ def test_appended_entries_form_one_signed_chain_with_keys_registered_once(any_st
     assert entries[2].payload == {"node": "n2", "public_key": n2.public_hex} and entries[2].signer == "n2"
     assert [e for e in entries if e.kind != "key"] == written  # append returns the stored entry
     assert entries[0].prev_hash == GENESIS
-    for prev, entry in zip(entries, entries[1:]):
+    for prev, entry in itertools.pairwise(entries):
         assert entry.prev_hash == prev.hash
     for entry in entries:  # the documented definitions, recomputed independently
         content = {k: getattr(entry, k) for k in ("seq", "created_at", "kind", "payload", "signer", "prev_hash")}

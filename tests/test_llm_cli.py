@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_server import QUESTION, RIGHT_TEXT, key, right_and_wrong, start, store  # noqa: F401 - fixtures
+from helpers import QUESTION, RIGHT_TEXT, right_and_wrong
 
 LLM = shutil.which("llm", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(LLM is None, reason="the llm CLI is not installed (the dev extra installs it)")
@@ -22,7 +22,7 @@ def llm(*args: str, user_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def user_path(tmp_path: Path, start, store, key) -> Path:  # noqa: F811 - pytest fixtures by name
+def user_path(tmp_path: Path, start, store, key) -> Path:
     """An llm config dir with two swarm models (peer-rank and majority) and the API key stored."""
     url = start(right_and_wrong(store), store=store)
     path = tmp_path / "llm"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from swarmrank.config import load_config, parse_config
+from swarmrank.eval.store import EvalRuns
 from swarmrank.nodes.base import BuildContext, CompletionRequest, Message
 from swarmrank.nodes.models import resolve_model
 from swarmrank.nodes.openai_compat import build as build_openai
@@ -35,8 +36,7 @@ def embedded() -> Swarm:
     """The embedded default swarm, with short budgets so every protocol fits in a test."""
     cfg = load_config(None)
     for node in cfg.nodes:
-        node.max_tokens = min(node.max_tokens, 48)
-        node.judge_max_tokens = 32
+        node.persona = replace(node.persona, max_tokens=min(node.persona.max_tokens, 48), judge_max_tokens=32)
     swarm = Swarm.from_config(cfg, store=None)
     swarm.options = replace(swarm.options, k=2, max_samples=6, rounds=1)
     return swarm
@@ -196,8 +196,7 @@ async def test_an_eval_on_real_models_scores_every_system_and_reruns_from_the_ca
     store = Store(f"sqlite:///{tmp_path / 'eval.db'}")
     cfg = load_config(None)
     for node in cfg.nodes:
-        node.max_tokens = min(node.max_tokens, 48)
-        node.judge_max_tokens = 32
+        node.persona = replace(node.persona, max_tokens=min(node.persona.max_tokens, 48), judge_max_tokens=32)
     swarm = Swarm.from_config(cfg, store=store)
     items = suite("tiny")[:2]
     try:
@@ -207,7 +206,7 @@ async def test_an_eval_on_real_models_scores_every_system_and_reruns_from_the_ca
         await swarm.aclose_backends()
     assert first.cache.misses >= 4 * len(items)  # four real answerers per item
     assert again.cache.misses == 0
-    summary = summarise(store.eval_results(first.run_id))
+    summary = summarise(EvalRuns(store).results(first.run_id))
     systems = {s.system for s in summary.systems}
     assert {"majority", "peer-rank", "node:smol-precise", "node:gemma-precise"} <= systems
     assert all(s.accuracy.total == len(items) for s in summary.systems)

@@ -10,7 +10,8 @@ from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.protocols import protocol_names
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
-from tests.conftest import answerer, judge, scripted_swarm
+
+from helpers import answerer, judge, scripted_swarm
 
 Q = "What is 17 + 25?"
 

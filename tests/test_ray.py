@@ -29,13 +29,15 @@ import pytest
 from swarmrank.config import ExecutorSection, SwarmConfig, load_config, parse_config
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.eval.runner import run_eval
+from swarmrank.eval.store import EvalRuns
 from swarmrank.executor import RayBackend, with_executor
 from swarmrank.nodes.base import CompletionRequest, Message
 from swarmrank.protocols import protocol_names
 from swarmrank.result import RoundResult
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
-from tests.conftest import EvalTestItem
+
+from helpers import EvalTestItem
 
 NO_RAY = "Ray is not installed (pip install 'swarmrank[ray]')"
 
@@ -74,7 +76,7 @@ def _cluster() -> Iterator[str]:
         pass
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="srray-")  # short: Ray's unix sockets live under it
-    log = open(Path(temp) / "ray-start.log", "w")  # noqa: SIM115 - closed at teardown
+    log = open(Path(temp) / "ray-start.log", "w")
     start = time.monotonic()
     # --block: the command stays in the foreground and stops the Ray processes it started on SIGTERM
     proc = subprocess.Popen([*_ray_command(), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
@@ -240,7 +242,7 @@ async def test_an_eval_run_on_ray_matches_in_process_and_shares_its_completion_c
 
     def rows(store: Store, run_id: str) -> list[dict[str, Any]]:
         return sorted(({k: v for k, v in r.items() if k not in ("seconds", "round_id", "run_id", "id")}
-                       for r in store.eval_results(run_id)), key=lambda r: (r["item_id"], r["system"]))
+                       for r in EvalRuns(store).results(run_id)), key=lambda r: (r["item_id"], r["system"]))
 
     local_store, ray_store = Store(f"sqlite:///{tmp_path / 'local.db'}"), Store(f"sqlite:///{tmp_path / 'ray.db'}")
     nodes = [n for n in SCRIPTED["nodes"] if n["id"] != "crashes"]  # failed calls are not cached: leave them out
@@ -338,7 +340,7 @@ def test_the_local_executor_accepts_and_ignores_replicas():
 async def test_the_embedded_swarm_gives_the_same_round_on_ray_as_in_process(cluster):
     cfg = load_config(None)
     for node in cfg.nodes:
-        node.max_tokens, node.judge_max_tokens = 24, 16
+        node.persona = replace(node.persona, max_tokens=24, judge_max_tokens=16)
     results = []
     for executor in ("local", "ray"):
         section = ExecutorSection(kind=executor, address=cluster)

@@ -9,12 +9,12 @@ import pytest
 from swarmrank.errors import ConfigError
 from swarmrank.schedule import (
     Comparison,
-    pick_judges,
     adjacent_cross_pairs,
     all_pairs,
     both_orders,
     cluster_schedule,
     fortytwo_schedule,
+    pick_judges,
 )
 
 

@@ -1,48 +1,38 @@
-"""The OpenAI-compatible server over real HTTP: uvicorn on a loopback port, the official client, scripted swarms."""
+"""The OpenAI-compatible server with the official client and scripted swarms: in process (TestClient)
+where the HTTP exchange is the point, on a real socket (uvicorn) where timing, concurrency or a
+client going away is."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
+from fastapi.testclient import TestClient
 
-from swarmrank.nodes.base import Node, Persona
-from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.protocols import protocol_names
-from swarmrank.round import RoundOptions
-from swarmrank.server import ServerSettings, create_app, create_key
+from swarmrank.server import create_key
+from swarmrank.server.keys import list_keys
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
 
-QUESTION = "What is 40 + 2?"
-RIGHT_TEXT = "Let me think. The answer is 42."
-
-
-def node(node_id: str, roles: set[str], **kw: Any) -> Node:
-    return Node(node_id, ScriptedBackend(**kw), Persona(seed=len(node_id)), roles=frozenset(roles))
-
-
-def right_and_wrong(store: Store | None, latency: float = 0.0) -> Swarm:
-    """One right answerer, two that agree on a wrong answer, a judge that knows the truth (and is
-    declared reliable, so a fresh swarm trusts it from the first round): peer-rank picks 42, majority 41."""
-    nodes = [node("right", {"answer"}, answers={"*": "42"}, latency=latency),
-             node("wrong1", {"answer"}, answers={"*": "41"}, latency=latency),
-             node("wrong2", {"answer"}, answers={"*": "41"}, latency=latency),
-             node("judge1", {"judge"}, judge="truth", truth="42", latency=latency)]
-    return Swarm(nodes, options=RoundOptions(judge_priors={"judge1": 0.9}), name="server-test", store=store)
+from helpers import (
+    QUESTION,
+    RIGHT_TEXT,
+    ask,
+    assert_openai_error,
+    free_port,
+    node,
+    right_and_wrong,
+    run_cli,
+)
+from helpers import openai_client as client
 
 
 def broken(store: Store | None) -> Swarm:
@@ -50,81 +40,21 @@ def broken(store: Store | None) -> Swarm:
     return Swarm(nodes, name="broken", store=store)
 
 
-class Server:
-    """A uvicorn server for one app on a free loopback port, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'server.db'}") as s:
-        yield s
+def http(api, store) -> TestClient:
+    """The right-and-wrong swarm's server, in process."""
+    return api(right_and_wrong(store), store=store)
 
 
-@pytest.fixture
-def key(store: Store) -> str:
-    return create_key(store, "tester")[0]
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., str]]:
-    """start(swarm, store=..., **settings) → the base URL of a running server."""
-    running: list[Server] = []
-
-    def _start(swarm: Swarm, *, store: Store | None = None, **settings: Any) -> str:
-        server = Server(create_app(swarm, store=store, settings=ServerSettings(**settings)))
-        running.append(server)
-        return server.url
-
-    yield _start
-    for server in running:
-        server.stop()
-
-
-@pytest.fixture
-def url(start, store) -> str:
-    return start(right_and_wrong(store), store=store)
-
-
-def client(url: str, key: str, **kw: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=kw.pop("max_retries", 0), **kw)
-
-
-def ask(model: str = "swarmrank", content: str = QUESTION) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": content}]}
-
-
-def assert_openai_error(response: httpx.Response, status: int, *, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["message"] and "Traceback" not in response.text
-    if code is not None:
-        assert body["error"]["code"] == code
-    return body["error"]
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 # -- chat completions -----------------------------------------------------------------------------
 
 
-def test_the_sync_client_gets_the_consensus_answer_and_the_round_behind_it(url, key):
-    resp = client(url, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}])
+def test_the_sync_client_gets_the_consensus_answer_and_the_round_behind_it(http, key):
+    resp = client(http, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}])
     assert resp.object == "chat.completion"
     assert resp.model == "swarmrank/peer-rank"
     assert resp.choices[0].message.role == "assistant"
@@ -140,7 +70,7 @@ def test_the_sync_client_gets_the_consensus_answer_and_the_round_behind_it(url, 
     assert extra["confidence"] == extra["candidates"][0]["strength"] > 0.5
     assert extra["calls"] == 5  # three answers and the pair judged in both orders
 
-    stored = httpx.get(f"{url}/v1/rounds/{extra['round_id'][:8]}", headers={"Authorization": f"Bearer {key}"})
+    stored = http.get(f"/v1/rounds/{extra['round_id'][:8]}", headers={"Authorization": f"Bearer {key}"})
     assert stored.status_code == 200
     data = stored.json()
     assert data["round_id"] == extra["round_id"] and data["question"] == QUESTION and data["answer"] == "42"
@@ -156,26 +86,26 @@ def test_the_sync_client_gets_the_consensus_answer_and_the_round_behind_it(url, 
     ("majority", "majority", "41"),
     ("swarmrank/council", "council", "42"),
 ])
-def test_the_model_names_the_protocol(url, key, model, protocol, answer):
-    resp = client(url, key).chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}])
+def test_the_model_names_the_protocol(http, key, model, protocol, answer):
+    resp = client(http, key).chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}])
     assert resp.model == f"swarmrank/{protocol}"
     assert resp.model_extra["swarmrank"]["protocol"] == protocol
     assert resp.model_extra["swarmrank"]["answer"] == answer
 
 
-def test_extra_body_asks_for_the_bare_answer(url, key):
-    resp = client(url, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}],
+def test_extra_body_asks_for_the_bare_answer(http, key):
+    resp = client(http, key).chat.completions.create(model="swarmrank", messages=[{"role": "user", "content": QUESTION}],
                                                     extra_body={"swarmrank": {"content": "answer"}})
     assert resp.choices[0].message.content == "42"
 
 
-def test_system_messages_and_earlier_turns_are_put_before_the_question(url, key):
+def test_system_messages_and_earlier_turns_are_put_before_the_question(http, key):
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "Hello"},
                 {"role": "assistant", "content": "Hi! Ask me a sum."},
                 {"role": "user", "content": [{"type": "text", "text": QUESTION}]}]
-    resp = client(url, key).chat.completions.create(model="swarmrank", messages=messages)
-    stored = httpx.get(f"{url}/v1/rounds/{resp.model_extra['swarmrank']['round_id']}",
+    resp = client(http, key).chat.completions.create(model="swarmrank", messages=messages)
+    stored = http.get(f"/v1/rounds/{resp.model_extra['swarmrank']['round_id']}",
                        headers={"Authorization": f"Bearer {key}"}).json()
     assert stored["question"] == ("Be brief.\n\nEarlier in this conversation:\nUser: Hello\n"
                                   f"Assistant: Hi! Ask me a sum.\n\nQuestion: {QUESTION}")
@@ -197,8 +127,8 @@ async def test_the_async_client_runs_rounds_concurrently_without_blocking_the_se
     assert health.json()["status"] == "ok"
 
 
-def test_streaming_sends_progress_then_the_answer_then_stop(url, key):
-    stream = client(url, key).chat.completions.create(
+def test_streaming_sends_progress_then_the_answer_then_stop(http, key):
+    stream = client(http, key).chat.completions.create(
         model="swarmrank", messages=[{"role": "user", "content": QUESTION}], stream=True,
         stream_options={"include_usage": True})
     chunks = list(stream)
@@ -219,16 +149,16 @@ def test_streaming_sends_progress_then_the_answer_then_stop(url, key):
     assert result["answer"] == "42"
     usage = chunks[-1]
     assert usage.choices == [] and usage.usage is not None and usage.usage.total_tokens > 0
-    stored = httpx.get(f"{url}/v1/rounds/{result['round_id']}", headers={"Authorization": f"Bearer {key}"})
+    stored = http.get(f"/v1/rounds/{result['round_id']}", headers={"Authorization": f"Bearer {key}"})
     assert stored.json()["answer"] == "42"
 
 
-def test_long_answers_stream_in_several_pieces_that_join_back_exactly(start, store, key):
+def test_long_answers_stream_in_several_pieces_that_join_back_exactly(api, store, key):
     text = "The answer, after a long and careful look at every digit involved, is 42."
     swarm = Swarm([node("talker", {"answer"}, answers={"*": "42"})], store=store)
     swarm.nodes[0].backend._answer = lambda request, rng: text  # type: ignore[method-assign]
-    url = start(swarm, store=store, chunk_chars=16)
-    chunks = list(client(url, key).chat.completions.create(
+    http = api(swarm, store=store, chunk_chars=16)
+    chunks = list(client(http, key).chat.completions.create(
         model="majority", messages=[{"role": "user", "content": QUESTION}], stream=True))
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) >= 4 and "".join(pieces) == text
@@ -261,34 +191,34 @@ def test_closing_a_stream_stops_its_round(start, store, key):
 # -- models, rounds, health, OpenAPI -------------------------------------------------------------
 
 
-def test_models_lists_one_model_per_protocol_and_the_default(url, key):
-    listed = client(url, key).models.list()
+def test_models_lists_one_model_per_protocol_and_the_default(http, key):
+    listed = client(http, key).models.list()
     ids = [m.id for m in listed.data]
     assert ids == ["swarmrank"] + [f"swarmrank/{p}" for p in protocol_names()]
     assert all(m.object == "model" and m.owned_by == "swarmrank" for m in listed.data)
-    assert client(url, key).models.retrieve("majority").id == "swarmrank/majority"
+    assert client(http, key).models.retrieve("majority").id == "swarmrank/majority"
 
 
-def test_unknown_model_is_a_not_found_error_in_openai_shape(url, key):
+def test_unknown_model_is_a_not_found_error_in_openai_shape(http, key):
     with pytest.raises(openai.NotFoundError) as caught:
-        client(url, key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
+        client(http, key).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
     assert caught.value.status_code == 404
     assert caught.value.code == "model_not_found" and caught.value.param == "model"
     assert "gpt-4o" in caught.value.message and "swarmrank/<protocol>" in caught.value.message
 
 
-def test_unknown_round_is_404_and_healthz_needs_no_key(url, key):
-    missing = httpx.get(f"{url}/v1/rounds/ffffffffffff", headers={"Authorization": f"Bearer {key}"})
+def test_unknown_round_is_404_and_healthz_needs_no_key(http, key):
+    missing = http.get("/v1/rounds/ffffffffffff", headers={"Authorization": f"Bearer {key}"})
     error = assert_openai_error(missing, 404, code="round_not_found")
     assert "sqlite" not in error["message"]  # the database's location stays on the server
-    health = httpx.get(f"{url}/healthz")
+    health = http.get("/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "swarm": "server-test", "nodes": 4, "default_protocol": "peer-rank",
                              "auth": True}
 
 
-def test_the_openapi_spec_describes_requests_responses_and_errors(url):
-    spec = httpx.get(f"{url}/openapi.json").json()
+def test_the_openapi_spec_describes_requests_responses_and_errors(http):
+    spec = http.get("/openapi.json").json()
     assert set(spec["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/rounds/{round_id}", "/healthz"}
     post = spec["paths"]["/v1/chat/completions"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
@@ -305,19 +235,19 @@ def test_the_openapi_spec_describes_requests_responses_and_errors(url):
 # -- auth and limits ------------------------------------------------------------------------------
 
 
-def test_a_wrong_or_missing_key_is_refused(url, key):
+def test_a_wrong_or_missing_key_is_refused(http, key):
     with pytest.raises(openai.AuthenticationError) as caught:
-        client(url, "sr-not-a-real-key").chat.completions.create(model="swarmrank",
+        client(http, "sr-not-a-real-key").chat.completions.create(model="swarmrank",
                                                                  messages=[{"role": "user", "content": QUESTION}])
     assert caught.value.code == "invalid_api_key"
-    assert_openai_error(httpx.post(f"{url}/v1/chat/completions", json=ask()), 401, code="invalid_api_key")
-    assert_openai_error(httpx.get(f"{url}/v1/models", headers={"Authorization": "Basic abc"}), 401)
-    assert_openai_error(httpx.get(f"{url}/v1/rounds/abcd"), 401)
+    assert_openai_error(http.post("/v1/chat/completions", json=ask()), 401, code="invalid_api_key")
+    assert_openai_error(http.get("/v1/models", headers={"Authorization": "Basic abc"}), 401)
+    assert_openai_error(http.get("/v1/rounds/abcd"), 401)
 
 
-def test_the_rate_limit_is_per_key_and_says_when_to_retry(start, store, key):
-    url = start(right_and_wrong(store), store=store, rate_limit=2)
-    limited = client(url, key)
+def test_the_rate_limit_is_per_key_and_says_when_to_retry(api, store, key):
+    http = api(right_and_wrong(store), store=store, rate_limit=2)
+    limited = client(http, key)
     limited.models.list()
     limited.models.list()
     with pytest.raises(openai.RateLimitError) as caught:
@@ -325,28 +255,28 @@ def test_the_rate_limit_is_per_key_and_says_when_to_retry(start, store, key):
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 30
     assert caught.value.code == "rate_limit_exceeded"
     other = create_key(store, "other")[0]
-    assert client(url, other).models.list().data  # another key has its own bucket
+    assert client(http, other).models.list().data  # another key has its own bucket
 
 
-def test_without_auth_any_caller_is_served(start):
-    url = start(right_and_wrong(None), auth=False)
-    resp = client(url, "anything").chat.completions.create(model="majority",
+def test_without_auth_any_caller_is_served(api):
+    http = api(right_and_wrong(None), auth=False)
+    resp = client(http, "anything").chat.completions.create(model="majority",
                                                            messages=[{"role": "user", "content": QUESTION}])
     assert resp.model_extra["swarmrank"]["answer"] == "41"
     assert resp.model_extra["swarmrank"]["stored"] is False
-    assert_openai_error(httpx.get(f"{url}/v1/rounds/{resp.model_extra['swarmrank']['round_id']}"), 404)
+    assert_openai_error(http.get(f"/v1/rounds/{resp.model_extra['swarmrank']['round_id']}"), 404)
 
 
-def test_an_oversized_body_is_413_whether_declared_or_streamed(start, store, key):
-    url = start(right_and_wrong(store), store=store, max_body_bytes=4096)
+def test_an_oversized_body_is_413_whether_declared_or_streamed(api, store, key):
+    http = api(right_and_wrong(store), store=store, max_body_bytes=4096)
     headers = {"Authorization": f"Bearer {key}"}
     big = json.dumps(ask(content="x" * 5000)).encode()
-    assert_openai_error(httpx.post(f"{url}/v1/chat/completions", content=big, headers=headers), 413,
+    assert_openai_error(http.post("/v1/chat/completions", content=big, headers=headers), 413,
                         code="request_too_large")
-    chunked = httpx.post(f"{url}/v1/chat/completions", content=iter([big[:3000], big[3000:]]), headers=headers)
+    chunked = http.post("/v1/chat/completions", content=iter([big[:3000], big[3000:]]), headers=headers)
     assert "content-length" not in chunked.request.headers
     assert_openai_error(chunked, 413, code="request_too_large")
-    small = httpx.post(f"{url}/v1/chat/completions", json=ask(), headers=headers)
+    small = http.post("/v1/chat/completions", json=ask(), headers=headers)
     assert small.status_code == 200
 
 
@@ -363,8 +293,8 @@ def test_an_oversized_body_is_413_whether_declared_or_streamed(start, store, key
     (b'{"model": "swarmrank", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
      "messages.0.content", "only text content"),
 ])
-def test_bad_requests_are_400_in_openai_shape(url, key, body, param, words):
-    response = httpx.post(f"{url}/v1/chat/completions", content=body,
+def test_bad_requests_are_400_in_openai_shape(http, key, body, param, words):
+    response = http.post("/v1/chat/completions", content=body,
                           headers={"Authorization": f"Bearer {key}", "content-type": "application/json"})
     error = assert_openai_error(response, 400)
     assert error["type"] == "invalid_request_error"
@@ -375,10 +305,10 @@ def test_bad_requests_are_400_in_openai_shape(url, key, body, param, words):
 # -- failures -------------------------------------------------------------------------------------
 
 
-def test_a_round_with_no_usable_answer_is_a_clear_502_and_is_not_retried(start, store, key):
-    url = start(broken(store), store=store)
+def test_a_round_with_no_usable_answer_is_a_clear_502_and_is_not_retried(api, store, key):
+    http = api(broken(store), store=store)
     with pytest.raises(openai.InternalServerError) as caught:
-        client(url, key, max_retries=2).chat.completions.create(model="swarmrank",
+        client(http, key, max_retries=2).chat.completions.create(model="swarmrank",
                                                                 messages=[{"role": "user", "content": QUESTION}])
     assert caught.value.status_code == 502
     assert caught.value.code == "no_usable_answer"
@@ -388,17 +318,17 @@ def test_a_round_with_no_usable_answer_is_a_clear_502_and_is_not_retried(start, 
     assert store.count_rounds() == 1  # the failed round is stored once, not rerun by the client's retries
 
 
-def test_a_round_that_fails_mid_stream_ends_with_an_error_event_then_done(start, store, key):
-    url = start(broken(store), store=store)
+def test_a_round_that_fails_mid_stream_ends_with_an_error_event_then_done(api, store, key):
+    http = api(broken(store), store=store)
     seen = []
     with pytest.raises(openai.APIError) as caught:
-        for chunk in client(url, key).chat.completions.create(
+        for chunk in client(http, key).chat.completions.create(
                 model="swarmrank", messages=[{"role": "user", "content": QUESTION}], stream=True):
             seen.append(chunk)
     assert "no node produced a usable answer" in caught.value.message
     assert caught.value.body["code"] == "no_usable_answer"
     assert seen and all(not (c.choices and c.choices[0].delta.content) for c in seen)
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**ask(), "stream": True},
+    with http.stream("POST", "/v1/chat/completions", json={**ask(), "stream": True},
                       headers={"Authorization": f"Bearer {key}"}) as raw:
         assert raw.status_code == 200
         events = [line for line in raw.iter_lines() if line.startswith("data: ")]
@@ -406,10 +336,10 @@ def test_a_round_that_fails_mid_stream_ends_with_an_error_event_then_done(start,
     assert events[-1] == "data: [DONE]"
 
 
-def test_a_round_past_the_request_timeout_is_504(start, store, key):
-    url = start(right_and_wrong(store, latency=5.0), store=store, request_timeout=0.3)
+def test_a_round_past_the_request_timeout_is_504(api, store, key):
+    http = api(right_and_wrong(store, latency=5.0), store=store, request_timeout=0.3)
     began = time.monotonic()
-    response = httpx.post(f"{url}/v1/chat/completions", json=ask(), headers={"Authorization": f"Bearer {key}"})
+    response = http.post("/v1/chat/completions", json=ask(), headers={"Authorization": f"Bearer {key}"})
     error = assert_openai_error(response, 504, code="request_timeout")
     assert "request timeout of 0.3s" in error["message"]
     assert time.monotonic() - began < 3
@@ -439,30 +369,17 @@ roles = ["judge"]
 """
 
 
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWARMRANK_HOME": str(home), "COLUMNS": "200"}
-    env.pop("SWARMRANK_DB", None)
-    return subprocess.run([sys.executable, "-m", "swarmrank", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_keys_from_the_cli_open_the_served_swarm_until_revoked(tmp_path, isolated_home):
     config = tmp_path / "swarm.toml"
     config.write_text(SCRIPTED)
-    created = cli("keys", "create", "alice", "--config", str(config), home=isolated_home)
+    created = run_cli("keys", "create", "alice", "--config", str(config), home=isolated_home)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith("sr-") and len(key) > 40 and "shown only this once" in created.stderr
-    listed = json.loads(cli("keys", "list", "--json", "--config", str(config), home=isolated_home).stdout)
+    listed = json.loads(run_cli("keys", "list", "--json", "--config", str(config), home=isolated_home).stdout)
     assert [(k["name"], k["prefix"], k["revoked_at"]) for k in listed] == [("alice", key[:7], None)]
     assert key.encode() not in (isolated_home / "swarmrank.db").read_bytes()  # only the hash is stored
-    again = cli("keys", "create", "alice", home=isolated_home)
+    again = run_cli("keys", "create", "alice", home=isolated_home)
     assert again.returncode == 1 and "an active API key named 'alice' exists" in again.stderr
 
     port = free_port()
@@ -486,7 +403,7 @@ def test_keys_from_the_cli_open_the_served_swarm_until_revoked(tmp_path, isolate
         resp = client(url, key).chat.completions.create(model="swarmrank",
                                                         messages=[{"role": "user", "content": QUESTION}])
         assert resp.choices[0].message.content == RIGHT_TEXT
-        revoked = cli("keys", "revoke", "alice", home=isolated_home)
+        revoked = run_cli("keys", "revoke", "alice", home=isolated_home)
         assert revoked.returncode == 0 and "revoked API key 'alice'" in revoked.stderr
         with pytest.raises(openai.AuthenticationError):
             client(url, key).models.list()
@@ -497,13 +414,13 @@ def test_keys_from_the_cli_open_the_served_swarm_until_revoked(tmp_path, isolate
     assert "Traceback" not in stderr
     with Store(f"sqlite:///{isolated_home / 'swarmrank.db'}") as db:  # where `swarmrank rounds` reads
         assert db.get_round(resp.model_extra["swarmrank"]["round_id"]).answer == "42"
-        assert [k["revoked_at"] is not None for k in db.list_api_keys()] == [True]
+        assert [k["revoked_at"] is not None for k in list_keys(db)] == [True]
 
 
 def test_serve_without_auth_warns_and_bad_options_fail_in_one_line(tmp_path, isolated_home):
     config = tmp_path / "swarm.toml"
     config.write_text(SCRIPTED)
-    bad = cli("keys", "create", "no spaces", home=isolated_home)
+    bad = run_cli("keys", "create", "no spaces", home=isolated_home)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "error: bad API key name 'no spaces': use 1-100 letters, digits, '.', '_', '@' or '-'"]
     port = free_port()
@@ -539,7 +456,7 @@ def test_the_embedded_swarm_streams_a_real_answer_through_the_official_client(st
 
     cfg = load_config(None)
     for section in cfg.nodes:
-        section.max_tokens = min(section.max_tokens, 48)
+        section.persona = replace(section.persona, max_tokens=min(section.persona.max_tokens, 48))
     swarm = Swarm.from_config(cfg, store=store)
     swarm.options = replace(swarm.options, deadline=100.0)
     url = start(swarm, store=store)

@@ -24,9 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from test_server import QUESTION, RIGHT_TEXT, assert_openai_error, free_port, key, node, start, store  # noqa: F401
 
-import swarmrank.store
+import swarmrank.store.rounds
 from swarmrank.errors import NodeError
 from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node, Persona
 from swarmrank.nodes.openai_compat import OpenAIBackend
@@ -35,6 +34,8 @@ from swarmrank.round import RoundOptions
 from swarmrank.server import create_key
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+from helpers import QUESTION, RIGHT_TEXT, assert_openai_error, free_port, node
 
 SLACK = 3.0
 """Seconds a failing request may take beyond its limit (a busy 2-core machine, two servers)."""
@@ -313,7 +314,7 @@ def test_a_client_that_hangs_up_mid_stream_stops_the_round_and_nothing_is_stored
     nodes = answerers() + [Node("stuck-judge", hangs, Persona(seed=3), roles=frozenset({"judge"}))]
     url = start(swarm_of(nodes, store), store=store, keepalive_seconds=0.1)
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body(stream=True), headers=auth(key)) as response:
-        for line in response.iter_lines():
+        for _ in response.iter_lines():
             if hangs.started.is_set():
                 break  # the judge is stuck (it would be for node_timeout, 120 s): hang up
     assert hangs.cancelled.wait(5), "the round went on after its client left"
@@ -371,13 +372,13 @@ def test_a_client_that_gives_up_on_a_plain_request_leaves_the_round_whole_or_abs
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_save_that_fails_half_way_leaves_nothing_and_the_reply_says_not_stored(start, store, key, monkeypatch,
                                                                                  stream):
-    insert_judgments = swarmrank.store._insert_judgments
+    insert_judgments = swarmrank.store.rounds._insert_judgments
 
     def fail_after_writing(conn: Any, result: RoundResult) -> None:
         insert_judgments(conn, result)  # rounds, answers, candidates and judgments are written by now
         raise OperationalError("INSERT INTO judgments", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(swarmrank.store, "_insert_judgments", fail_after_writing)
+    monkeypatch.setattr(swarmrank.store.rounds, "_insert_judgments", fail_after_writing)
     url = start(swarm_of(answerers() + [node("judge1", {"judge"}, judge="truth", truth="42")], store), store=store)
     if stream:
         events, _ = read_stream(url, key)

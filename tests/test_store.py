@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,14 +12,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from swarmrank import store as store_mod
-from swarmrank.errors import StorageError
+from swarmrank.errors import AmbiguousRoundId, RoundNotFound, StorageError
 from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
 from swarmrank.settings import Settings
-from swarmrank.store import MIGRATIONS, Base, RoundSummary, Store, make_engine, migrate
+from swarmrank.store import Base, RoundSummary, Store, make_engine, migrate, migrations
+from swarmrank.store import rounds as rounds_mod
+from swarmrank.store.migrations import revisions
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589793, tzinfo=timezone.utc)
 
@@ -184,14 +188,16 @@ def test_unique_prefix_finds_the_round(store: Store) -> None:
 def test_ambiguous_prefix_says_how_many_match(store: Store) -> None:
     for n in (0xABCD1, 0xABCD2, 0xABCD3):
         store.save_round(make_round(f"abcd{n:028x}"))
-    with pytest.raises(StorageError, match=r"abcd is ambiguous: 3 rounds in database sqlite:///.* match"):
+    with pytest.raises(AmbiguousRoundId, match=r"abcd is ambiguous: 3 rounds in database sqlite:///.* match") as info:
         store.get_round("abcd")
+    assert (info.value.key, info.value.matches) == ("abcd", 3)
 
 
 def test_unknown_round_is_a_storage_error(store: Store) -> None:
     store.save_round(make_round())
-    with pytest.raises(StorageError, match=r"no round 0000ffff"):
+    with pytest.raises(RoundNotFound, match=r"no round 0000ffff") as info:
         store.get_round("0000ffff")
+    assert info.value.key == "0000ffff" and isinstance(info.value, StorageError)
 
 
 def test_prefix_shorter_than_four_characters_is_refused(store: Store) -> None:
@@ -257,7 +263,7 @@ def test_failure_in_the_middle_of_save_leaves_no_partial_round(store: Store, mon
     def broken(conn, result):  # runs after the round, answers and candidates were inserted
         raise error
 
-    monkeypatch.setattr(store_mod, "_insert_judgments", broken)
+    monkeypatch.setattr(rounds_mod, "_insert_judgments", broken)
     expected = StorageError if isinstance(error, OperationalError) else RuntimeError
     with pytest.raises(expected):
         store.save_round(make_round())
@@ -282,7 +288,7 @@ def test_concurrent_writers_on_one_file_all_succeed(db_url: str) -> None:
         try:
             for i in range(8):
                 stores[k % 2].save_round(make_round(rid(0x2000 + 100 * k + i)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
@@ -299,38 +305,96 @@ def test_concurrent_writers_on_one_file_all_succeed(db_url: str) -> None:
 # -- migrations and SQLite settings -------------------------------------------------------------
 
 
-def test_migrate_is_idempotent_and_records_names(tmp_path: Path) -> None:
+def test_migrate_is_idempotent_and_records_the_alembic_revision(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     try:
-        assert migrate(engine) == [m.__name__ for m in MIGRATIONS]
+        assert migrate(engine) == revisions() == ["m001_initial", "m002_eval", "m003_ledger", "m004_api_keys"]
         assert migrate(engine) == []
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT name, applied_at FROM _migrations")).all()
-        assert [r.name for r in rows] == ["m001_initial", "m002_eval", "m003_ledger", "m004_api_keys"]
-        assert all(r.applied_at for r in rows)
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["m004_api_keys"]
+        assert "_migrations" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
 
 
 def test_a_failing_migration_rolls_back_the_whole_run(tmp_path: Path, monkeypatch) -> None:
-    def m002_broken(conn) -> None:
-        conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
-        conn.execute(text("SELECT * FROM no_such_table"))
+    scripts = tmp_path / "migrations"
+    shutil.copytree(Path(migrations.__file__).parent, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "m005_broken.py").write_text(textwrap.dedent("""
+        from alembic import op
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, m002_broken])
+        revision = "m005_broken"
+        down_revision = "m004_api_keys"
+        branch_labels = depends_on = None
+
+        def upgrade():
+            op.execute("CREATE TABLE half_done (x INTEGER)")
+            op.execute("SELECT * FROM no_such_table")
+    """))
+    monkeypatch.setattr(migrations, "HERE", scripts)
+    migrations._script.cache_clear()
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         with pytest.raises(StorageError, match="could not migrate"):
             migrate(engine)
         tables = set(inspect(engine).get_table_names())
-        assert not tables & {"rounds", "answers", "half_done"}
-        assert "_migrations" not in tables  # created in the same transaction, so rolled back too
+        assert not tables & {"rounds", "answers", "half_done", "alembic_version"}  # one transaction: all rolled back
+    finally:
+        engine.dispose()
+        migrations._script.cache_clear()
+
+
+def legacy_database(url: str, applied: str) -> None:
+    """A database as the pre-alembic runner left it: migrated up to ``applied``, recorded in ``_migrations``."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrations.alembic_config(connection=conn), applied)
+            conn.execute(text("DROP TABLE alembic_version"))
+            conn.execute(text("CREATE TABLE _migrations (name VARCHAR(200) PRIMARY KEY, applied_at TIMESTAMP)"))
+            for name in revisions()[:revisions().index(applied) + 1]:
+                conn.execute(text("INSERT INTO _migrations (name, applied_at) VALUES (:n, CURRENT_TIMESTAMP)"),
+                             {"n": name})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_database_of_the_old_migration_runner_is_adopted_and_upgraded(backend, tmp_path, request) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
+    legacy_database(url, "m001_initial")  # the oldest schema: rounds only
+    with Store(url) as old:
+        with old.engine.begin() as conn:  # the schema is current once a Store touches it...
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == "m004_api_keys"
+        tables = set(inspect(old.engine).get_table_names())
+    assert {"rounds", "eval_runs", "ledger", "api_keys"} <= tables and "_migrations" not in tables
+    with Store(url) as again:  # ...and stays so
+        again.save_round(make_round())
+        assert again.count_rounds() == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_every_migration_goes_down_and_up_again(backend, tmp_path, request) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'updown.db'}"
+    engine = make_engine(url)
+    try:
+        assert migrate(engine) == revisions()
+        with engine.begin() as conn:
+            command.downgrade(migrations.alembic_config(connection=conn), "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert migrate(engine) == revisions()
     finally:
         engine.dispose()
 
 
 def test_migrated_schema_matches_the_mapped_classes(store: Store) -> None:
+    import swarmrank.eval.store
+    import swarmrank.ledger
+    import swarmrank.server.keys  # noqa: F401 - their tables join Base's metadata
+
     insp = inspect(store.engine)
+    assert {t.name for t in Base.metadata.sorted_tables} == set(insp.get_table_names()) - {"alembic_version"}
     for table in Base.metadata.sorted_tables:
         assert {c["name"] for c in insp.get_columns(table.name)} == set(table.c.keys()), table.name
         assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}, table.name
@@ -363,6 +427,17 @@ def test_open_prefers_env_over_config_over_default(tmp_path: Path) -> None:
     assert Store.open(Settings(home=home, db_url=env_url), config_url).url == env_url
     assert Store.open(Settings(home=home), config_url).url == config_url
     assert Store.open(Settings(home=home)).url == f"sqlite:///{home / 'swarmrank.db'}"
+
+
+def test_settings_read_only_the_swarmrank_variables_and_keywords_override_them(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DB_URL", "sqlite:///not-ours.db")
+    monkeypatch.setenv("SWARMRANK_HOME", str(tmp_path / "h"))
+    assert Settings().db_url is None and Settings().home == tmp_path / "h"
+    monkeypatch.setenv("SWARMRANK_DB", "sqlite:///ours.db")
+    assert Settings.from_env().db_url == "sqlite:///ours.db"
+    assert Settings(db_url="sqlite:///given.db").db_url == "sqlite:///given.db"
+    monkeypatch.setenv("SWARMRANK_DB", "")  # an empty variable counts as unset
+    assert Settings().db_url is None
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -8,15 +8,16 @@ import math
 import pytest
 
 from swarmrank.admission import ExamParams, exam_items, run_exam
-from swarmrank.errors import ConfigError
+from swarmrank.errors import ConfigError, ReplayError, TrustError
 from swarmrank.identity import load_or_create
 from swarmrank.nodes.base import Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.registry import MemoryLedger, Registry
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
-from swarmrank.trust import ReplayError, TrustParams, TrustState, influence, score_round
-from tests.conftest import answerer, judge
+from swarmrank.trust import TrustParams, TrustState, influence, score_round
+
+from helpers import answerer, judge
 
 PARAMS = TrustParams()
 
@@ -160,7 +161,7 @@ def test_replaying_the_ledger_reproduces_reputation_exactly_and_catches_a_doctor
 
 def test_admission_deposit_must_meet_the_minimum_stake(tmp_path):
     registry = make_registry(tmp_path)
-    with pytest.raises(ConfigError, match="below the minimum"):
+    with pytest.raises(TrustError, match="below the minimum"):
         registry.admit("n", passed=True, report={}, stake=1.0)
     registry.admit("n", passed=False, report={})
     assert not registry.state().eligible("n")
@@ -191,7 +192,7 @@ def test_a_swarm_with_a_registry_leaves_out_unadmitted_nodes_and_records_every_r
     registry = make_registry(tmp_path)
     swarm = honest_swarm(answers=("4", "4", "5", "5", "5"))
     swarm.registry = registry
-    with pytest.raises(ConfigError, match="admit nodes first"):
+    with pytest.raises(TrustError, match="admit nodes first"):
         swarm.ask_sync("What is 2 + 2?", save=False)
     for node in swarm.nodes:
         if node.id not in ("a2", "a3", "a4"):  # the wrong answerers (a majority) are never admitted
@@ -346,13 +347,13 @@ def test_passing_again_does_not_refill_slashed_stake_and_failing_again_revokes(t
     assert registry.state().nodes["n"].stake == PARAMS.deposit - 4.0
     registry.admit("n", passed=False, report={})
     assert not registry.state().nodes["n"].admitted
-    with pytest.raises(ConfigError, match="above the maximum"):
+    with pytest.raises(TrustError, match="above the maximum"):
         registry.check_deposit(PARAMS.max_stake + 1)
     room = PARAMS.max_stake - registry.state().nodes["n"].stake
-    with pytest.raises(ConfigError, match=f"at most {room:g} more stake"):
+    with pytest.raises(TrustError, match=f"at most {room:g} more stake"):
         registry.add_stake("n", room + 1)
     assert registry.state().nodes["n"].stake == PARAMS.deposit - 4.0  # nothing was recorded
-    with pytest.raises(ConfigError, match="below the minimum"):
+    with pytest.raises(TrustError, match="below the minimum"):
         registry.check_deposit(float("nan"))
 
 
@@ -364,7 +365,7 @@ def test_a_failing_spot_check_does_not_lose_the_live_round(tmp_path):
         registry.admit(node.id, passed=True, report={})
 
     async def broken(**_):
-        raise ConfigError("no admitted node to spot-check")
+        raise TrustError("no admitted node to spot-check")
 
     swarm.spot_check = broken
     result = run(swarm.ask("What is 2 + 2?"))

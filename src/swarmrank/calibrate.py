@@ -107,10 +107,11 @@ def simulated_gain(p_right: float, *, questions: int = 300, seed: int = 0) -> tu
     (accuracy 0.5 ± 0.1, half of their errors on one popular wrong answer) and three judges that each
     prefer the right answer with probability ``p_right``: where a judge of this quality sits on the
     regime map."""
-    from swarmrank.eval.simulate import SimParams, simulate
+    from swarmrank.eval.simulate import SimParams, parse_judges, simulate
 
     d = min(1.0, max(0.0, float(p_right)))
-    result = simulate(SimParams(questions=questions, seed=seed, correlated_errors=0.5, judges=f"3x{d:.3f}"))
+    params = SimParams(questions=questions, seed=seed, correlated_errors=0.5, judges=parse_judges(f"3x{d:.3f}"))
+    result = simulate(params)
     t = result.difference("peer-rank", "majority")
     return 100 * t.diff, 100 * t.low, 100 * t.high
 

@@ -1,17 +1,24 @@
 """Swarm configuration: a TOML file → typed, validated objects, with one-line errors.
 
-A config has four parts (``swarmrank config show`` prints the embedded default)::
+A config has these parts (``swarmrank config show`` prints the embedded default)::
 
     [swarm]            name and default protocol
-    [round]            round options (schedule, judges per pair, timeouts, k, rounds, prior)
+    [round]            round options: exactly the fields of swarmrank.round.RoundOptions
     [store]            url = any SQLAlchemy URL (optional; SWARMRANK_DB overrides it)
+    [trust]            enabled, spot_check_rate, exam_level and any field of swarmrank.trust.TrustParams
     [executor]         where nodes run: kind = "local" (default) or "ray" (swarmrank.executor)
     [models.NAME]      a backend and its options, shared by every node that names the model
-    [[nodes]]          id, model (or an inline backend), roles, persona, backend options
+    [[nodes]]          id, model (or an inline backend), roles, the fields of swarmrank.nodes.base.Persona,
+                       and backend options
+
+Every setting is declared once, in the library's own option type, which the section embeds: a
+field added to ``RoundOptions``, ``TrustParams`` or ``Persona`` is a config key at once, with its
+default and bounds. The TOML stays flat (``[trust] eta = 0.1``, ``temperature`` on a node).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from importlib.resources import files
 from pathlib import Path
@@ -21,11 +28,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from swarmrank.errors import ConfigError
 from swarmrank.identity import check_node_id
-from swarmrank.reliability import AGGREGATIONS, KAPPA_MAX
-from swarmrank.schedule import INTERESTED, JUDGE_STYLES, SCHEDULES
+from swarmrank.nodes.base import Persona
+from swarmrank.options import describe
+from swarmrank.round import RoundOptions
+from swarmrank.trust import TrustParams
 
-PERSONA_KEYS = {"system", "temperature", "max_tokens", "judge_max_tokens", "seed"}
 ROLES = {"answer", "judge"}
+
+
+def _nest(data: Any, name: str, kind: type) -> Any:
+    """Move the flat keys of ``data`` that are fields of the option type ``kind`` under ``name``,
+    so that a flat TOML section fills an embedded option type."""
+    if not isinstance(data, dict) or name in data:
+        return data
+    keys = {f.name for f in dataclasses.fields(kind)}
+    return {**{k: v for k, v in data.items() if k not in keys}, name: {k: v for k, v in data.items() if k in keys}}
+
+
+#: the embedded option types' field names, left out of error locations (the TOML keys are flat)
+_EMBEDDED = ("persona", "params")
 
 
 class SwarmSection(BaseModel):
@@ -34,94 +55,20 @@ class SwarmSection(BaseModel):
     protocol: str = "peer-rank"
 
 
-class RoundSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    schedule: str = "cluster"
-    judges_per_pair: int = Field(2, ge=1)
-    max_full_pairs: int = Field(8, ge=2)
-    node_timeout: float = Field(120.0, gt=0)
-    deadline: float = Field(600.0, gt=0)
-    max_answer_chars: int = Field(4000, ge=1)
-    k: int = Field(3, ge=1)
-    max_samples: int = Field(24, ge=1)
-    rounds: int = Field(2, ge=0)
-    goodbad: bool = True
-    prior: float = Field(0.1, gt=0)
-    soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
-    vote_weighted: bool = True  # cluster schedule: a candidate's strength ∝ its votes × its Bradley–Terry strength
-    influence: dict[str, float] = Field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
-    # peer-rank's aggregation and judge reliability (swarmrank.reliability; docs/protocols.md)
-    aggregation: str = "evidence"       # or "bradley-terry" (votes × Bradley–Terry strength, before 0.2)
-    vote_prior: float = Field(0.5, ge=0)   # nats of evidence one vote carries (the prior mean, when learnt)
-    learn_vote_prior: bool = True          # learn what a vote is worth from how well votes predicted verdicts
-    judge_prior_kappa: float = Field(0.7, gt=0, lt=1)
-    judge_prior_weight: float = Field(4.0, gt=0)
-    judge_prior_null: float = Field(0.5, ge=0, lt=1)
-    consensus_floor: float = Field(0.3, ge=0, le=KAPPA_MAX)
-    self_bias: float = Field(0.5, ge=0, lt=1)    # P(a judge backs its own answer whatever its merit)
-    caution: float = Field(0.5, ge=0, le=3)       # decide with each judge's discrimination at mean − caution·sd
-    judge_priors: dict[str, float] = Field(default_factory=dict)  # judge id → prior discrimination κ you know of
-    reliability_memory: float = Field(200.0, ge=1)
-    learn_reliability: bool = True
-    interested_judges: str = "fill"     # or "never"
-    judge_style: str = "compare"        # or "reference"
-    stop_at: float = Field(0.95, gt=0.5, le=1)   # adaptive schedule
-    max_judge_calls: int = Field(0, ge=0)          # adaptive schedule (0: no cap beyond every judge once per pair)
-
-    @field_validator("influence")
-    @classmethod
-    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, v in value.items() if not v >= 0]
-        if bad:
-            raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
-        return value
-
-    @field_validator("judge_priors")
-    @classmethod
-    def _kappas(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, v in value.items() if not 0 < v <= KAPPA_MAX]
-        if bad:
-            raise ValueError(f"judge_priors must be discriminations in (0, {KAPPA_MAX}] (check {', '.join(bad)})")
-        return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, value: str) -> str:
-        if value not in SCHEDULES:
-            raise ValueError(f"unknown schedule {value!r} (known: {', '.join(SCHEDULES)})")
-        return value
-
-    @field_validator("aggregation", "interested_judges", "judge_style")
-    @classmethod
-    def _known_choice(cls, value: str, info: Any) -> str:
-        known = {"aggregation": AGGREGATIONS, "interested_judges": INTERESTED, "judge_style": JUDGE_STYLES}[info.field_name]
-        if value not in known:
-            raise ValueError(f"unknown {info.field_name} {value!r} (known: {', '.join(known)})")
-        return value
-
-
 class TrustSection(BaseModel):
-    """Reputation, stake and admission (swarmrank.trust); off unless ``enabled = true``."""
+    """Reputation, stake and admission (swarmrank.trust); off unless ``enabled = true``. Every
+    other key is a field of :class:`~swarmrank.trust.TrustParams` (``params``)."""
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
     spot_check_rate: float = Field(0.0, ge=0.0, le=1.0)  # chance of a hidden spot check after a live round
     exam_level: str = "medium"
-    eta: float = Field(0.05, gt=0)
-    eta_truth: float = Field(0.5, gt=0)
-    decay: float = Field(0.01, gt=0, lt=1)
-    w_min: float = Field(0.1, gt=0, lt=1)
-    w_max: float = Field(3.0, gt=1)
-    min_stake: float = Field(5.0, ge=0)
-    deposit: float = Field(10.0, ge=0)
-    max_stake: float = Field(20.0, ge=0)
-    clear: float = Field(0.95, gt=0.5, lt=1)
+    params: TrustParams = Field(default_factory=TrustParams)
 
-    def params(self) -> Any:
-        from swarmrank.trust import TrustParams
-
-        return TrustParams(eta=self.eta, eta_truth=self.eta_truth, decay=self.decay, w_min=self.w_min, w_max=self.w_max,
-                           min_stake=self.min_stake, deposit=self.deposit, max_stake=self.max_stake, clear=self.clear)
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        return _nest(data, "params", TrustParams)
 
 
 class StoreSection(BaseModel):
@@ -148,16 +95,20 @@ class ModelSection(BaseModel):
 
 
 class NodeSection(BaseModel):
+    """One ``[[nodes]]`` entry: id, model or inline backend, roles, the :class:`Persona` fields
+    (``persona``), and any other key as a backend option."""
+
     model_config = ConfigDict(extra="allow")
     id: str
     model: str | None = None
     backend: str | None = None
     roles: list[str] = Field(default_factory=lambda: ["answer", "judge"])
-    system: str = ""
-    temperature: float = Field(0.2, ge=0, le=2)
-    max_tokens: int = Field(128, ge=1)
-    judge_max_tokens: int = Field(96, ge=1)
-    seed: int = 0
+    persona: Persona = Field(default_factory=Persona)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        return _nest(data, "persona", Persona)
 
     @field_validator("id")
     @classmethod
@@ -192,7 +143,7 @@ class NodeSection(BaseModel):
 class SwarmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     swarm: SwarmSection = Field(default_factory=SwarmSection)
-    round: RoundSection = Field(default_factory=RoundSection)
+    round: RoundOptions = Field(default_factory=RoundOptions)
     store: StoreSection = Field(default_factory=StoreSection)
     trust: TrustSection = Field(default_factory=TrustSection)
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
@@ -207,7 +158,8 @@ class SwarmConfig(BaseModel):
                 raise ValueError(f"node id {node.id!r} appears twice")
             seen.add(node.id)
             if node.backend is None and node.model not in self.models:
-                raise ValueError(f"node {node.id!r} names model {node.model!r}, which has no [models.{node.model}] entry")
+                raise ValueError(f"node {node.id!r} names model {node.model!r}, "
+                                 f"which has no [models.{node.model}] entry")
         if not self.nodes:
             raise ValueError("a swarm needs at least one node")
         return self
@@ -222,11 +174,8 @@ class SwarmConfig(BaseModel):
 
 
 def _format_error(source: str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
-    message = err["msg"].removeprefix("Value error, ")
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {where + ': ' if where else ''}{message}{more}"
+    where, message = describe(exc, skip=_EMBEDDED)
+    return f"{source}: {where + ': ' if where else ''}{message}"
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> SwarmConfig:

@@ -132,7 +132,7 @@ class BackendActor:
             if self._timed and request.timeout is not None:
                 try:
                     return await asyncio.wait_for(task, request.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise NodeTimeoutError(f"timeout after {request.timeout:.1f}s") from None
             return await task
         finally:
@@ -293,7 +293,7 @@ def _prepare_local_cluster() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         try:
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]
 
             Config.initialize("")  # Ray reads its settings at import; read them again (as Ray itself does)
         except Exception:  # a private hook: if it moves, Ray falls back to its own token file

@@ -92,7 +92,7 @@ def parse_verdict(text: str) -> Verdict | None:
     """
     hits = _VERDICT.findall(text)
     if hits:
-        return hits[-1].upper()  # type: ignore[return-value]
+        return hits[-1].upper()
     tail = text.strip()[-40:]
     bare = _LAST_LETTER.search(tail)
     if bare:

@@ -2,7 +2,7 @@
 
 Every entry (:class:`Entry`) has a sequence number (1, 2, 3, ...), a kind (:data:`KINDS`), a JSON
 object payload and the node id of its signer. Its ``hash`` is the SHA-256 of the canonical JSON
-(:func:`canonical`) of ``{seq, created_at, kind, payload, signer, prev_hash}``, where
+(:func:`swarmrank.wire.canonical`) of ``{seq, created_at, kind, payload, signer, prev_hash}``, where
 ``prev_hash`` is the previous entry's hash (:data:`GENESIS` for entry 1), and its ``signature``
 is the signer's Ed25519 signature over the 32 bytes of that hash. A node's key is itself recorded
 in the ledger: a ``key`` entry, payload ``{"node": id, "public_key": hex}``, signed by that key,
@@ -14,7 +14,7 @@ entry touched, which :meth:`Ledger.verify` reports; cutting entries off the end 
 against a head hash kept elsewhere (``verify(expected_head=...)``). ``docs/ledger.md`` spells out
 the encoding so that anyone can verify a ledger export without this code.
 
-The ledger lives in the store's ``ledger`` table (migration ``m003_ledger``). Appends are
+The ledger lives in the database's ``ledger`` table (:class:`LedgerRow`, migration ``m003_ledger``). Appends are
 serialised: SQLite write transactions take the write lock up front (``BEGIN IMMEDIATE``), and on
 PostgreSQL each one takes a transaction-scoped advisory lock before reading the head, so that
 several coordinators writing to one database still produce one chain. An append returns once its
@@ -27,30 +27,29 @@ Errors: a refused entry, import or unreadable stored entry is a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TextIO, TypeVar
+from typing import Any, NamedTuple, Protocol, TextIO, TypeGuard, TypeVar
 
-from sqlalchemy import LargeBinary, cast, insert, select, text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, cast, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
 
-from swarmrank.errors import ConfigError, LedgerError, StorageError
+from swarmrank.errors import ConfigError, LedgerConflict, LedgerError, StorageError
 from swarmrank.identity import check_node_id
-from swarmrank.identity import verify as verify_signature
-from swarmrank.store import LedgerRow, _connect, _reason, _writing
+from swarmrank.store.engine import Database, reason
+from swarmrank.store.schema import Base
+from swarmrank.wire import canonical, verify_bytes
+from swarmrank.wire import digest as hex_digest
 
-if TYPE_CHECKING:
-    from swarmrank.store import Store
-
-__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "LedgerConflict", "Signer", "VerifyReport", "canonical", "entry_hash"]
+__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "Signer", "VerifyReport", "entry_hash"]
 
 KINDS = ("key", "round", "reputation", "stake", "slash", "admission", "spot-check")
 """Every kind of entry; ``key`` entries are written by :meth:`Ledger.register_key` only."""
@@ -86,6 +85,28 @@ class Signer(Protocol):
     def sign(self, payload: bytes) -> bytes: ...
 
 
+class LedgerRow(Base):
+    """One stored entry (the ``ledger`` table, migration ``m003_ledger``).
+
+    ``created_at`` and ``payload`` are TEXT, not a timestamp and a JSON type: the entry's hash is
+    computed over exactly these stored strings.
+    """
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)
+    created_at: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(String(200))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_ledger_kind", "kind"), Index("ix_ledger_hash", "hash"))
+
+
 @dataclass(frozen=True)
 class Entry:
     """One ledger entry, as stored (``payload`` parsed back from its canonical JSON)."""
@@ -119,16 +140,11 @@ class VerifyReport:
 # -- the encoding ---------------------------------------------------------------------------------
 
 
-def canonical(obj: Any) -> bytes:
-    """The canonical JSON encoding that entry hashes are computed over (UTF-8, sorted keys, no spaces)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
 def entry_hash(seq: int, created_at: str, kind: str, payload: dict[str, Any], signer: str, prev_hash: str) -> str:
     """The hex SHA-256 of an entry's content (everything but its hash and signature)."""
     content = {"seq": seq, "created_at": created_at, "kind": kind, "payload": payload, "signer": signer,
                "prev_hash": prev_hash}
-    return hashlib.sha256(canonical(content)).hexdigest()
+    return hex_digest(content)
 
 
 def _payload_text(payload: Any) -> str:
@@ -175,7 +191,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _is_hex(value: object, length: int) -> bool:
+def _is_hex(value: object, length: int) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == length and set(value) <= _HEX
 
 
@@ -272,8 +288,8 @@ class _Chain:
             if registered is None:
                 return f"node {node!r} signed its part of the round but has no key registered by an earlier entry"
             digest, signature = signed.get("digest"), signed.get("signature")
-            if not (_is_hex(digest, 64) and _is_hex(signature, 128)) or not verify_signature(
-                    registered[0], bytes.fromhex(digest), bytes.fromhex(signature)):
+            if not (_is_hex(digest, 64) and _is_hex(signature, 128)) or not verify_bytes(
+                    registered[0], bytes.fromhex(digest), signature):
                 return f"node {node!r}'s signature over its answers and verdicts does not verify"
         return None
 
@@ -295,8 +311,8 @@ def _signed(public_hex: str, row: _Row) -> bool:
     if not _is_hex(row.signature, 128):
         return False
     try:
-        return verify_signature(public_hex, bytes.fromhex(row.hash), bytes.fromhex(row.signature))
-    except ValueError:
+        return verify_bytes(public_hex, bytes.fromhex(row.hash), row.signature)
+    except ValueError:  # a hash that is not hex
         return False
 
 
@@ -398,18 +414,14 @@ class _Item:
     public: str
 
 
-class LedgerConflict(LedgerError):
-    """An append conditioned on the ledger's head found that another writer got there first."""
-
-
 class Ledger:
-    """The signed, hash-chained ledger in ``store``'s database."""
+    """The signed, hash-chained ledger in the database ``db`` (usually a swarm's :class:`~swarmrank.store.Store`)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def __repr__(self) -> str:
-        return f"Ledger({self._store.url!r})"
+        return f"Ledger({self._db.url!r})"
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -480,11 +492,10 @@ class Ledger:
 
     def _write(self, action: str, work: Callable[[Connection], _T]) -> _T:
         """Run ``work`` in a locked write transaction, retrying (bounded) when another writer got in the way."""
-        engine = self._store.engine
         delay = 0.02
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with _writing(engine) as conn:
+                with self._db.transaction(write=True) as conn:
                     _lock(conn)
                     return work(conn)
             except SQLAlchemyError as exc:
@@ -492,7 +503,7 @@ class Ledger:
                     time.sleep(delay * random.uniform(0.5, 1.5))
                     delay = min(delay * 2, 1.0)
                     continue
-                raise StorageError(f"database {self._store.url}: could not {action}: {_reason(exc)}") from exc
+                raise StorageError(f"database {self._db.url}: could not {action}: {reason(exc)}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reading ----------------------------------------------------------------------------------
@@ -571,14 +582,8 @@ class Ledger:
 
         return query
 
-    @contextmanager
-    def _reading(self, action: str) -> Iterator[Connection]:
-        engine = self._store.engine
-        try:
-            with _connect(engine) as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StorageError(f"database {self._store.url}: could not {action}: {_reason(exc)}") from exc
+    def _reading(self, action: str) -> AbstractContextManager[Connection]:
+        return self._db.read(action)
 
 
 # -- appending and importing (inside the locked transaction) ----------------------------------------
@@ -641,7 +646,7 @@ def _write_entries(conn: Connection, seq: int, prev: str, planned: list[tuple[st
         payload = json.loads(payload_text)
         digest = entry_hash(seq, created_at, kind, payload, signer.node_id, prev)
         signature = signer.sign(bytes.fromhex(digest))
-        if not isinstance(signature, bytes) or not verify_signature(public, bytes.fromhex(digest), signature):
+        if not isinstance(signature, bytes) or not verify_bytes(public, bytes.fromhex(digest), signature):
             raise LedgerError(f"signer {signer.node_id!r} produced a signature that its public key does not verify")
         entries.append(Entry(seq, created_at, kind, payload, signer.node_id, prev, digest, signature.hex()))
         prev = digest

@@ -2,14 +2,15 @@
 
 Every protocol takes a :class:`~swarmrank.round.RoundContext` and returns a
 :class:`~swarmrank.result.RoundResult`; ``docs/protocols.md`` describes each with its source.
-Protocols register with :func:`register_protocol`, the built-ins included.
+Protocols come from plugins (:mod:`swarmrank.plugins`, hook ``register_protocols``), the built-ins
+included (:func:`register_protocols` below); :func:`register_protocol` adds one at run time.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -18,11 +19,11 @@ from swarmrank import aggregate, reliability
 from swarmrank.errors import ConfigError
 from swarmrank.judging import judge_messages, parse_ranking, parse_verdict, rank_messages
 from swarmrank.nodes.base import CompletionRequest, Message, Node
-from swarmrank.result import Answer, Candidate, Judgment, JudgeReport, PairReport, Ranking, RoundResult
-from swarmrank.round import RoundContext, signature_of
+from swarmrank.plugins import hookimpl, load
 from swarmrank.reliability import AGGREGATIONS
+from swarmrank.result import Answer, Candidate, JudgeReport, Judgment, PairReport, Ranking, RoundResult
+from swarmrank.round import RoundContext, signature_of
 from swarmrank.schedule import (
-    SCHEDULES,
     Comparison,
     adjacent_cross_pairs,
     all_pairs,
@@ -51,19 +52,27 @@ class Protocol(ABC):
 _PROTOCOLS: dict[str, Protocol] = {}
 
 
+def _registry() -> dict[str, Protocol]:
+    """Every protocol by name: the plugins' (built-ins first), then any registered at run time."""
+    load("register_protocols", register_protocol)
+    return _PROTOCOLS
+
+
 def register_protocol(protocol: Protocol) -> None:
-    _PROTOCOLS[protocol.name] = protocol
+    """Make ``protocol`` available by its name (replacing one of the same name)."""
+    _registry()[protocol.name] = protocol
 
 
 def get_protocol(name: str) -> Protocol:
+    """The protocol called ``name``; the one check of a protocol name (a :class:`ConfigError` listing the known ones)."""
     try:
-        return _PROTOCOLS[name]
+        return _registry()[name]
     except KeyError:
         raise ConfigError(f"unknown protocol {name!r} (known: {', '.join(protocol_names())})") from None
 
 
 def protocol_names() -> list[str]:
-    return list(_PROTOCOLS)
+    return list(_registry())
 
 
 # -- shared steps ------------------------------------------------------------------------------
@@ -146,9 +155,7 @@ class PeerRank(Protocol):
         if not candidates:
             return no_answer(ctx, answers)
         opts = ctx.options
-        schedule = opts.schedule
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+        schedule = opts.schedule  # a known one: RoundOptions checks it
         judge_ids = [n.id for n in judges(ctx)]
         usable = [a for a in answers if a.candidate is not None]
         if schedule in ("cluster", "adaptive"):
@@ -414,7 +421,7 @@ class PeerRank(Protocol):
             item_log, item_se = np.zeros(n_items), np.full(n_items, np.nan)
         if schedule != "fortytwo":
             if not verdicts:
-                item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[misc]
+                item_strength = aggregate.majority(len(candidates), [a.candidate for a in usable])  # type: ignore[arg-type]
             elif ctx.options.vote_weighted:
                 # a candidate stands for all the nodes that gave it, as it would if each of its
                 # answers were ranked separately (the fortytwo schedule): strength ∝ votes × BT
@@ -431,7 +438,7 @@ class PeerRank(Protocol):
         else:
             sums = np.zeros(len(candidates))
             for answer, strength in zip(usable, item_strength):
-                sums[answer.candidate] += strength  # type: ignore[index]
+                sums[answer.candidate] += strength
             for idx, cand in enumerate(candidates):
                 cand.strength = float(sums[idx])
             best = [max((item_log[i] for i, a in enumerate(usable) if a.candidate == c), default=0.0)
@@ -496,8 +503,8 @@ class Majority(Protocol):
         if not candidates:
             return no_answer(ctx, answers)
         votes = [a.candidate for a in answers if a.candidate is not None]
-        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
-        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        shares = aggregate.majority(len(candidates), votes)
+        counts = np.bincount(votes, minlength=len(candidates))
         return vote_result(ctx, answers, candidates, shares, counts.tolist())
 
 
@@ -530,7 +537,7 @@ class WeightedVote(Protocol):
             snapshot = list(current)
             revised = await ctx.fan_out(
                 nodes, phase="revise", step=step, confidence_of=extract_confidence,
-                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(  # type: ignore[misc]
                     n, purpose="revise", sample=st, wants_confidence=True,
                     extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
                     context={"peers": [a.value for a in s if a.node != n.id and a.value],
@@ -542,10 +549,10 @@ class WeightedVote(Protocol):
             return no_answer(ctx, history)
         voters = [a for a in final if a.candidate is not None]
         confidences = [a.confidence if a.confidence is not None else 0.5 for a in voters]
-        shares = aggregate.weighted_vote(len(candidates), [a.candidate for a in voters], confidences)  # type: ignore[misc]
+        shares = aggregate.weighted_vote(len(candidates), [a.candidate for a in voters], confidences)  # type: ignore[arg-type]
         weights = np.zeros(len(candidates))
         for a, conf in zip(voters, confidences):
-            weights[a.candidate] += aggregate.reconcile_bin(conf)  # type: ignore[index]
+            weights[a.candidate] += aggregate.reconcile_bin(conf)
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, weights.tolist())
 
 
@@ -566,7 +573,7 @@ class AheadByK(Protocol):
                 break
             node = nodes[sample % len(nodes)]
             round_no = sample // len(nodes)
-            answer = (await ctx.fan_out([node], step=0, request_for=lambda n, r=round_no: ctx.answer_request(n, sample=r)))[0]
+            answer = (await ctx.fan_out([node], step=0, request_for=lambda n, r=round_no: ctx.answer_request(n, sample=r)))[0]  # type: ignore[misc]
             answer = answer.model_copy(update={"sample": sample})
             recorded.append(answer)
             if answer.value is None:
@@ -614,7 +621,7 @@ class Council(Protocol):
         if not rankings:
             ctx.note("no readable ranking: falling back to vote counts")
             votes = [a.candidate for a in answers if a.candidate is not None]
-            return vote_result(ctx, answers, candidates, aggregate.majority(len(candidates), votes),  # type: ignore[arg-type]
+            return vote_result(ctx, answers, candidates, aggregate.majority(len(candidates), votes),
                                [len(c.nodes) for c in candidates])
         means = aggregate.mean_rank(len(candidates), [r.order for r in rankings])
         finite = np.where(np.isfinite(means), means, len(candidates) + 1.0)
@@ -644,7 +651,7 @@ class Debate(Protocol):
             snapshot = list(current)
             revised = await ctx.fan_out(
                 nodes, phase="revise", step=step,
-                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(
+                request_for=lambda n, s=snapshot, st=step: ctx.answer_request(  # type: ignore[misc]
                     n, purpose="revise", sample=st, extra=f"{peers_summary(s, n.id)}\n\n{REVISE_NOTE}",
                     context={"peers": [a.value for a in s if a.node != n.id and a.value],
                              "previous": next((a.value for a in s if a.node == n.id), None)}))
@@ -654,10 +661,13 @@ class Debate(Protocol):
         if not candidates:
             return no_answer(ctx, history)
         votes = [a.candidate for a in final if a.candidate is not None]
-        shares = aggregate.majority(len(candidates), votes)  # type: ignore[arg-type]
-        counts = np.bincount(votes, minlength=len(candidates))  # type: ignore[arg-type]
+        shares = aggregate.majority(len(candidates), votes)
+        counts = np.bincount(votes, minlength=len(candidates))
         return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
 
 
-for _protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate(), Blender()):
-    register_protocol(_protocol)
+@hookimpl
+def register_protocols(register: Callable[[Protocol], None]) -> None:
+    """The built-in protocols, in the order they are listed."""
+    for protocol in (PeerRank(), Majority(), WeightedVote(), AheadByK(), Council(), Debate(), Blender()):
+        register(protocol)

@@ -16,7 +16,6 @@ whatever reads the ledger gets the same reputation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -25,14 +24,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from swarmrank.errors import ConfigError
-from swarmrank.ledger import LedgerConflict
+from swarmrank.errors import LedgerConflict, TrustError
 from swarmrank.nodes.base import Node
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
 from swarmrank.trust import RoundScore, TrustParams, TrustState, round_digest, score_round
+from swarmrank.wire import digest
 
-__all__ = ["Registry", "MemoryLedger", "NodeSigner", "contribution_digest"]
+__all__ = ["MemoryLedger", "NodeSigner", "Registry", "contribution_digest"]
 
 #: times a write computed from the ledger's state is recomputed when another coordinator got in first
 RECORD_ATTEMPTS = 8
@@ -65,8 +64,7 @@ def contribution_digest(result: RoundResult, node_id: str) -> str:
         "judgments": [[j.first, j.second, j.verdict, j.reasoning] for j in result.judgments if j.judge == node_id],
         "rankings": [[r.order, r.reasoning] for r in result.rankings if r.judge == node_id],
     }
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return digest(data)
 
 
 @dataclass(frozen=True)
@@ -229,19 +227,19 @@ class Registry:
         amount between the minimum and the maximum stake — check it before running an exam."""
         amount = self.params.deposit if stake is None else float(stake)
         if not math.isfinite(amount) or amount < self.params.min_stake:
-            raise ConfigError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
+            raise TrustError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
         if amount > self.params.max_stake:
-            raise ConfigError(f"a stake of {amount:g} is above the maximum of {self.params.max_stake:g}")
+            raise TrustError(f"a stake of {amount:g} is above the maximum of {self.params.max_stake:g}")
         return amount
 
     def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
         if not (amount > 0 and math.isfinite(amount)):
-            raise ConfigError("a stake must be a positive amount")
+            raise TrustError("a stake must be a positive amount")
         with self._lock:
             self._sync()
             room = self.params.max_stake - self._state.node(node_id).stake
             if amount > room + 1e-9:  # the rule caps stake: refuse rather than record money that vanishes
-                raise ConfigError(f"{node_id} can take at most {max(room, 0.0):g} more stake "
+                raise TrustError(f"{node_id} can take at most {max(room, 0.0):g} more stake "
                                   f"(maximum {self.params.max_stake:g})")
             self.ledger.append("stake", {"node": node_id, "amount": float(amount), "reason": reason},
                                self.coordinator)

@@ -226,7 +226,7 @@ def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
     return out, bias
 
 
-def _masses(u_xy: FloatArray, u_yx: FloatArray, both: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+def _masses(u_xy: FloatArray, u_yx: FloatArray, both: np.ndarray) -> tuple[FloatArray, FloatArray, FloatArray]:
     """How much of a judge's verdicts on a pair is a pick of x in both orders, a pick of y in both
     orders, and a flip with the order (soft verdicts give fractions). A pair judged in one order only
     is a pick, by that order's verdict."""
@@ -235,7 +235,8 @@ def _masses(u_xy: FloatArray, u_yx: FloatArray, both: FloatArray) -> tuple[Float
     return m_x, m_y, np.clip(1.0 - m_x - m_y, 0.0, 1.0)
 
 
-def _decisiveness(m_x: FloatArray, m_y: FloatArray, both: FloatArray, judge_idx: np.ndarray, n_judges: int) -> FloatArray:
+def _decisiveness(m_x: FloatArray, m_y: FloatArray, both: FloatArray, judge_idx: np.ndarray,
+                  n_judges: int) -> FloatArray:
     """Per judge, ρ: the share of its pairs (judged in both orders) where it picked the same answer
     both times; 1 for a judge with no such pair. Clipped to [0.05, 1]."""
     picked = np.bincount(judge_idx, weights=(m_x + m_y) * both, minlength=n_judges)
@@ -329,9 +330,13 @@ def _cap_log(cap: float) -> FloatArray:
 
 
 def _consistency_counts(rows: Sequence[Observation]) -> tuple[float, float]:
-    both = [r for r in rows if r[0] is not None and r[1] is not None]
-    picked = sum(r[0] * r[1] + (1 - r[0]) * (1 - r[1]) for r in both)  # type: ignore[operator]
-    return float(picked), float(len(both))
+    picked, both = 0.0, 0
+    for r in rows:
+        u_xy, u_yx = r[0], r[1]
+        if u_xy is not None and u_yx is not None:
+            picked += u_xy * u_yx + (1 - u_xy) * (1 - u_yx)
+            both += 1
+    return picked, float(both)
 
 
 def _rows(rows: Sequence[Observation]) -> tuple[FloatArray, ...]:
@@ -349,7 +354,7 @@ def _loglik(rows: Sequence[Observation], self_bias: float) -> FloatArray:
     if not rows:
         return np.zeros_like(KAPPA_GRID)
     u_xy, u_yx, both, px, py, side = _rows(rows)
-    m_x, m_y, m_i = _masses(u_xy, u_yx, both > 0)
+    m_x, m_y, m_i = _masses(u_xy, u_yx, (both > 0).astype(np.float64))
     rho = _decisiveness(m_x, m_y, both, np.zeros(len(rows), dtype=np.intp), 1)[np.zeros(len(rows), dtype=np.intp)]
     bx = np.where(side > 0, self_bias, 0.0)
     by = np.where(side < 0, self_bias, 0.0)
@@ -631,7 +636,7 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
         k_eff = _effective(lx, ly, _point_mass(moments, params.caution)[judge_idx])
     else:
         k_eff = _effective(lx, ly, grid_w[judge_idx])
-    per, total = _contributions(n, judge_idx, xs, ys, k_eff, w, J)
+    _, total = _contributions(n, judge_idx, xs, ys, k_eff, w, J)
     posterior = _softmax(log_prior + total)
     # the judges' evidence with each judge at the low end of its credible discrimination
     _, total_low = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, _point_mass(moments, LOW_SD)[judge_idx]),

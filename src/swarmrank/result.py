@@ -62,7 +62,8 @@ class Judgment(BaseModel):
     second: int
     verdict: Verdict
     reasoning: str
-    probability: float | None = Field(None, description="the judge's probability of its verdict, if the backend gives it")
+    probability: float | None = Field(None,
+                                      description="the judge's probability of its verdict, if the backend gives it")
     probs: dict[str, float] | None = Field(None, description="the judge's distribution over A, B and U, if known")
     weight: float = 1.0
     retried: bool = False
@@ -78,19 +79,22 @@ class JudgeReport(BaseModel):
     """What a peer-rank round estimated about one judge (``swarmrank.reliability``)."""
 
     judge: str
-    kappa: float = Field(description="posterior mean discrimination 2·P(right) − 1 after this round (0: no information)")
+    kappa: float = Field(description="posterior mean discrimination 2·P(right when it commits) − 1 after this round "
+                                     "(0: no information)")
     kappa_sd: float
     prior_kappa: float = Field(description="the same before this round (prior and past rounds)")
     pairs: int = Field(description="contested pairs it judged")
     interested_pairs: int = Field(0, description="of which held its own answer")
     consistency: float | None = Field(None, description="P(same pick in both orders), mean over pairs judged both ways")
-    says_first: float | None = Field(None, description="share of its verdicts for the answer shown first (0.5: unbiased)")
+    says_first: float | None = Field(None, description="share of its verdicts for the answer shown first "
+                                                       "(0.5: unbiased)")
     agreement: float | None = Field(None, description="agreement with the other judges' consensus (0.5: chance)")
     weight: float = 1.0
     observations: list[tuple[float | None, float | None, float, float, int]] = Field(
-        default_factory=list, description="per pair: P(prefers x) with x shown first, with y shown first, the other "
-                                          "judges' posterior that x, and that y, is the right answer, and where its "
-                                          "own answer is (1: x, -1: y, 0: neither): the data the judge book learns from")
+        default_factory=list, description="per pair: P(prefers x) with x shown first, with y shown first, the "
+                                          "other judges' posterior that x, and that y, is the right answer, and "
+                                          "where its own answer is (1: x, -1: y, 0: neither): what the judge book "
+                                          "learns from")
 
 
 class PairReport(BaseModel):
@@ -115,7 +119,8 @@ class PhaseCost(BaseModel):
     calls: int = 0
     failures: int = 0
     prompt_tokens: int = 0
-    cached_prompt_tokens: int = Field(0, description="of prompt_tokens, how many a KV cache served (llama.cpp prefix reuse)")
+    cached_prompt_tokens: int = Field(
+        0, description="of prompt_tokens, how many a KV cache served (llama.cpp prefix reuse)")
     completion_tokens: int = 0
     seconds: float = Field(0.0, description="wall time of the phase")
 

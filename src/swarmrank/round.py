@@ -13,13 +13,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from swarmrank.errors import NodeError, NodeTimeoutError
+from pydantic import Field, ValidationInfo, field_validator
+
+from swarmrank.errors import ConfigError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Completion, CompletionRequest, Message, Node
-from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.options import options
 from swarmrank.redflag import red_flag
-from swarmrank.reliability import JudgeBook, ReliabilityParams
+from swarmrank.reliability import AGGREGATIONS, KAPPA_MAX, JudgeBook, ReliabilityParams
+from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.schedule import INTERESTED, JUDGE_STYLES, check_schedule
 from swarmrank.tasks import Task
 
 T = TypeVar("T")
@@ -27,48 +31,86 @@ T = TypeVar("T")
 DEFAULT_SYSTEM = "You are a careful assistant. Answer correctly and concisely."
 
 
-@dataclass(frozen=True)
+@options
 class RoundOptions:
-    """Knobs a protocol reads. Every field has a sane default; the swarm config sets them."""
+    """Knobs a protocol reads, each with its default and bounds: the ``[round]`` section of a swarm
+    config is exactly this type, so a field added here is a new ``[round]`` key.
 
-    schedule: str = "cluster"
-    judges_per_pair: int = 2
-    max_full_pairs: int = 8
-    node_timeout: float = 120.0
-    deadline: float = 600.0
-    max_answer_chars: int = 4000
-    k: int = 3
-    max_samples: int = 24
-    rounds: int = 2
-    goodbad: bool = True
-    influence: dict[str, float] = field(default_factory=dict)
-    prior: float = 0.1
-    soft_verdicts: bool = True
-    vote_weighted: bool = True
-    # peer-rank aggregation: "evidence" (votes as prior, verdicts weighted by estimated judge
-    # reliability; swarmrank.reliability) or "bradley-terry" (votes × Bradley–Terry, before 0.2)
-    aggregation: str = "evidence"
-    vote_prior: float = 0.5          # evidence: nats per vote (the prior mean of it, when learnt)
-    learn_vote_prior: bool = True    # evidence: learn how much a vote is worth from past rounds
-    judge_prior_kappa: float = 0.7   # evidence: prior mean discrimination of a judge that has shown something
-    judge_prior_weight: float = 4.0  # evidence: the prior's worth in pseudo-observations
-    judge_prior_null: float = 0.5    # evidence: prior probability that a judge carries no information
-    consensus_floor: float = 0.3     # evidence: least weight a judge has in the consensus others are scored by
-    self_bias: float = 0.5           # evidence: P(a judge backs its own answer whatever its merit)
-    caution: float = 0.5             # evidence: decide with each judge's discrimination at mean − caution·sd
-    judge_priors: dict[str, float] = field(default_factory=dict)  # evidence: judge id → what you know of its κ
-    reliability_memory: float = 200.0  # evidence: rounds the judge book remembers
-    learn_reliability: bool = True   # evidence: carry judge reliability across rounds (the judge book)
-    interested_judges: str = "fill"  # cluster/adaptive: "fill" pairs lacking neutral judges with interested ones; "never"
-    judge_style: str = "compare"     # "compare" (Fortytwo: do not re-solve) or "reference" (solve first, then compare)
-    stop_at: float = 0.95            # adaptive schedule: stop once the leader's posterior reaches this
-    max_judge_calls: int = 0         # adaptive schedule: judge calls at most (0: what cluster would make with every judge)
+    Validated on construction (and by ``dataclasses.replace``): a bad value is a one-line
+    :class:`~swarmrank.errors.ConfigError`.
+    """
+
+    schedule: str = "cluster"  # pair schedule: cluster, fortytwo or adaptive (swarmrank.schedule)
+    judges_per_pair: Annotated[int, Field(ge=1)] = 2  # cluster schedule: judges per distinct pair
+    max_full_pairs: Annotated[int, Field(ge=2)] = 8  # cluster schedule: more candidates get adjacent + cross pairs
+    node_timeout: Annotated[float, Field(gt=0)] = 120.0  # seconds one node call may take
+    deadline: Annotated[float, Field(gt=0)] = 600.0  # seconds a whole round may take
+    max_answer_chars: Annotated[int, Field(ge=1)] = 4000  # longer answers are red-flagged
+    k: Annotated[int, Field(ge=1)] = 3  # ahead-by-k: the lead that decides
+    max_samples: Annotated[int, Field(ge=1)] = 24  # ahead-by-k: give up (take the leader) after this many samples
+    rounds: Annotated[int, Field(ge=0)] = 2  # debate / weighted-vote: revision rounds at most
+    goodbad: bool = True  # fortytwo schedule: judges grade answers GOOD/BAD before comparing
+    influence: dict[str, float] = field(default_factory=dict)  # judge id → weight in Bradley–Terry (default 1)
+    prior: Annotated[float, Field(gt=0)] = 0.1  # Bradley–Terry: virtual wins and losses against a reference
+    soft_verdicts: bool = True  # count a judgment by its verdict distribution when the backend gives it
+    vote_weighted: bool = True  # bradley-terry: a candidate's strength ∝ its votes × its Bradley–Terry strength
+    # peer-rank's aggregation and judge reliability (swarmrank.reliability; docs/protocols.md)
+    aggregation: str = "evidence"  # "evidence" (votes as prior, verdicts by estimated reliability) or "bradley-terry"
+    vote_prior: Annotated[float, Field(ge=0)] = 0.5  # nats one vote is worth (its prior mean, when learnt)
+    learn_vote_prior: bool = True  # learn what a vote is worth from how well votes predicted the judges
+    judge_prior_kappa: Annotated[float, Field(gt=0, lt=1)] = 0.7  # prior mean discrimination of an informative judge
+    judge_prior_weight: Annotated[float, Field(gt=0)] = 4.0  # the prior's worth in pseudo-observations
+    judge_prior_null: Annotated[float, Field(ge=0, lt=1)] = 0.5  # prior probability that a judge tells nothing
+    consensus_floor: Annotated[float, Field(ge=0, le=KAPPA_MAX)] = 0.3  # least weight in the consensus others face
+    self_bias: Annotated[float, Field(ge=0, lt=1)] = 0.5  # P(a judge backs its own answer whatever its merit)
+    caution: Annotated[float, Field(ge=0, le=3)] = 0.5  # decide with each judge's κ at mean − caution·sd
+    judge_priors: dict[str, float] = field(default_factory=dict)  # judge id → the discrimination you know it has
+    reliability_memory: Annotated[float, Field(ge=1)] = 200.0  # rounds the judge book remembers
+    learn_reliability: bool = True  # carry judge reliability across rounds (the judge book)
+    interested_judges: str = "fill"  # "fill" pairs short of neutral judges with interested ones, or "never"
+    judge_style: str = "compare"  # "compare" (Fortytwo: do not re-solve) or "reference" (the judge solves first)
+    stop_at: Annotated[float, Field(gt=0.5, le=1)] = 0.95  # adaptive: stop once the leader's posterior reaches this
+    max_judge_calls: Annotated[int, Field(ge=0)] = 0  # adaptive: judge calls at most (0: every judge once per pair)
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        try:
+            return check_schedule(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("influence")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v >= 0]
+        if bad:
+            raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
+        return value
+
+    @field_validator("judge_priors")
+    @classmethod
+    def _kappas(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not 0 < v <= KAPPA_MAX]
+        if bad:
+            raise ValueError(f"judge_priors must be discriminations in (0, {KAPPA_MAX}] (check {', '.join(bad)})")
+        return value
+
+    @field_validator("aggregation", "interested_judges", "judge_style")
+    @classmethod
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        known = {"aggregation": AGGREGATIONS, "interested_judges": INTERESTED, "judge_style": JUDGE_STYLES}
+        choices = known[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"unknown {info.field_name} {value!r} (known: {', '.join(choices)})")
+        return value
 
     def reliability_params(self) -> ReliabilityParams:
+        """The evidence model's constants (swarmrank.reliability) from these options."""
         return ReliabilityParams(vote_prior=self.vote_prior, learn_vote_prior=self.learn_vote_prior,
-                                 prior_kappa=self.judge_prior_kappa,
-                                 prior_weight=self.judge_prior_weight, prior_null=self.judge_prior_null,
-                                 consensus_floor=self.consensus_floor, self_bias=self.self_bias, caution=self.caution,
+                                 prior_kappa=self.judge_prior_kappa, prior_weight=self.judge_prior_weight,
+                                 prior_null=self.judge_prior_null, consensus_floor=self.consensus_floor,
+                                 self_bias=self.self_bias, caution=self.caution,
                                  judge_priors=tuple(sorted(self.judge_priors.items())),
                                  memory=self.reliability_memory)
 
@@ -203,7 +245,8 @@ class RoundContext:
         else:
             reason = red_flag(self.task, completion, max_chars=self.options.max_answer_chars)
             answer = Answer(
-                node=outcome.node.id, text=completion.text, value=None if reason else self.task.extract(completion.text),
+                node=outcome.node.id, text=completion.text,
+                value=None if reason else self.task.extract(completion.text),
                 excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 seconds=outcome.seconds,
@@ -235,5 +278,5 @@ class RoundContext:
             answer=chosen.answer if chosen else None, answer_text=chosen.text if chosen else None,
             winner=winner, confidence=float(confidence), answers=list(answers if answers is not None else self.answers),
             candidates=candidates, judgments=self.judgments, rankings=self.rankings, notes=self.notes,
-            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm, **extra,  # type: ignore[arg-type]
+            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm, **extra,
         )

@@ -31,6 +31,17 @@ INTERESTED = ("fill", "never")
 JUDGE_STYLES = ("compare", "reference")
 
 
+def check_schedule(name: str) -> str:
+    """``name`` if it is a known schedule, else a :class:`ConfigError` listing the known ones.
+
+    The one check of a schedule name: :class:`~swarmrank.round.RoundOptions` validates its
+    ``schedule`` with it, and so does every caller that takes a schedule name apart from options.
+    """
+    if name not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {name!r} (known: {', '.join(SCHEDULES)})")
+    return name
+
+
 @dataclass(frozen=True)
 class Comparison:
     judge: str

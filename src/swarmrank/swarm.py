@@ -19,20 +19,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from swarmrank.config import PERSONA_KEYS, SwarmConfig, load_config
-from swarmrank.errors import ConfigError, LedgerError, RoundError, RoundNotSavedError, StorageError, SwarmError
+from swarmrank.config import SwarmConfig, load_config
+from swarmrank.errors import (
+    ConfigError,
+    LedgerError,
+    ReplayError,
+    RoundError,
+    RoundNotSavedError,
+    StorageError,
+    SwarmError,
+    TrustError,
+)
 from swarmrank.identity import load_or_create
-from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node, Persona
+from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node
+from swarmrank.nodes.factory import build_node
 from swarmrank.protocols import get_protocol
 from swarmrank.reliability import JudgeBook
 from swarmrank.result import JudgeReport, RoundResult
 from swarmrank.round import RoundContext, RoundOptions
-from swarmrank.schedule import SCHEDULES
 from swarmrank.settings import Settings
 from swarmrank.tasks import Task
 
-#: node options that wrap the node's backend in an adversary (swarmrank.nodes.adversary)
-ADVERSARY_KEYS = ("adversary", "adversary_value", "adversary_seed")
 #: the key the coordinator signs round outcomes, reputation and stake entries with
 COORDINATOR_ID = "swarmrank-coordinator"
 #: stored rounds read at most to rebuild the judge book
@@ -95,26 +102,10 @@ class Swarm:
         nodes: list[Node] = []
         created: list[str] = []
         for section in config.nodes:
-            backend_name, options = config.backend_for(section)
-            persona_fields = {k: getattr(section, k) for k in PERSONA_KEYS}
-            adversary = {k: options.pop(k) for k in ADVERSARY_KEYS if k in options}
-            backend = executor.create_backend(backend_name, options, ctx)
-            if adversary:
-                from swarmrank.nodes.adversary import wrap
-
-                backend = wrap(backend, adversary)
-            if backend_name == "remote":
-                # a node agent holds its own key and signs every completion (checked by the backend);
-                # the coordinator must not make or hold a key in its name
-                nodes.append(Node(id=section.id, backend=backend, persona=Persona(**persona_fields),
-                                  roles=frozenset(section.roles), public_key=getattr(backend, "public_key", "") or ""))
-                continue
-            identity = load_or_create(settings.keys_dir, section.id)
-            if identity.created:
+            built = build_node(config, section, settings=settings, ctx=ctx, make=executor.create_backend)
+            nodes.append(built.node)
+            if built.identity is not None and built.identity.created:
                 created.append(section.id)
-            nodes.append(Node(id=section.id, backend=backend, persona=Persona(**persona_fields),
-                              roles=frozenset(section.roles), public_key=identity.public_hex, signer=identity.sign))
-        options = RoundOptions(**config.round.model_dump())
         if store == "default":
             from swarmrank.store import Store
 
@@ -130,9 +121,9 @@ class Swarm:
             coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
             if coordinator.created:
                 created.append(COORDINATOR_ID)
-            registry = Registry(Ledger(store), coordinator, config.trust.params())
+            registry = Registry(Ledger(store), coordinator, config.trust.params)
             registry.register(nodes)
-        swarm = cls(nodes, options=options, protocol=config.swarm.protocol, name=config.swarm.name, store=store,
+        swarm = cls(nodes, options=config.round, protocol=config.swarm.protocol, name=config.swarm.name, store=store,
                     registry=registry, spot_check_rate=config.trust.spot_check_rate,
                     exam_level=config.trust.exam_level)
         swarm.created_keys = created
@@ -159,13 +150,11 @@ class Swarm:
         proto = get_protocol(name)
         task = Task.create(question, task_type)
         opts = options or self.options
-        if opts.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {opts.schedule!r} (known: {', '.join(SCHEDULES)})")
         nodes, left_out = list(self.nodes), []
         if self.registry is not None:
             nodes, opts, left_out = await asyncio.to_thread(self.registry.weigh, self.nodes, opts)
             if not any(n.answers for n in nodes):
-                raise ConfigError("no admitted node with the 'answer' role has enough stake: admit nodes first "
+                raise TrustError("no admitted node with the 'answer' role has enough stake: admit nodes first "
                                   "(swarmrank node admit NODE)")
         own_book = book is None
         if book is None and opts.learn_reliability:
@@ -178,7 +167,7 @@ class Swarm:
             raise ConfigError("no node in this swarm has the 'answer' role")
         try:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
         if own_book and book is not None and result.judge_reports:
             book.learn(result)
@@ -219,8 +208,6 @@ class Swarm:
         return self.judge_book
 
     async def _record(self, result: RoundResult, nodes: Sequence[Node], **kwargs: Any) -> None:
-        from swarmrank.trust import ReplayError
-
         try:
             await asyncio.to_thread(self.registry.record, result, nodes, **kwargs)
         except (StorageError, LedgerError, ReplayError) as exc:
@@ -238,12 +225,12 @@ class Swarm:
         item = exam_items(1, seed=self._spot_rng.randrange(2**48), level=self.exam_level)[0]
         nodes, opts, _ = await asyncio.to_thread(self.registry.weigh, self.nodes, self.options)
         if not any(n.answers for n in nodes):
-            raise ConfigError("no admitted node to spot-check")
+            raise TrustError("no admitted node to spot-check")
         task = Task.create(item.question, "number")
         ctx = RoundContext(task, nodes, opts, protocol=protocol or self.protocol, swarm=self.name, truth=item.gold)
         try:
             result = await asyncio.wait_for(get_protocol(ctx.protocol).run(ctx), opts.deadline + 30.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RoundError(f"spot check did not finish within its deadline of {opts.deadline:.0f}s") from None
         gold = task.extract(item.gold)
         correct = {c.answer: c.answer == gold for c in result.candidates}
@@ -273,7 +260,7 @@ class Swarm:
             start = loop.time()
             try:
                 completion: Completion = await asyncio.wait_for(node.complete(request), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return NodeCheck(node.id, node.backend.describe(), False, f"no reply within {timeout:.0f}s",
                                  loop.time() - start)
             except Exception as exc:  # report, do not raise: this is a health check
@@ -296,6 +283,6 @@ class Swarm:
         for backend in {id(n.backend): n.backend for n in self.nodes}.values():
             backend.unload()
 
-    def describe(self) -> list[dict[str, object]]:
+    def describe(self) -> list[dict[str, Any]]:
         return [{"id": n.id, "backend": n.backend.describe(), "roles": sorted(n.roles),
                  "key": n.public_key[:16], **asdict(n.persona)} for n in self.nodes]

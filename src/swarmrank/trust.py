@@ -27,42 +27,42 @@ coordinator computed, which replay checks (:meth:`TrustState.apply` raises on a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
-from swarmrank.errors import ConfigError, SwarmError
+from pydantic import Field, model_validator
+
+from swarmrank.errors import ReplayError
+from swarmrank.options import options
 from swarmrank.result import RoundResult
+from swarmrank.wire import digest
 
-__all__ = ["TrustParams", "NodeTrust", "TrustState", "RoundScore", "score_round", "influence", "ReplayError",
-           "round_digest"]
+__all__ = ["NodeTrust", "RoundScore", "TrustParams", "TrustState", "influence", "round_digest", "score_round"]
 
 #: Red-flag reasons start with one of these (:func:`swarmrank.redflag.red_flag`); any other exclusion
 #: is a failed call (timeout, error), which costs reputation but is not slashed.
 RED_FLAG_PREFIXES = ("empty", "over-long", "malformed", "refused", "injection")
 
 
-class ReplayError(SwarmError):
-    """Replaying the ledger does not reproduce a recorded value."""
-
-
-@dataclass(frozen=True)
+@options
 class TrustParams:
-    """The constants of the rule; the defaults are what ``docs/trust.md`` discusses."""
+    """The constants of the rule; the defaults are what ``docs/trust.md`` discusses. A swarm
+    config's ``[trust]`` section sets any of them by name (next to ``enabled``, ``spot_check_rate``
+    and ``exam_level``)."""
 
-    eta: float = 0.05            # learning rate on the log-scale reputation, live rounds (consensus)
-    eta_truth: float = 0.5       # learning rate on rounds whose answer is known (spot checks, exams)
-    decay: float = 0.01          # pull toward the prior per round taken part in
-    w_min: float = 0.1           # influence bounds (a neutral node has 1)
-    w_max: float = 3.0
-    min_stake: float = 5.0       # below this a node does not count
-    deposit: float = 10.0        # default stake made at admission
-    max_stake: float = 20.0      # spot-check rewards stop here
-    clear: float = 0.95          # a consensus this sure (P(i beats j)) is "clear"
+    eta: Annotated[float, Field(gt=0)] = 0.05              # learning rate on the log-scale reputation, live rounds
+    eta_truth: Annotated[float, Field(gt=0)] = 0.5         # learning rate on rounds whose answer is known
+    decay: Annotated[float, Field(gt=0, lt=1)] = 0.01      # pull toward the prior per round taken part in
+    w_min: Annotated[float, Field(gt=0, lt=1)] = 0.1       # influence bounds (a neutral node has 1)
+    w_max: Annotated[float, Field(gt=1)] = 3.0
+    min_stake: Annotated[float, Field(ge=0)] = 5.0         # below this a node does not count
+    deposit: Annotated[float, Field(ge=0)] = 10.0          # default stake made at admission
+    max_stake: Annotated[float, Field(ge=0)] = 20.0        # spot-check rewards stop here
+    clear: Annotated[float, Field(gt=0.5, lt=1)] = 0.95    # a consensus this sure (P(i beats j)) is "clear"
     slash_red_flag: float = 1.0
     slash_contradiction: float = 0.25
     slash_spot_check: float = 0.5    # a wrong answer on a spot check
@@ -70,15 +70,11 @@ class TrustParams:
     reward_spot_check: float = 0.75  # break-even on spot checks at 0.5 / (0.5 + 0.75) = 40% right
     failed_call_score: float = -0.5
 
-    def __post_init__(self) -> None:
-        if not (0 < self.w_min < 1 < self.w_max):
-            raise ConfigError("trust influence bounds need 0 < w_min < 1 < w_max")
-        if not (0 < self.decay < 1) or self.eta <= 0 or self.eta_truth <= 0:
-            raise ConfigError("trust needs 0 < decay < 1, eta > 0 and eta_truth > 0")
-        if not (0.5 < self.clear < 1):
-            raise ConfigError("trust 'clear' must be between 0.5 and 1")
-        if self.min_stake < 0 or self.deposit < self.min_stake or self.max_stake < self.deposit:
-            raise ConfigError("trust stakes need 0 <= min_stake <= deposit <= max_stake")
+    @model_validator(mode="after")
+    def _stakes_in_order(self) -> TrustParams:
+        if self.deposit < self.min_stake or self.max_stake < self.deposit:
+            raise ValueError("trust stakes need 0 <= min_stake <= deposit <= max_stake")
+        return self
 
     @property
     def offset(self) -> float:
@@ -295,29 +291,29 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
     agreement: dict[str, list[float]] = defaultdict(list)
     # per judge and unordered pair: the verdicts' preferred candidate in each order shown
     picks: dict[tuple[str, int, int], list[int | None]] = defaultdict(list)
-    for j in result.judgments:
-        if j.failed or j.first == j.second:
+    for judgment in result.judgments:
+        if judgment.failed or judgment.first == judgment.second:
             continue
-        a, b = j.first, j.second
-        if truth is not None and truth.get(a) != truth.get(b):
-            p_a = 1.0 if truth.get(a) else 0.0
+        first, second = judgment.first, judgment.second
+        if truth is not None and truth.get(first) != truth.get(second):
+            p_a = 1.0 if truth.get(first) else 0.0
         elif truth is not None:
             continue  # two wrong (or two right) answers: with the truth known, no evidence here
         else:
-            p_a = _sigmoid(log_s[a] - log_s[b])
-        agree = p_a if j.verdict == "A" else (1.0 - p_a) if j.verdict == "B" else 0.5
-        agreement[j.judge].append(agree)
-        key = (j.judge, min(a, b), max(a, b))
-        picks[key].append(a if j.verdict == "A" else b if j.verdict == "B" else None)
+            p_a = _sigmoid(log_s[first] - log_s[second])
+        agree = p_a if judgment.verdict == "A" else (1.0 - p_a) if judgment.verdict == "B" else 0.5
+        agreement[judgment.judge].append(agree)
+        key = (judgment.judge, min(first, second), max(first, second))
+        picks[key].append(first if judgment.verdict == "A" else second if judgment.verdict == "B" else None)
     # a council member's ranking: every pair it put in order agrees with the consensus or not
     for ranking in result.rankings:
         order = [i for i in ranking.order if 0 <= i < m]
         for x, i in enumerate(order):
-            for j in order[x + 1:]:
-                if truth is not None and truth.get(i) != truth.get(j):
+            for k in order[x + 1:]:
+                if truth is not None and truth.get(i) != truth.get(k):
                     agreement[ranking.judge].append(1.0 if truth.get(i) else 0.0)
                 elif truth is None:
-                    agreement[ranking.judge].append(_sigmoid(log_s[i] - log_s[j]))
+                    agreement[ranking.judge].append(_sigmoid(log_s[i] - log_s[k]))
     for judge, values in agreement.items():
         judges[judge] = 2.0 * sum(values) / len(values) - 1.0
     # a judge whose every call failed (timeouts, errors) is unreliable, like a failed answerer
@@ -350,8 +346,8 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
             rewards.append(Slash(judge, params.reward_spot_check, "spot check judged right in both orders"))
         else:
             judges[judge] = -1.0
-            slashes.append(Slash(judge, params.slash_spot_lie,
-                                 f"spot check: preferred a wrong answer in both orders ({results.count(False)} pair(s))"))
+            slashes.append(Slash(judge, params.slash_spot_lie, "spot check: preferred a wrong answer in both orders "
+                                 f"({results.count(False)} pair(s))"))
     return RoundScore(answerers=answerers, judges=judges, slashes=_merge(slashes), rewards=_merge(rewards))
 
 
@@ -366,6 +362,4 @@ def _merge(items: Sequence[Slash]) -> list[Slash]:
 
 def round_digest(result: RoundResult) -> str:
     """sha256 of the round's canonical JSON (what the ledger's round entry commits to)."""
-    data = json.loads(result.model_dump_json())
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return digest(json.loads(result.model_dump_json()))

@@ -4,7 +4,7 @@
     uvicorn.run(app, port=9101)
 
 Routes: ``POST /v1/node/complete`` and ``GET /v1/node/identity`` (wire format in
-:mod:`swarmrank.agent.wire`). Every error is JSON in the server's shape (``{"error": {...}}``):
+:mod:`swarmrank.wire`). Every error is JSON in the server's shape (``{"error": {...}}``):
 400 for a body that is not a valid request, 403 for a role the node lacks, 409 for a request meant
 for another node, 413 for a body over the limit, 502 when the backend fails, 504 when it runs past
 the request's timeout. Never a traceback.
@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from swarmrank.agent.core import NodeAgent, RequestRefused
-from swarmrank.agent.wire import CompleteReply, CompleteRequest, IdentityReply, WireError, parse_object, request_digest
-from swarmrank.errors import NodeError, NodeTimeoutError
+from swarmrank.agent.core import NodeAgent
+from swarmrank.errors import NodeError, NodeTimeoutError, RequestRefused, WireError
 from swarmrank.server.errors import ERROR_RESPONSES, APIError, install_handlers
 from swarmrank.server.limits import BodyLimit
+from swarmrank.wire import CompleteReply, CompleteRequest, IdentityReply, parse_object, request_digest
 
 DEFAULT_MAX_BODY = 1024 * 1024
 

@@ -13,32 +13,22 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from swarmrank.agent.wire import CompleteReply, CompleteRequest, IdentityReply, signed_content, signing_hash
-from swarmrank.config import SwarmConfig
-from swarmrank.errors import ConfigError, NodeError, NodeTimeoutError, SwarmError
+from swarmrank.config import NodeSection, SwarmConfig
+from swarmrank.errors import ConfigError, NodeError, NodeTimeoutError, RequestRefused
 from swarmrank.identity import Identity, check_node_id, load_or_create
-from swarmrank.nodes.base import Backend, BuildContext, CompletionRequest, Message, create_backend
+from swarmrank.nodes.base import Backend, CompletionRequest, Message
+from swarmrank.nodes.factory import build_node
 from swarmrank.settings import Settings
+from swarmrank.wire import CompleteReply, CompleteRequest, IdentityReply, signed_content, signing_hash
 
 log = logging.getLogger("swarmrank.agent")
 
 #: purposes that need the node's judge role; the others (answer, revise, probe) need answer, except probe
 JUDGE_PURPOSES = frozenset({"judge", "grade", "rank"})
 ANSWER_PURPOSES = frozenset({"answer", "revise"})
-
-
-class RequestRefused(SwarmError):
-    """The agent will not serve this request: it names another node, or a role the node does not have.
-
-    ``kind`` is ``"wrong_node"`` or ``"role"``.
-    """
-
-    def __init__(self, message: str, *, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
@@ -120,10 +110,9 @@ def agent_from_config(config: SwarmConfig, *, model: str | None = None, node: st
     ``node`` names a ``[[nodes]]`` entry (its backend options and roles) and is the agent's node id
     (its key lives in ``SWARMRANK_HOME/keys/<node>.pem``); ``model`` names a ``[models.NAME]`` entry
     and replaces the node's model. Either alone works: a model alone serves under its own name with
-    both roles. The backend is built as :meth:`~swarmrank.swarm.Swarm.from_config` builds it.
+    both roles. The node is built by the same factory as :meth:`~swarmrank.swarm.Swarm.from_config`'s
+    (:func:`swarmrank.nodes.factory.build_node`).
     """
-    from swarmrank.swarm import ADVERSARY_KEYS
-
     if model is None and node is None:
         raise ConfigError("give --model NAME (a [models.NAME] entry) or --node ID (a [[nodes]] entry), or both")
     if model is not None and model not in config.models:
@@ -133,24 +122,15 @@ def agent_from_config(config: SwarmConfig, *, model: str | None = None, node: st
     if section is None and model is None:
         raise ConfigError(f"no node {node_id!r} in the config (known: {_names(n.id for n in config.nodes)}); "
                           "give --model NAME to serve a [models.NAME] entry under this id")
-    if section is None:
-        assert model is not None
-        backend_name, options = config.models[model].backend, config.models[model].options()
-        roles: Sequence[str] = ("answer", "judge")
-    else:
-        if model is not None:
-            section = section.model_copy(update={"model": model, "backend": None})
-        backend_name, options = config.backend_for(section)
-        roles = section.roles
+    if section is None:  # a model alone: served under its own name, with both roles
+        section = NodeSection(id=node_id, model=model)
+    elif model is not None:
+        section = section.model_copy(update={"model": model, "backend": None})
     settings = settings or Settings.from_env()
-    adversary = {k: options.pop(k) for k in ADVERSARY_KEYS if k in options}
-    backend = create_backend(backend_name, options, BuildContext(shared={"settings": settings}))
-    if adversary:
-        from swarmrank.nodes.adversary import wrap
-
-        backend = wrap(backend, adversary)
-    identity = load_or_create(settings.keys_dir, node_id)
-    return NodeAgent(identity=identity, backend=backend, roles=frozenset(roles))
+    built = build_node(config, section, settings=settings)
+    # the agent signs every completion itself, whatever its backend
+    identity = built.identity or load_or_create(settings.keys_dir, node_id)
+    return NodeAgent(identity=identity, backend=built.node.backend, roles=built.node.roles)
 
 
 def _names(names: Iterable[str]) -> str:

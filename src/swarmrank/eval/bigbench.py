@@ -42,20 +42,19 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import random
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from swarmrank.errors import ConfigError
+from swarmrank.eval.datasets import EvalItem, make_item, quiet
+from swarmrank.plugins import hookimpl
+from swarmrank.settings import Settings
 from swarmrank.tasks import Task, TaskType, mc_options
-
-if TYPE_CHECKING:
-    from swarmrank.eval.datasets import EvalItem
 
 __all__ = ["BB_INSTALL_HINT", "BB_SEED", "BB_VERSION", "bb_tasks", "load_bb", "tasks_root"]
 
@@ -78,12 +77,11 @@ def tasks_root() -> Path:
     """The ``benchmark_tasks`` folder: ``$SWARMRANK_BIGBENCH_DIR``, else the task files that
     scripts/setup extracted into the virtual environment, else an installed bigbench package
     (found without importing it: it imports TensorFlow)."""
-    override = os.environ.get("SWARMRANK_BIGBENCH_DIR")
-    if override:
-        root = Path(override).expanduser()
-        if not root.is_dir():
+    override = Settings.from_env().bigbench_dir
+    if override is not None:
+        if not override.is_dir():
             raise ConfigError(f"SWARMRANK_BIGBENCH_DIR={override} is not a folder")
-        return root
+        return override
     extracted = Path(sys.prefix) / "share" / "swarmrank" / f"bigbench-{BB_VERSION}" / "benchmark_tasks"
     if extracted.is_dir():
         return extracted
@@ -261,8 +259,6 @@ def _parse_int(text: str, what: str, args: str) -> int:
 
 def load_bb(args: str) -> list[EvalItem]:
     """``<task>:<count>[:<seed>]`` → ``count`` items of that BIG-bench task (see the module docstring)."""
-    from swarmrank.eval.datasets import _quiet, make_item  # here: datasets imports this module
-
     parts = args.split(":")
     if len(parts) not in (2, 3):
         raise ConfigError(f"bad dataset spec 'bb:{args}': expected 'bb:<task>:<count>[:<seed>]'")
@@ -277,7 +273,7 @@ def load_bb(args: str) -> list[EvalItem]:
         raise ConfigError(f"bad count {count} in dataset spec 'bb:{args}': expected 1 to {_MAX_COUNT}")
     seed = _parse_int(parts[2], "seed", args) if len(parts) == 3 else BB_SEED
 
-    with _quiet():
+    with quiet():
         pool = _usable(name)
         if count > len(pool):
             raise ConfigError(f"'bb:{args}' asks for {count} items but {name} has {len(pool)} usable ones")
@@ -287,3 +283,9 @@ def load_bb(args: str) -> list[EvalItem]:
         return [make_item(id=f"bb/{name}/{u.index}", prompt=u.prompt, task_type=task.task_type,
                           gold_text=u.gold_text, source=f"bigbench/{name}", difficulty=task.difficulty)
                 for u in chosen]
+
+
+@hookimpl
+def register_dataset_loaders(register: Callable[[str, Callable[[str], list[EvalItem]]], None]) -> None:
+    """The ``bb`` loader: BIG-bench task files (see the module docstring)."""
+    register("bb", load_bb)

@@ -13,9 +13,10 @@ import asyncio
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
+from swarmrank.eval.store import CompletionCache
 from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node
+from swarmrank.store.engine import Database
 
 
 def cache_key(node_id: str, backend: Backend, request: CompletionRequest) -> str:
@@ -47,7 +48,7 @@ class CachingBackend(Backend):
 
     inner: Backend
     node_id: str
-    store: Any
+    store: CompletionCache
     stats: CacheStats = field(default_factory=CacheStats)
     name: str = "cached"
 
@@ -62,14 +63,14 @@ class CachingBackend(Backend):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         key = cache_key(self.node_id, self.inner, request)
-        stored = await asyncio.to_thread(self.store.cache_get, key)
+        stored = await asyncio.to_thread(self.store.get, key)
         if stored is not None:
             self.stats.hits += 1
             data = json.loads(stored)
             return Completion(**data)
         self.stats.misses += 1
         completion = await self.inner.complete(request)
-        await asyncio.to_thread(self.store.cache_put, key, self.node_id, json.dumps(asdict(completion)))
+        await asyncio.to_thread(self.store.put, key, self.node_id, json.dumps(asdict(completion)))
         return completion
 
     async def close(self) -> None:
@@ -79,12 +80,13 @@ class CachingBackend(Backend):
         self.inner.unload()
 
 
-def with_cache(nodes: list[Node], store: Any, stats: CacheStats | None = None) -> list[Node]:
-    """Copies of ``nodes`` whose backends answer from (and fill) the store's completion cache."""
+def with_cache(nodes: list[Node], store: Database, stats: CacheStats | None = None) -> list[Node]:
+    """Copies of ``nodes`` whose backends answer from (and fill) the completion cache in ``store``."""
     stats = stats or CacheStats()
+    cache = CompletionCache(store)
     cached: list[Node] = []
     for node in nodes:
-        backend = CachingBackend(inner=node.backend, node_id=node.id, store=store, stats=stats)
+        backend = CachingBackend(inner=node.backend, node_id=node.id, store=cache, stats=stats)
         cached.append(Node(id=node.id, backend=backend, persona=node.persona, roles=node.roles,
                            public_key=node.public_key, signer=node.signer))
     return cached

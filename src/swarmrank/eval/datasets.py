@@ -51,6 +51,8 @@ from fractions import Fraction
 from typing import Any
 
 from swarmrank.errors import ConfigError
+from swarmrank.plugins import hookimpl
+from swarmrank.plugins import load as load_plugins
 from swarmrank.tasks import Task, TaskType
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "load",
     "loader_names",
     "make_item",
+    "quiet",
     "register_loader",
     "rg_tasks",
     "suite",
@@ -154,17 +157,25 @@ _LOADERS: dict[str, Loader] = {}
 _LOADER_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+def _registry() -> dict[str, Loader]:
+    """Every loader by name: the plugins' (:mod:`swarmrank.plugins`, the built-in ``rg`` and ``bb``
+    included), then any registered at run time."""
+    load_plugins("register_dataset_loaders", register_loader)
+    return _LOADERS
+
+
 def register_loader(name: str, fn: Loader, *, replace: bool = False) -> None:
     """Make ``load("<name>:<args>")`` call ``fn("<args>")``."""
     if not _LOADER_NAME.match(name):
         raise ConfigError(f"bad loader name {name!r} (lower-case letters, digits, '_' or '-')")
-    if name in _LOADERS and not replace and _LOADERS[name] is not fn:
+    loaders = _registry()
+    if name in loaders and not replace and loaders[name] is not fn:
         raise ConfigError(f"a loader named {name!r} is already registered")
-    _LOADERS[name] = fn
+    loaders[name] = fn
 
 
 def loader_names() -> list[str]:
-    return sorted(_LOADERS)
+    return sorted(_registry())
 
 
 def load(spec: str) -> list[EvalItem]:
@@ -172,9 +183,10 @@ def load(spec: str) -> list[EvalItem]:
     name, sep, args = spec.strip().partition(":")
     if not sep or not args:
         raise ConfigError(f"bad dataset spec {spec!r}: expected '<loader>:<args>', e.g. 'rg:basic_arithmetic:easy:20'")
-    if name not in _LOADERS:
+    loaders = _registry()
+    if name not in loaders:
         raise ConfigError(f"unknown dataset loader {name!r} in {spec!r} (known: {', '.join(loader_names())})")
-    items = list(_LOADERS[name](args))
+    items = list(loaders[name](args))
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, EvalItem):
@@ -256,7 +268,7 @@ def suite(name: str) -> list[EvalItem]:
 # --- reasoning-gym ------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Swallow anything reasoning-gym prints, warns or logs."""
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
@@ -271,9 +283,10 @@ def _quiet() -> Iterator[None]:
 
 def _reasoning_gym() -> Any:
     try:
-        with _quiet():
-            import reasoning_gym
+        with quiet():
             from importlib.metadata import version
+
+            import reasoning_gym
             installed = version("reasoning-gym")
     except ImportError:
         raise ConfigError(f"the 'rg' eval datasets need the reasoning-gym package; {_INSTALL_HINT}") from None
@@ -510,7 +523,7 @@ def _load_rg(args: str) -> list[EvalItem]:
 
     rg = _reasoning_gym()
     items: list[EvalItem] = []
-    with _quiet():
+    with quiet():
         dataset = rg.create_dataset(task.dataset, seed=seed, size=_RG_POOL, **level.config)
         limit = min(_RG_POOL, 200 + 100 * count)  # skipped items are rare; this only stops a runaway scan
         for index in range(limit):
@@ -528,9 +541,7 @@ def _load_rg(args: str) -> list[EvalItem]:
     return items
 
 
-register_loader("rg", _load_rg)
-
-# --- BIG-bench (swarmrank.eval.bigbench reads the bigbench package's task files; no TensorFlow) ---
-from swarmrank.eval.bigbench import load_bb  # at the end: bigbench.py imports names from here lazily
-
-register_loader("bb", load_bb)
+@hookimpl
+def register_dataset_loaders(register: Callable[[str, Loader], None]) -> None:
+    """The ``rg`` loader; BIG-bench's ``bb`` registers from :mod:`swarmrank.eval.bigbench`."""
+    register("rg", _load_rg)

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, bootstrap, norm
 
 from swarmrank.errors import RankingError
 
@@ -100,23 +100,20 @@ def _node_table(correct_by_node: Mapping[str, Sequence[bool] | ArrayLike]) -> di
     return table
 
 
-def _bootstrap_means(values: FloatArray, n_boot: int, seed: int) -> FloatArray:
-    """Means of ``n_boot`` resamples (with replacement) of ``values``, one row of indices each."""
+def _percentile_bootstrap(values: FloatArray, n_boot: int, seed: int, confidence: float) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of ``values`` (scipy.stats.bootstrap).
+
+    ``n_boot`` resamples with replacement, drawn from a generator seeded with ``seed`` as one
+    ``(n_boot, n)`` index matrix — in row blocks of at most ``_MAX_BLOCK_ENTRIES`` entries, which
+    gives the same resamples — and the ``(1±confidence)/2`` quantiles of their means.
+    """
     n = values.size
-    rng = np.random.default_rng(seed)
-    rows_per_block = max(1, _MAX_BLOCK_ENTRIES // n)
-    out = np.empty(n_boot, dtype=np.float64)
-    for start in range(0, n_boot, rows_per_block):
-        stop = min(n_boot, start + rows_per_block)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = values[idx].mean(axis=1)
-    return out
-
-
-def _percentile_interval(stats: FloatArray, confidence: float) -> tuple[float, float]:
-    alpha = 1.0 - confidence
-    low, high = np.quantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(low), float(high)
+    if n == 1:  # every resample is the one value (scipy wants two observations)
+        return float(values[0]), float(values[0])
+    result = bootstrap((values,), np.mean, n_resamples=n_boot, batch=max(1, _MAX_BLOCK_ENTRIES // n),
+                       vectorized=True, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +184,7 @@ def accuracy(
     mean = k / n
     if method == "bootstrap":
         n_boot = _check_n_boot(n_boot)
-        low, high = _percentile_interval(_bootstrap_means(x.astype(np.float64), n_boot, seed), confidence)
+        low, high = _percentile_bootstrap(x.astype(np.float64), n_boot, seed, confidence)
         label = f"percentile bootstrap ({n_boot} resamples, seed {seed})"
     elif method == "wilson":
         low, high = wilson_interval(k, n, confidence)
@@ -274,7 +271,7 @@ def paired_difference(
     b_only = int(np.count_nonzero(xb & ~xa))
     diff = (a_only - b_only) / n
     d = xa.astype(np.float64) - xb.astype(np.float64)
-    low, high = _percentile_interval(_bootstrap_means(d, n_boot, seed), confidence)
+    low, high = _percentile_bootstrap(d, n_boot, seed, confidence)
     discordant = a_only + b_only
     p_value = 1.0 if discordant == 0 else min(1.0, float(binomtest(a_only, discordant, 0.5).pvalue))
     return PairedTest(diff=diff, low=low, high=high, a_only=a_only, b_only=b_only, p_value=p_value, n=n)

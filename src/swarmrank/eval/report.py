@@ -1,14 +1,15 @@
 """Write an evaluation run up as a Markdown report and a self-contained HTML page.
 
-:func:`write_report` takes a run (as :meth:`swarmrank.store.Store.get_eval_run` returns it) and its
-result rows (:meth:`~swarmrank.store.Store.eval_results`), summarises them with
+:func:`write_report` takes a run (as :meth:`swarmrank.eval.store.EvalRuns.get` returns it) and its
+result rows (:meth:`~swarmrank.eval.store.EvalRuns.results`), summarises them with
 :func:`swarmrank.eval.summary.summarise`, and writes into ``out_dir``:
 
 * ``report.md`` — the header, the systems table (protocols first, then single nodes), the oracle
   and best single node, peer-rank against majority (paired), the figures (linked as PNG files) and
   a per-item table (the first :data:`MD_ITEM_ROWS` items);
-* ``report.html`` — the same content in one file: inline CSS, figures embedded as base64 PNG data
-  URIs, no scripts and no external URLs; the per-item table folds into ``<details>`` when it is long;
+* ``report.html`` — the same content in one file, from the Jinja template ``templates/report.html``:
+  inline CSS, figures embedded as base64 PNG data URIs, no scripts and no external URLs; the
+  per-item table folds into ``<details>`` when it is long;
 * ``accuracy_vs_cost.png`` and ``accuracy_by_system.png`` — the two figures every run gets;
   ``degradation.png`` and a degradation table when the run has injection variants; any
   :class:`Figure` the caller passes (``swarmrank report --simulate`` adds the regime map and the
@@ -32,14 +33,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.summary import Summary, SystemSummary, summarise
 
-__all__ = ["Figure", "ReportPaths", "write_report", "markdown_to_html", "plot_regime_map", "plot_size_curve",
-           "simulation_figures"]
+__all__ = [
+    "Figure",
+    "ReportPaths",
+    "markdown_to_html",
+    "plot_regime_map",
+    "plot_size_curve",
+    "simulation_figures",
+    "write_report",
+]
 
 #: Per-item rows shown in ``report.md``; the rest are counted in a note.
 MD_ITEM_ROWS = 50
@@ -228,13 +237,13 @@ class _View:
             cells = [item_id, _cut("" if gold is None else str(gold))]
             marks: list[bool | None] = []
             for system in protocols:
-                row = per.get(system)
-                if row is None:
+                result = per.get(system)
+                if result is None:
                     cells.append("–")
                     marks.append(None)
                     continue
-                answer = "(no answer)" if row.get("answer") is None else _cut(str(row["answer"]))
-                ok = bool(row.get("correct"))
+                answer = "(no answer)" if result.get("answer") is None else _cut(str(result["answer"]))
+                ok = bool(result.get("correct"))
                 cells.append(f"{answer} {'✓' if ok else '✗'}")
                 marks.append(ok)
             if nodes:
@@ -298,89 +307,40 @@ def _render_markdown(view: _View, sections: Sequence[tuple[str, str]], figures: 
 # HTML
 # --------------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
- max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}
-h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #eee;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
-th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f5f5f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.node td{color:#888}
-dl.meta{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
-dl.meta dt{font-weight:600}dl.meta dd{margin:0}
-.ok{color:#1a7f37}.bad{color:#c62828}.missing{color:#999}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.9em;color:#555}
-pre{background:#f6f8fa;padding:.7em;overflow-x:auto}code{font-family:Menlo,Consolas,monospace;font-size:.92em}
-summary{cursor:pointer;font-weight:600}
-p.note{color:#666;font-size:.9em}
-""".strip()
-
-
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: int | None = None,
-                row_classes: Sequence[str] | None = None) -> str:
-    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
-    body = []
-    for r, row in enumerate(rows):
-        cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
-        cells = "".join(f'<td class="num">{_e(c)}</td>' if numeric_from is not None and i >= numeric_from
-                        else f"<td>{_e(c)}</td>" for i, c in enumerate(row))
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+@lru_cache(maxsize=1)
+def _template() -> Any:
+    """The page template (``templates/report.html``), autoescaped."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
 
-
-def _item_table_html(view: _View) -> str:
-    n_prot = len(view.protocols)
-    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in view.item_headers) + "</tr>"
-    body = []
-    for cells, marks in zip(view.item_rows[:HTML_ITEM_ROWS], view.item_marks):
-        tds = [f"<td>{_e(cells[0])}</td>", f"<td>{_e(cells[1])}</td>"]
-        for cell, mark in zip(cells[2:2 + n_prot], marks):
-            cls = "missing" if mark is None else "ok" if mark else "bad"
-            tds.append(f'<td class="{cls}">{_e(cell)}</td>')
-        tds += [f'<td class="num">{_e(c)}</td>' for c in cells[2 + n_prot:]]
-        body.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table>\n<thead>{head}</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+    env = Environment(loader=PackageLoader("swarmrank.eval", "templates"), autoescape=True, trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined)
+    return env.get_template("report.html")
 
 
 def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: Sequence[Figure]) -> str:
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_e(view.title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
-           f"<h1>{_e(view.title)}</h1>", '<dl class="meta">']
-    out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in view.meta]
-    out += ["</dl>", "<h2>Systems</h2>",
-            '<p class="note">Protocols first, then single nodes (greyed); costs are means per question.</p>',
-            _html_table(_SYSTEM_HEADERS, view.system_rows, numeric_from=1,
-                        row_classes=["node" if n else "" for n in view.system_is_node])]
-    lines = [line for line in (view.oracle_line, view.paired_line, view.gap_line) if line is not None]
-    if lines:
-        out += ["<h2>Oracle and peer-rank vs majority</h2>", "<ul>"]
-        out += [f"<li>{_e(line)}</li>" for line in lines]
-        out += ["</ul>"]
-    out += ["<h2>Figures</h2>"]
-    for f in figures:
-        data = base64.b64encode(f.png).decode("ascii")
-        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(f.caption)}">'
-                   f"<figcaption>{_e(f.caption)}</figcaption></figure>")
-        if f.table:
-            out.append(markdown_to_html(f.table, min_heading=3))
+    n_prot = len(view.protocols)
+    item_rows = []
+    for cells, marks in zip(view.item_rows[:HTML_ITEM_ROWS], view.item_marks):
+        row = [(cells[0], ""), (cells[1], "")]
+        row += [(cell, "missing" if mark is None else "ok" if mark else "bad")
+                for cell, mark in zip(cells[2:2 + n_prot], marks)]
+        row += [(cell, "num") for cell in cells[2 + n_prot:]]
+        item_rows.append(row)
     n = len(view.item_rows)
-    out += ["<h2>Per-item results</h2>", f"<details{' open' if n <= HTML_OPEN_ITEMS else ''}>",
-            f"<summary>{n} item(s): answer of each protocol, ✓ right / ✗ wrong</summary>", _item_table_html(view)]
-    if n > HTML_ITEM_ROWS:
-        out.append(f'<p class="note">First {HTML_ITEM_ROWS} of {n} items shown.</p>')
-    out.append("</details>")
-    for title, body in sections:
-        out += [f"<section>\n<h2>{_e(_one_line(title))}</h2>", markdown_to_html(body, min_heading=3), "</section>"]
-    out += ["</body>", "</html>"]
-    return "\n".join(out) + "\n"
+    return str(_template().render(
+        view=view,
+        system_headers=_SYSTEM_HEADERS,
+        system_rows=list(zip(view.system_rows, view.system_is_node)),
+        summary_lines=[line for line in (view.oracle_line, view.paired_line, view.gap_line) if line is not None],
+        figures=[{"data": base64.b64encode(f.png).decode("ascii"), "caption": f.caption,
+                  "table": markdown_to_html(f.table, min_heading=3) if f.table else ""} for f in figures],
+        item_rows=item_rows, item_count=n, items_open=n <= HTML_OPEN_ITEMS, item_limit=HTML_ITEM_ROWS,
+        sections=[(_one_line(title), markdown_to_html(body, min_heading=3)) for title, body in sections],
+    ))
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +438,7 @@ def markdown_to_html(text: str, *, min_heading: int = 1) -> str:
                 body.append(cells)
                 i += 1
 
-            def cell(tag: str, content: str, k: int) -> str:
+            def cell(tag: str, content: str, k: int, aligns: list[str] = aligns) -> str:
                 style = f' style="text-align:{aligns[k]}"' if aligns[k] else ""
                 return f"<{tag}{style}>{_inline(content)}</{tag}>"
 

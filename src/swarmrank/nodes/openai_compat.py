@@ -17,6 +17,7 @@ from typing import Any
 
 from swarmrank.errors import ConfigError, EndpointError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
 
 VERDICT_LETTERS = ("A", "B", "U")
 
@@ -53,7 +54,8 @@ class OpenAIBackend(Backend):
         if self._client is None:
             from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=1)
+            self._client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                       max_retries=1)
         return self._client
 
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -133,5 +135,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> OpenAIBackend:
                          logprobs=bool(options.get("logprobs", True)))
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("openai", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("openai", build)

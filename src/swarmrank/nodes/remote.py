@@ -44,26 +44,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from swarmrank.agent.wire import (
+from swarmrank.errors import ConfigError, EndpointError, NodeTimeoutError, SignatureError, WireError
+from swarmrank.identity import check_node_id
+from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
+from swarmrank.wire import (
     HEX_KEY_PATTERN,
     CompleteReply,
     NodeSignature,
-    WireError,
     canonical,
     reply_content,
     request_digest,
     verify_signature,
     wire_context,
 )
-from swarmrank.errors import ConfigError, EndpointError, NodeError, NodeTimeoutError
-from swarmrank.identity import check_node_id
-from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
 
 KNOWN_NODES_FILE = "known_nodes.json"
-
-
-class SignatureError(NodeError):
-    """A node agent's reply was refused: unsigned, mis-signed, replayed, or from the wrong node or key."""
 
 
 class SignedCompletion(Completion):
@@ -186,7 +182,8 @@ class RemoteBackend(Backend):
     async def complete(self, request: CompletionRequest) -> Completion:
         start = time.perf_counter()
         node, key = self.expected()
-        body = {"nonce": secrets.token_hex(16), "node": node, "messages": [
+        nonce = secrets.token_hex(16)
+        body = {"nonce": nonce, "node": node, "messages": [
                     {"role": m.role, "content": m.content} for m in request.messages],
                 "purpose": request.purpose, "temperature": float(request.temperature),
                 "max_tokens": int(request.max_tokens), "seed": request.seed, "stop": list(request.stop),
@@ -199,7 +196,7 @@ class RemoteBackend(Backend):
         except (WireError, ValueError) as exc:
             raise EndpointError(f"cannot send this request to the agent at {self.url}: {exc}") from None
         reply = await self._post(payload, timeout)
-        why = self._check(reply, node=node, key=key, nonce=body["nonce"], digest=digest)
+        why = self._check(reply, node=node, key=key, nonce=nonce, digest=digest)
         if why is not None:
             raise SignatureError(f"rejected the reply of the agent at {self.url}: {why}")
         assert reply.public_key is not None and reply.signature is not None
@@ -303,5 +300,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> RemoteBackend:
                          max_reply_bytes=int(options.get("max_reply_bytes", 4 * 1024 * 1024)), known=known)
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("remote", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("remote", build)

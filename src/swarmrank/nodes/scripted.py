@@ -32,6 +32,7 @@ from typing import Any
 
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
+from swarmrank.plugins import hookimpl
 
 JUDGE_RULES = ("truth", "own", "prefer", "first", "second", "tie", "random")
 FAULTS = ("timeout", "crash", "garbage", "empty", "refuse", "long")
@@ -189,7 +190,7 @@ class ScriptedBackend(Backend):
         peers: list[str] = list(request.context.get("peers", ()))
         answer = str(request.context.get("previous") or self.own_answer(str(request.context.get("question", "")), rng))
         if self.revise == "majority" and peers:
-            answer = Counter(peers + [answer]).most_common(1)[0][0]
+            answer = Counter([*peers, answer]).most_common(1)[0][0]
         elif self.revise == "truth" and self.truth is not None and self.truth in peers:
             answer = self.truth
         text = f"Having read the other answers, the answer is {answer}."
@@ -222,5 +223,6 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> ScriptedBackend:
         raise ConfigError(f"bad scripted node options: {exc}") from None
 
 
-def register(register_backend: Callable[..., None]) -> None:
-    register_backend("scripted", build)
+@hookimpl
+def register_backends(register: Callable[..., None]) -> None:
+    register("scripted", build)

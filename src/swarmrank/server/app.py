@@ -79,6 +79,7 @@ def _document_wire_formats(app: FastAPI) -> None:
                     operation.get("responses", {}).pop("422", None)
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
+        assert app.openapi_schema is not None  # generate() keeps what it made
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

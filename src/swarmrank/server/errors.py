@@ -16,8 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from swarmrank.errors import ConfigError, NodeError, RoundError, StorageError, SwarmError
+from swarmrank.errors import (
+    AmbiguousRoundId,
+    ConfigError,
+    NodeError,
+    RoundError,
+    RoundNotFound,
+    StorageError,
+    SwarmError,
+    TrustError,
+)
 from swarmrank.server.schemas import ErrorDetail, ErrorResponse
+from swarmrank.store import MIN_PREFIX
 
 log = logging.getLogger("swarmrank.server")
 
@@ -63,9 +73,20 @@ class APIError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
+def round_lookup_error(exc: RoundNotFound | AmbiguousRoundId, asked: str) -> APIError:
+    """The answer to a round id (or prefix) ``asked`` that names no round, or several."""
+    if isinstance(exc, AmbiguousRoundId):
+        return APIError(400, f"round prefix {asked!r} is ambiguous; give more characters",
+                        param="round_id", code="ambiguous_round_id")
+    hint = f" (a prefix needs at least {MIN_PREFIX} characters)" if 0 < len(exc.key) < MIN_PREFIX else ""
+    return APIError(404, f"no round {asked!r}{hint}", param="round_id", code="round_not_found")
+
+
 def from_swarm_error(exc: SwarmError) -> APIError:
-    """The HTTP answer to a library error raised by a round."""
-    if isinstance(exc, ConfigError):
+    """The HTTP answer to a library error, by its type (messages that name the database stay in the log)."""
+    if isinstance(exc, (RoundNotFound, AmbiguousRoundId)):
+        return round_lookup_error(exc, exc.key)
+    if isinstance(exc, (ConfigError, TrustError)):
         return APIError(400, str(exc), code="invalid_request")
     if isinstance(exc, RoundError):
         return APIError(504, str(exc), type="timeout_error", code="round_deadline", headers=NO_RETRY)

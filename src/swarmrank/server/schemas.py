@@ -161,14 +161,14 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
     swarmrank: ChunkExtra | None = None
 
-    def sse(self) -> str:
-        """This chunk as one Server-Sent Event (``finish_reason`` kept even when null)."""
+    def event_data(self) -> str:
+        """This chunk as the data of one Server-Sent Event (``finish_reason`` kept even when null)."""
         data = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
         for choice in data["choices"]:
             choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         if "swarmrank" in data:
             data["swarmrank"] = {k: v for k, v in data["swarmrank"].items() if v is not None}
-        return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 class ModelCard(BaseModel):

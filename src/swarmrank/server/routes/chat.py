@@ -4,7 +4,8 @@ The ``model`` names the protocol; the question is the last user message (system 
 earlier turns are folded in front of it, see :func:`question_from`). With ``stream: true`` the
 round's progress comes as ``chat.completion.chunk`` events with empty content and a
 ``swarmrank.progress`` field, then the answer text, a ``finish_reason: "stop"`` chunk and
-``data: [DONE]``.
+``data: [DONE]``; sse-starlette frames the events and sends a ``: keep-alive`` comment every
+``keepalive_seconds``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from swarmrank.errors import RoundNotSavedError, SwarmError
 from swarmrank.protocols import protocol_names
@@ -129,7 +130,7 @@ async def run_round(state: ServerState, question: str, *, protocol: str, task_ty
         result = await asyncio.wait_for(
             state.swarm.ask(question, protocol=protocol, task_type=task_type, on_event=on_event), timeout)
         saved = state.swarm.store is not None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise APIError(504, f"the swarm did not finish within the server's request timeout of {timeout:g}s",
                        type="timeout_error", code="request_timeout", headers=NO_RETRY) from None
     except RoundNotSavedError as exc:
@@ -173,7 +174,7 @@ def pieces(text: str, size: int) -> list[str]:
           "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}},
 })
 async def chat_completions(body: ChatCompletionRequest, state: StateDep,
-                           caller: CallerDep) -> ChatCompletion | StreamingResponse:
+                           caller: CallerDep) -> ChatCompletion | EventSourceResponse:
     """Put the last user message to the swarm; the consensus answer is the reply."""
     protocol = resolve_model(body.model, state.swarm)
     question, asked = question_from(body.messages)
@@ -187,8 +188,9 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
         usage = bool(body.stream_options and body.stream_options.include_usage)
         events = stream_round(state, question, protocol=protocol, task_type=task_type, content=content,
                               completion_id=completion_id, model=model, include_usage=usage)
-        return StreamingResponse(events, media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return EventSourceResponse(events, sep="\n", ping=state.settings.keepalive_seconds,
+                                   ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+                                   headers={"cache-control": "no-cache"})
     result, saved = await run_round(state, question, protocol=protocol, task_type=task_type)
     return ChatCompletion(
         id=completion_id, created=int(result.created_at.timestamp()), model=model,
@@ -199,13 +201,14 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
 
 async def stream_round(state: ServerState, question: str, *, protocol: str, task_type: str, content: str,
                        completion_id: str, model: str, include_usage: bool) -> AsyncIterator[str]:
-    """The round as Server-Sent Events; a failure becomes an OpenAI error event, then ``[DONE]``."""
+    """The round as the data of Server-Sent Events; a failure becomes an OpenAI error event, then ``[DONE]``."""
     created = int(time.time())
     queue: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
 
     def chunk(delta: Delta, *, finish: bool = False, extra: ChunkExtra | None = None) -> str:
         return ChatCompletionChunk(id=completion_id, created=created, model=model, swarmrank=extra,
-                                   choices=[ChunkChoice(delta=delta, finish_reason="stop" if finish else None)]).sse()
+                                   choices=[ChunkChoice(delta=delta, finish_reason="stop" if finish else None)]
+                                   ).event_data()
 
     task = asyncio.create_task(run_round(state, question, protocol=protocol, task_type=task_type,
                                          on_event=lambda event, data: queue.put_nowait((event, data))))
@@ -213,12 +216,7 @@ async def stream_round(state: ServerState, question: str, *, protocol: str, task
     try:
         yield chunk(Delta(role="assistant", content=""))
         while True:
-            try:
-                async with asyncio.timeout(state.settings.keepalive_seconds):
-                    event, data = await queue.get()
-            except TimeoutError:
-                yield ": keep-alive\n\n"  # an SSE comment: clients ignore it, proxies see traffic
-                continue
+            event, data = await queue.get()
             if not event:
                 break
             yield chunk(Delta(content=""), extra=ChunkExtra(progress=Progress(event=event, **data)))
@@ -226,23 +224,23 @@ async def stream_round(state: ServerState, question: str, *, protocol: str, task
             result, saved = task.result()
         except (APIError, SwarmError) as exc:
             error = exc if isinstance(exc, APIError) else from_swarm_error(exc)
-            yield f"data: {ErrorResponse(error=error.detail).model_dump_json()}\n\n"
-            yield "data: [DONE]\n\n"
+            yield ErrorResponse(error=error.detail).model_dump_json()
+            yield "[DONE]"
             return
         except Exception:
             log.exception("round failed while streaming")
             error = APIError(500, "internal server error (details are in the server log)", type="server_error",
                              code="internal_error")
-            yield f"data: {ErrorResponse(error=error.detail).model_dump_json()}\n\n"
-            yield "data: [DONE]\n\n"
+            yield ErrorResponse(error=error.detail).model_dump_json()
+            yield "[DONE]"
             return
         for piece in pieces(reply_text(result, content), state.settings.chunk_chars):
             yield chunk(Delta(content=piece))
         yield chunk(Delta(), finish=True, extra=ChunkExtra(result=SwarmrankInfo.of(result, stored=saved)))
         if include_usage:
             yield ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[],
-                                      usage=Usage.of(result)).sse()
-        yield "data: [DONE]\n\n"
+                                      usage=Usage.of(result)).event_data()
+        yield "[DONE]"
     finally:
         if not task.done():  # the client went away: stop the round
             task.cancel()

@@ -6,10 +6,10 @@ import asyncio
 
 from fastapi import APIRouter
 
-from swarmrank.errors import StorageError
+from swarmrank.errors import AmbiguousRoundId, RoundNotFound, StorageError
 from swarmrank.result import RoundResult
 from swarmrank.server.deps import CallerDep, StateDep
-from swarmrank.server.errors import ERROR_RESPONSES, APIError, from_swarm_error
+from swarmrank.server.errors import ERROR_RESPONSES, APIError, from_swarm_error, round_lookup_error
 from swarmrank.server.schemas import ErrorResponse
 
 router = APIRouter(tags=["rounds"])
@@ -27,14 +27,7 @@ async def get_round(round_id: str, state: StateDep, caller: CallerDep) -> RoundR
         raise APIError(404, f"no round {round_id!r}", param="round_id", code="round_not_found")
     try:
         return await asyncio.to_thread(state.store.get_round, round_id)
+    except (RoundNotFound, AmbiguousRoundId) as exc:  # answered without the store's message: it names the database
+        raise round_lookup_error(exc, round_id) from None
     except StorageError as exc:
-        # the store says which in its message; the database URL in it stays on the server
-        message = str(exc)
-        if message.startswith("no round"):
-            raise APIError(404, f"no round {round_id!r}" + (" (a prefix needs at least 4 characters)"
-                                                            if "prefix needs" in message else ""),
-                           param="round_id", code="round_not_found") from None
-        if "is ambiguous" in message:
-            raise APIError(400, f"round prefix {round_id!r} is ambiguous; give more characters",
-                           param="round_id", code="ambiguous_round_id") from None
         raise from_swarm_error(exc) from None

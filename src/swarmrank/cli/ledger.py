@@ -1,8 +1,4 @@
-"""``swarmrank ledger``: verify, show, head, export and import the signed ledger (a Typer sub-app).
-
-:mod:`swarmrank.cli` imports this module at import time, so this one takes what it shares with
-it (the consoles, ``_store``) from it inside the commands, never at module level.
-"""
+"""``swarmrank ledger``: verify, show, head, export and import the signed ledger (a Typer sub-app)."""
 
 from __future__ import annotations
 
@@ -11,10 +7,11 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from swarmrank.cli._common import ConfigOpt, JsonOpt, console, note, open_store, say
 from swarmrank.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -25,39 +22,23 @@ if TYPE_CHECKING:
 ledger_app = typer.Typer(no_args_is_help=True,
                          help="Verify, show, export and import the signed, hash-chained ledger.")
 
-# The same options as swarmrank.cli's ConfigOpt and JsonOpt (which cannot be imported from there here).
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-KindOpt = Annotated[Optional[str], typer.Option("--kind", "-k", help="only entries of this kind")]
+KindOpt = Annotated[str | None, typer.Option("--kind", "-k", help="only entries of this kind")]
 
 
 @contextmanager
 def _ledger(config: Path | None) -> Iterator[Ledger]:
-    from swarmrank.cli import _store
     from swarmrank.ledger import Ledger
 
-    store = _store(config)
+    store = open_store(config)
     try:
         yield Ledger(store)
     finally:
         store.close()
 
 
-def _say(text: str) -> None:
-    from swarmrank.cli import console
-
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _note(text: str) -> None:
-    from swarmrank.cli import err
-
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
 @ledger_app.command("verify")
 def verify(
-    head: Annotated[Optional[str], typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
+    head: Annotated[str | None, typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
                                                 "also detects entries cut off the end")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -73,10 +54,10 @@ def verify(
     if not report.ok:
         raise LedgerError(f"ledger broken at entry {report.bad_seq}: {report.reason}")
     if report.head is None:
-        _say("ledger ok: empty")
+        say("ledger ok: empty")
     else:
         kept = ", contains the expected head" if head is not None else ""
-        _say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}")
+        say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}")
 
 
 @ledger_app.command("show")
@@ -88,8 +69,6 @@ def show(
 ) -> None:
     """Show the last entries (oldest first)."""
     from rich.table import Table
-
-    from swarmrank.cli import console
 
     with _ledger(config) as ledger:
         entries = ledger.last(limit, kind=kind)
@@ -147,9 +126,9 @@ def head(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(json.dumps(None if last is None else {"seq": last.seq, "hash": last.hash}))
     elif last is None:
-        _say("ledger is empty")
+        say("ledger is empty")
     else:
-        _say(f"{last.seq} {last.hash}")
+        say(f"{last.seq} {last.hash}")
 
 
 @ledger_app.command("export")
@@ -168,7 +147,7 @@ def export(
                     count = ledger.export(fh)
             except OSError as exc:
                 raise LedgerError(f"cannot write {file}: {exc.strerror or exc}") from None
-    _note(f"exported {_entries(count)} to {'stdout' if file == '-' else file}")
+    note(f"exported {_entries(count)} to {'stdout' if file == '-' else file}")
 
 
 @ledger_app.command("import")
@@ -188,4 +167,4 @@ def import_(
                 raise LedgerError(f"cannot read {file}: {exc.strerror or exc}") from None
         last = ledger.head()
     where = "" if last is None else f"; head is entry {last.seq} {last.hash[:12]}…"
-    _say(f"imported {_entries(added)}{where}")
+    say(f"imported {_entries(added)}{where}")

@@ -1,41 +1,29 @@
 """``swarmrank serve`` and ``swarmrank keys``: a thin Typer layer over :mod:`swarmrank.server`.
 
-Registered on the main app in :mod:`swarmrank.cli`; the server's dependencies (fastapi, uvicorn)
-are imported only when ``serve`` runs.
+The server's dependencies (fastapi, uvicorn) are imported only when a command runs.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from swarmrank.cli._common import ConfigOpt, build_swarm, console, err, is_loopback, open_store
+
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for `swarmrank serve`.")
 
-ConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--config", "-c", help="swarm config TOML (default: the embedded swarm); its [store] url holds the keys")]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[Optional[str], typer.Option("--host", help="address to bind (default 127.0.0.1)")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="accept requests without an API key")] = False,
     rate_limit: Annotated[float, typer.Option("--rate-limit", min=0,
                                               help="requests per minute per API key (0: no limit)")] = 60.0,
-    burst: Annotated[Optional[int], typer.Option(
+    burst: Annotated[int | None, typer.Option(
         "--burst", min=1, help="requests a key may make at once (default: a minute's worth)")] = None,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 64 * 1024,
     timeout: Annotated[float, typer.Option(
@@ -43,9 +31,9 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
 ) -> None:
     """Serve the swarm as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /v1/rounds/ID."""
-    from swarmrank.cli import _build, err
     from swarmrank.config import load_config
     from swarmrank.server import ServerSettings, create_app
+    from swarmrank.server.keys import list_keys
 
     try:
         import uvicorn
@@ -55,13 +43,13 @@ def serve(
         raise ConfigError(f"swarmrank serve needs fastapi and uvicorn ({exc.name} is not installed)") from None
     settings = ServerSettings(auth=not no_auth, rate_limit=rate_limit, burst=burst, max_body_bytes=max_body,
                               request_timeout=timeout)
-    swarm = _build(load_config(config), store="default")
+    swarm = build_swarm(load_config(config), store="default")
     bind = host or "127.0.0.1"
     if no_auth:
-        exposed = "" if _is_loopback(bind) else f" and {bind} is not a loopback address: anyone who can reach it can"
+        exposed = "" if is_loopback(bind) else f" and {bind} is not a loopback address: anyone who can reach it can"
         err.print(f"warning: authentication is off (--no-auth){exposed or ': any local process can'} use the swarm",
                   style="yellow", markup=False, highlight=False, soft_wrap=True)
-    elif not any(k["revoked_at"] is None for k in swarm.store.list_api_keys()):
+    elif not any(k["revoked_at"] is None for k in list_keys(swarm.store)):
         err.print("no API keys yet: every request will be refused until you run `swarmrank keys create NAME`"
                   + (f" --config {config}" if config else ""), style="yellow", markup=False, highlight=False,
                   soft_wrap=True)
@@ -81,10 +69,9 @@ def keys_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an API key and print it once (only its SHA-256 hash is stored)."""
-    from swarmrank.cli import _store, err
     from swarmrank.server.keys import create_key
 
-    store = _store(config)
+    store = open_store(config)
     try:
         key, _ = create_key(store, name)
     finally:
@@ -98,12 +85,12 @@ def keys_create(
 def keys_list(config: ConfigOpt = None,
               as_json: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")] = False) -> None:
     """List API keys (names and prefixes; the keys themselves are not stored)."""
-    from swarmrank.cli import _store, console
-    from swarmrank.render import print_table
+    from swarmrank.cli.render import print_table
+    from swarmrank.server.keys import list_keys
 
-    store = _store(config)
+    store = open_store(config)
     try:
-        keys = store.list_api_keys()
+        keys = list_keys(store)
     finally:
         store.close()
     if as_json:
@@ -120,11 +107,11 @@ def keys_list(config: ConfigOpt = None,
 def keys_revoke(name: Annotated[str, typer.Argument(help="the name the key was created with")],
                 config: ConfigOpt = None) -> None:
     """Revoke the active API key NAME; a running server refuses it from its next request."""
-    from swarmrank.cli import _store, err
+    from swarmrank.server.keys import revoke_key
 
-    store = _store(config)
+    store = open_store(config)
     try:
-        store.revoke_api_key(name)
+        revoke_key(store, name)
     finally:
         store.close()
     err.print(f"revoked API key {name!r}", markup=False, highlight=False, soft_wrap=True)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from swarmrank.cli._common import ConfigOpt, JsonOpt, build_swarm, console, err
+
 judges_app = typer.Typer(help="Judge reliability: learned from rounds (show) or measured on known answers "
                               "(calibrate).", no_args_is_help=True)
-
-_Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
-_Json = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 
 
 def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
@@ -22,27 +20,27 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
 
 @judges_app.command("calibrate")
 def calibrate_cmd(
-    config: _Config = None,
-    suite: Annotated[str, typer.Option("--suite", "-s", help="eval suite (tiny, small, full) or a loader spec")] = "small",
+    config: ConfigOpt = None,
+    suite: Annotated[str, typer.Option("--suite", "-s",
+                                       help="eval suite (tiny, small, full) or a loader spec")] = "small",
     items: Annotated[int, typer.Option("--items", "-n", min=1, help="items to try (pairs need a wrong answer)")] = 24,
     style: Annotated[str, typer.Option("--style", help="compare, reference or both")] = "compare",
-    judge: Annotated[Optional[list[str]], typer.Option("--judge", "-j", help="only this judge node (repeatable)")] = None,
+    judge: Annotated[list[str] | None, typer.Option("--judge", "-j", help="only this judge node (repeatable)")] = None,
     simulate_gain: Annotated[bool, typer.Option("--simulate/--no-simulate",
                                                 help="place each judge on the simulated regime map")] = True,
-    as_json: _Json = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Measure every judge node on items with known answers: P(prefers the right answer), order
     consistency, position bias, and where that puts it on the regime map."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from swarmrank.calibrate import simulated_gain
-    from swarmrank.cli import _build, console, err
+    from swarmrank.cli.render import print_table
     from swarmrank.config import load_config
     from swarmrank.errors import ConfigError
     from swarmrank.eval.cache import CacheStats
     from swarmrank.eval.datasets import load, suite_names
     from swarmrank.eval.datasets import suite as load_suite
-    from swarmrank.render import print_table
 
     styles = ["compare", "reference"] if style == "both" else [style]
     for s in styles:
@@ -50,7 +48,7 @@ def calibrate_cmd(
             raise ConfigError(f"unknown judging style {s!r} (known: compare, reference, both)")
     chosen = (load_suite(suite) if suite in suite_names() else load(suite))[:items]
     cfg = load_config(config)
-    swarm = _build(cfg, store="default")
+    swarm = build_swarm(cfg, store="default")
     stats = CacheStats()
     try:
         with Progress(TextColumn("[bold]calibrate[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -99,21 +97,18 @@ async def _run(swarm: Any, items: Any, judges: Any, styles: list[str], stats: An
 
 
 @judges_app.command("show")
-def show_cmd(config: _Config = None, as_json: _Json = False) -> None:
+def show_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """What the swarm has learned about its judges from its stored peer-rank rounds."""
-    from swarmrank.cli import console
+    from swarmrank.cli._common import open_store
+    from swarmrank.cli.render import print_table
     from swarmrank.config import load_config
     from swarmrank.reliability import JudgeBook
-    from swarmrank.render import print_table
     from swarmrank.result import JudgeReport
-    from swarmrank.round import RoundOptions
-    from swarmrank.settings import Settings
-    from swarmrank.store import Store
     from swarmrank.swarm import BOOK_MAX_ROUNDS
 
     cfg = load_config(config)
-    options = RoundOptions(**cfg.round.model_dump())
-    store = Store.open(Settings.from_env(), cfg.store.url)
+    options = cfg.round
+    store = open_store(config)
     try:
         history = store.judge_history(cfg.swarm.name, int(min(BOOK_MAX_ROUNDS, 3 * options.reliability_memory)))
     finally:

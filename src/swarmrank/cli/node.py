@@ -4,60 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from swarmrank.cli._common import (
+    ConfigOpt,
+    JsonOpt,
+    build_swarm,
+    console,
+    err,
+    is_loopback,
+    open_registry,
+    without_trust,
+)
+from swarmrank.errors import ConfigError
+
 node_app = typer.Typer(help="Admit nodes (proof-of-capability exam) and manage their stake.", no_args_is_help=True)
-
-_Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
-_Json = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-
-
-def open_registry(cfg: Any) -> Any:
-    """The ledger-backed registry for a config's database (whether or not ``[trust]`` is enabled)."""
-    from swarmrank.identity import load_or_create
-    from swarmrank.ledger import Ledger
-    from swarmrank.registry import Registry
-    from swarmrank.settings import Settings
-    from swarmrank.store import Store
-    from swarmrank.swarm import COORDINATOR_ID
-
-    settings = Settings.from_env()
-    store = Store.open(settings, cfg.store.url)
-    coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
-    return Registry(Ledger(store), coordinator, cfg.trust.params()), store
-
-
-def trust_rows(cfg: Any, node_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each node's reputation, influence, stake and admission, replayed from the ledger."""
-    registry, store = open_registry(cfg)
-    try:
-        state = registry.state()
-    finally:
-        store.close()
-    return {n: state.node(n).as_dict(state.params) for n in node_ids}
 
 
 @node_app.command("admit")
 def admit(
     node_id: Annotated[str, typer.Argument(metavar="NODE", help="a node id from the swarm config")],
-    config: _Config = None,
-    stake: Annotated[Optional[float], typer.Option("--stake", help="deposit on a pass (default: [trust] deposit)")] = None,
-    level: Annotated[Optional[str], typer.Option("--level", help="easy, medium or hard (default: [trust] exam_level)")] = None,
+    config: ConfigOpt = None,
+    stake: Annotated[float | None, typer.Option("--stake", help="deposit on a pass (default: [trust] deposit)")] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", help="easy, medium or hard (default: [trust] exam_level)")] = None,
     items: Annotated[int, typer.Option("--items", min=1, help="questions and A/B challenges, each")] = 20,
     threshold: Annotated[float, typer.Option("--threshold", help="share right needed in each part")] = 0.6,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="fixed exam seed (default: fresh items)")] = None,
-    as_json: _Json = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="fixed exam seed (default: fresh items)")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Examine NODE (answers, and A/B judging in both orders) and record the result in the ledger."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from swarmrank.admission import ExamParams
-    from swarmrank.cli import _build, console, err
     from swarmrank.config import load_config
-    from swarmrank.errors import ConfigError
 
     if not 0 < threshold <= 1:
         raise ConfigError("--threshold must be in (0, 1]")
@@ -65,7 +47,7 @@ def admit(
     params = ExamParams(answer_items=items, judge_items=items, threshold=threshold,
                         level=level or cfg.trust.exam_level, seed=seed)
     # the node is built without the trust layer: the exam talks to it directly
-    swarm = _build(cfg.model_copy(update={"trust": cfg.trust.model_copy(update={"enabled": False})}), store=None)
+    swarm = build_swarm(without_trust(cfg), store=None)
     registry, store = open_registry(cfg)
     try:
         registry.check_deposit(stake)  # a bad deposit fails now, not after the whole exam
@@ -115,12 +97,10 @@ async def _exam(swarm: Any, node: Any, params: Any, tick: Any, timeout: float) -
 def add_stake(
     node_id: Annotated[str, typer.Argument(metavar="NODE")],
     amount: Annotated[float, typer.Argument(help="points to deposit")],
-    config: _Config = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Deposit more stake for NODE (e.g. after slashing took it below the minimum)."""
-    from swarmrank.cli import console
     from swarmrank.config import load_config
-    from swarmrank.errors import ConfigError
 
     cfg = load_config(config)
     if node_id not in {n.id for n in cfg.nodes}:
@@ -138,10 +118,11 @@ def add_stake(
 
 @node_app.command("serve")
 def serve_node(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
-    config: _Config = None,
-    node_id: Annotated[Optional[str], typer.Option(
-        "--node", help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
+    config: ConfigOpt = None,
+    node_id: Annotated[str | None, typer.Option(
+        "--node",
+        help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 9101,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 1024 * 1024,
@@ -149,10 +130,7 @@ def serve_node(
 ) -> None:
     """Run ONE node as an HTTP agent that signs every completion (a `remote` node for coordinators)."""
     from swarmrank.agent import agent_from_config
-    from swarmrank.cli import err
-    from swarmrank.cli_serve import _is_loopback
     from swarmrank.config import load_config
-    from swarmrank.errors import ConfigError
 
     try:
         import uvicorn
@@ -164,7 +142,7 @@ def serve_node(
     me = agent.identity
     if me.created:
         err.print(f"created an Ed25519 key for node {me.node_id}", style="dim", markup=False, highlight=False)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err.print(f"warning: {host} is not a loopback address and the agent has no authentication: anyone who can "
                   "reach it can use this node's model (its signatures only prove who answered)", style="yellow",
                   markup=False, highlight=False, soft_wrap=True)

@@ -1,6 +1,18 @@
-"""The node agent's wire format (``swarmrank-node/1``), shared by the agent and the ``remote`` backend.
+"""Wire formats: canonical JSON, digests and signatures, and the node protocol (``swarmrank-node/1``).
 
-One request, one signed reply (``docs/node-agent.md`` is the reference)::
+One place for what leaves a process signed or hashed, so that every producer and checker agrees
+byte for byte:
+
+* :func:`canonical` — the canonical JSON encoding (sorted keys, no whitespace, UTF-8, no NaN or
+  infinities) that ledger entries, round digests, node contributions and node replies are hashed over;
+* :func:`digest` — the hex SHA-256 of an object's canonical JSON;
+* :func:`verify_bytes` — an Ed25519 signature check that answers False for anything malformed.
+
+Used by the ledger (:mod:`swarmrank.ledger`), trust and the registry (round and contribution
+digests), node agents (:mod:`swarmrank.agent`) and the coordinator's ``remote`` backend
+(:mod:`swarmrank.nodes.remote`).
+
+The node protocol — one request, one signed reply (``docs/node-agent.md`` is the reference)::
 
     POST /v1/node/complete   CompleteRequest  →  CompleteReply
     GET  /v1/node/identity                    →  IdentityReply
@@ -25,7 +37,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swarmrank.errors import WireError
 from swarmrank.identity import verify
+
+__all__ = [
+    "PROTOCOL",
+    "CompleteReply",
+    "CompleteRequest",
+    "IdentityReply",
+    "NodeSignature",
+    "canonical",
+    "digest",
+    "json_safe",
+    "parse_object",
+    "reply_content",
+    "request_digest",
+    "signed_content",
+    "signing_hash",
+    "verify_bytes",
+    "verify_signature",
+    "wire_context",
+]
 
 PROTOCOL = "swarmrank-node/1"
 NONCE_PATTERN = r"^[0-9a-f]{32,128}$"
@@ -35,19 +67,46 @@ HEX_SIGNATURE_PATTERN = r"^[0-9a-f]{128}$"
 PRIVATE_CONTEXT_KEYS = frozenset({"truth"})
 
 
-class WireError(ValueError):
-    """A request or reply body that is not a JSON object this protocol can sign (the caller answers 400)."""
+# -- canonical JSON, digests, signatures ---------------------------------------------------------
 
 
 def canonical(obj: Any) -> bytes:
-    """The ledger's canonical JSON: sorted keys, no whitespace, UTF-8, no NaN or infinities."""
+    """The canonical JSON encoding: sorted keys, no whitespace, UTF-8, no NaN or infinities.
+
+    Raises ``ValueError`` for a non-finite float or a lone surrogate, ``TypeError`` for a value
+    JSON cannot hold.
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def digest(obj: Any) -> str:
+    """The hex SHA-256 of ``obj``'s canonical JSON."""
+    return hashlib.sha256(canonical(obj)).hexdigest()
+
+
+def verify_bytes(public_key: str, message: bytes, signature: str | bytes) -> bool:
+    """True when ``signature`` (hex or raw) is the Ed25519 signature of ``public_key`` (hex) over
+    ``message``; False for a wrong signature and for anything malformed (bad hex, wrong lengths)."""
+    try:
+        key = bytes.fromhex(public_key)
+        sig = bytes.fromhex(signature) if isinstance(signature, str) else bytes(signature)
+    except (ValueError, TypeError):
+        return False
+    if len(key) != 32 or len(sig) != 64:
+        return False
+    try:
+        return verify(public_key, message, sig)
+    except ValueError:  # a 32-byte string that is not a valid public key
+        return False
+
+
+# -- the node protocol ---------------------------------------------------------------------------
 
 
 def request_digest(body: Mapping[str, Any]) -> str:
     """Hex sha256 of the canonical JSON of a request object (raises :class:`WireError` if it has none)."""
     try:
-        return hashlib.sha256(canonical(dict(body))).hexdigest()
+        return digest(dict(body))
     except (ValueError, TypeError) as exc:  # NaN, a lone surrogate, a value JSON cannot hold
         raise WireError(f"the request cannot be put in canonical JSON ({exc})") from None
 
@@ -177,12 +236,10 @@ def reply_content(reply: CompleteReply, *, node: str, nonce: str, request: str) 
 def verify_signature(public_key: str, content: Mapping[str, Any], signature: str) -> bool:
     """True when ``signature`` (hex) is ``public_key``'s (hex) over ``content``; False for anything malformed."""
     try:
-        key, sig = bytes.fromhex(public_key), bytes.fromhex(signature)
-        if len(key) != 32 or len(sig) != 64:
-            return False
-        return verify(public_key, signing_hash(content), sig)
-    except ValueError:  # bad hex, NaN in choice_probs, a lone surrogate in the text
+        message = signing_hash(content)
+    except (ValueError, TypeError):  # NaN in choice_probs, a lone surrogate in the text
         return False
+    return verify_bytes(public_key, message, signature)
 
 
 @dataclass(frozen=True)

@@ -276,3 +276,91 @@ def test_eval_resume_rebuilds_the_runs_own_suite_and_variants(tmp_path, isolated
                 home=isolated_home, check=True)  # no --suite/--variants given: taken from the run
     assert "already done" in again.stderr
     assert json.loads(again.stdout)["summary"] == data["summary"]
+
+
+# -- judge reliability: calibrate, show, mixed simulations ---------------------------------------------
+
+CALIBRATION = """
+[swarm]
+name = "cal-test"
+[[nodes]]
+id = "right"
+backend = "scripted"
+accuracy = 1.0
+roles = ["answer"]
+[[nodes]]
+id = "wrong"
+backend = "scripted"
+accuracy = 0.0
+wrong = "1"
+roles = ["answer"]
+[[nodes]]
+id = "good"
+backend = "scripted"
+judge = "truth"
+judge_accuracy = 0.9
+seed = 3
+roles = ["judge"]
+[[nodes]]
+id = "lazy"
+backend = "scripted"
+judge = "first"
+roles = ["judge"]
+"""
+
+
+def test_judges_calibrate_measures_each_judge_on_known_answers_and_a_rerun_is_free(tmp_path, isolated_home):
+    path = tmp_path / "cal.toml"
+    path.write_text(CALIBRATION)
+    args = ("judges", "calibrate", "--config", str(path), "--suite", "rg:basic_arithmetic:easy:8", "--no-simulate")
+    first = run_cli(*args, "--json", home=isolated_home, check=True)
+    rows = {r["judge"]: r for r in json.loads(first.stdout)}
+    assert rows["good"]["pairs"] == 8 and rows["lazy"]["pairs"] == 8
+    assert rows["good"]["p_right"] >= 0.75 and rows["good"]["consistency"] >= 0.5
+    assert rows["lazy"]["p_right"] == 0.5 and rows["lazy"]["consistency"] == 0.0 and rows["lazy"]["says_first"] == 1.0
+    assert "model call(s), 0 from the cache" in first.stderr
+    again = run_cli(*args, home=isolated_home, check=True)
+    assert "0 model call(s)" in again.stderr
+    assert "judge_priors = {" in again.stdout and '"good"' in again.stdout and '"lazy"' not in again.stdout.split(
+        "judge_priors")[1]
+
+
+def test_judges_calibrate_refuses_bad_input_in_one_line(config, isolated_home):
+    bad = run_cli("judges", "calibrate", "--config", str(config), "--style", "loud", home=isolated_home)
+    assert bad.returncode == 1 and bad.stderr.strip() == ("error: unknown judging style 'loud' (known: compare, "
+                                                          "reference, both)")
+    missing = run_cli("judges", "calibrate", "--config", str(config), "--judge", "nobody", "--suite",
+                      "rg:basic_arithmetic:easy:2", home=isolated_home)
+    assert missing.returncode == 1 and "no node 'nobody'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_judges_show_reads_what_the_swarm_learnt_from_its_stored_rounds(config, isolated_home):
+    empty = json.loads(run_cli("judges", "show", "--config", str(config), "--json", home=isolated_home,
+                               check=True).stdout)
+    assert empty["rounds"] == 0 and empty["judges"]["judge1"]["rounds"] == 0
+    for q in ("What is 17 + 25?", "What is 20 + 22?"):
+        run_cli("ask", q, "--config", str(config), home=isolated_home, check=True)
+    shown = json.loads(run_cli("judges", "show", "--config", str(config), "--json", home=isolated_home,
+                               check=True).stdout)
+    assert shown["rounds"] == 2 and shown["judges"]["judge1"]["rounds"] == pytest.approx(2, abs=0.01)
+    assert shown["judges"]["judge1"]["pairs"] == pytest.approx(2, abs=0.01)
+    # one judge with nobody to agree with: its declared prior (judge_priors) stands, capped by its consistency
+    assert shown["judges"]["judge1"]["kappa"] == pytest.approx(empty["judges"]["judge1"]["kappa"], abs=0.05)
+    assert 0 < shown["vote_prior"] <= 3
+
+
+def test_simulate_takes_a_mixed_judge_pool_and_answerers_that_judge(isolated_home):
+    pool = json.loads(run_cli("simulate", "-n", "80", "--judges", "2x0.95,5x0.5,3xfirst", "--judges-per-pair", "10",
+                              "--correlated", "0.7", "--accuracy", "0.4", "-p", "peer-rank,peer-rank/legacy,majority",
+                              "--json", home=isolated_home, check=True).stdout)
+    acc = {name: p["accuracy"] for name, p in pool["protocols"].items()}
+    assert acc["peer-rank"] > acc["peer-rank/legacy"] > acc["majority"]
+    selfish = json.loads(run_cli("simulate", "-n", "60", "--self-judging", "--judges", "2x0.95,3x0.5,2xfirst",
+                                 "--judges-per-pair", "4", "--correlated", "0.7", "--accuracy", "0.4", "--json",
+                                 home=isolated_home, check=True).stdout)
+    assert selfish["protocols"]["peer-rank"]["judge_calls"] > 0
+    assert selfish["protocols"]["peer-rank"]["accuracy"] > selfish["protocols"]["majority"]["accuracy"]
+    bad = run_cli("simulate", "--judges", "2xwise", home=isolated_home)
+    assert bad.returncode == 1 and "unknown judge kind 'wise'" in bad.stderr
+    wrong_count = run_cli("simulate", "--self-judging", "--judges", "2x0.9", home=isolated_home)
+    assert wrong_count.returncode == 1 and "one kind per answerer" in wrong_count.stderr

@@ -214,3 +214,61 @@ async def test_items_evaluated_concurrently_give_the_same_results_as_one_at_a_ti
     assert results[1] == results[3]
     with pytest.raises(ConfigError, match="at least 1"):
         await run_eval(swarm, ITEMS, ["majority"], store=store, suite="test", concurrency=0)
+
+
+# -- judge reliability learnt within a run ----------------------------------------------------------
+
+LEARN_ITEMS = [Item(f"l{i}", f"What is {i} + {i + 9}?", str(2 * i + 9)) for i in range(20)]
+GOLD = {item.prompt: item.gold for item in LEARN_ITEMS}
+
+
+def _learning_swarm(store: Store) -> Swarm:
+    """One right answerer against a wrong bloc; two reliable judges (they know the answers, and are
+    right in 95% of verdicts) among three coins: what a run learns about them changes later rounds."""
+    def knows(**kw: object) -> ScriptedBackend:
+        return ScriptedBackend(answers=GOLD, judge="own", **kw)  # type: ignore[arg-type]
+
+    nodes = [Node("right", knows(), Persona(seed=1), frozenset({"answer"})),
+             *[Node(f"wrong{i}", ScriptedBackend(answers={"*": "7"}), Persona(seed=2 + i), frozenset({"answer"}))
+               for i in range(3)],
+             *[Node(f"sure{i}", knows(judge_accuracy=0.95, seed=10 + i), Persona(), frozenset({"judge"}))
+               for i in range(2)],
+             *[Node(f"coin{i}", ScriptedBackend(judge="random", seed=20 + i), Persona(), frozenset({"judge"}))
+               for i in range(3)]]
+    return Swarm(nodes, options=RoundOptions(judges_per_pair=5), store=store)
+
+
+async def test_each_system_learns_its_judges_from_the_run_alone_whatever_the_concurrency(tmp_path):
+    results = []
+    for concurrency in (1, 3):
+        with Store(f"sqlite:///{tmp_path / f'c{concurrency}.db'}") as store:
+            swarm = _learning_swarm(store)
+            run = await run_eval(swarm, LEARN_ITEMS, ["peer-rank", "peer-rank/legacy"], store=store, suite="learn",
+                                 concurrency=concurrency)
+            rows = EvalRuns(store).results(run.run_id)
+            results.append({(r["item_id"], r["system"]): r["correct"] for r in rows})
+    assert results[0] == results[1]
+    late = [results[0][(f"l{i}", "peer-rank")] for i in range(10, 20)]
+    assert all(late)  # by then the run has learnt which judges to trust: the lone right answer wins
+    assert not any(results[0][(f"l{i}", "majority")] for i in range(20))
+
+
+async def test_a_resumed_run_relearns_its_judges_and_ends_as_an_uninterrupted_one(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'whole.db'}") as store:
+        whole = await run_eval(_learning_swarm(store), LEARN_ITEMS, ["peer-rank"], store=store, suite="learn")
+        expected = {(r["item_id"], r["system"]): r["correct"] for r in EvalRuns(store).results(whole.run_id)}
+
+    def stop_mid_batch(done: int, total: int, last: str) -> None:
+        if done == 11:
+            raise KeyboardInterrupt
+
+    with Store(f"sqlite:///{tmp_path / 'resumed.db'}") as store:
+        with pytest.raises(KeyboardInterrupt):
+            await run_eval(_learning_swarm(store), LEARN_ITEMS, ["peer-rank"], store=store, suite="learn",
+                           on_progress=stop_mid_batch)
+        runs = EvalRuns(store)
+        run_id = runs.recent()[0]["run_id"]
+        assert len({r["item_id"] for r in runs.results(run_id)}) == 11
+        await run_eval(_learning_swarm(store), LEARN_ITEMS, ["peer-rank"], store=store, suite="learn", run_id=run_id)
+        got = {(r["item_id"], r["system"]): r["correct"] for r in runs.results(run_id)}
+    assert got == expected

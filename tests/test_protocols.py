@@ -234,6 +234,7 @@ async def test_a_judge_that_always_says_first_gives_no_evidence_and_the_votes_de
     (report,) = result.judge_reports
     assert report.consistency == 0.0 and report.says_first == 1.0 and report.pairs == 1
     assert all(p.evidence == pytest.approx(0.0) for p in result.pair_reports)
+    assert "pair '40' vs '41': 1 judge(s), no evidence either way" in result.notes
 
 
 async def test_in_a_first_round_consistent_agreeing_judges_overturn_a_vote_in_proportion_to_their_number():
@@ -322,3 +323,65 @@ async def test_blender_cancels_pure_position_bias():
     result = await swarm.ask(Q, protocol="blender")
     assert [c.log_strength for c in result.candidates] == [0.0, 0.0]
     assert result.answer == "42"  # the tie goes to the larger cluster
+
+
+# -- adaptive judging and reference-guided judging ----------------------------------------------------
+
+async def test_adaptive_judging_stops_once_the_leader_is_sure_enough():
+    swarm = scripted_swarm(["42", "41", "41", "40"], [judge(f"j{k}", truth="42") for k in range(4)],
+                           schedule="adaptive", judges_per_pair=1, judge_priors={f"j{k}": 0.9 for k in range(4)})
+    result = await swarm.ask(Q)
+    assert result.answer == "42" and result.confidence >= 0.95
+    cluster = await scripted_swarm(["42", "41", "41", "40"], [judge(f"j{k}", truth="42") for k in range(4)],
+                                   judges_per_pair=4, judge_priors={f"j{k}": 0.9 for k in range(4)}).ask(Q)
+    assert result.cost.phases["judge"].calls < cluster.cost.phases["judge"].calls
+    assert any(n.startswith("adaptive judging:") and "reached stop_at" in n for n in result.notes)
+    # the first step judged the least certain pair: the two vote leaders
+    first = result.judgments[0]
+    assert {result.candidates[first.first].answer, result.candidates[first.second].answer} == {"41", "42"}
+
+
+async def test_adaptive_judging_respects_the_call_cap_and_says_why_it_stopped():
+    swarm = scripted_swarm(["42", "41", "40"], [judge(f"j{k}", "random", seed=k) for k in range(4)],
+                           schedule="adaptive", judges_per_pair=1, max_judge_calls=4)
+    result = await swarm.ask(Q)
+    assert result.cost.phases["judge"].calls <= 4
+    assert any("the cap of 4 judge calls was reached" in n for n in result.notes)
+
+
+async def test_adaptive_judging_skips_judges_the_swarm_knows_to_be_useless():
+    swarm = scripted_swarm(["42", "41", "41"], [judge(f"j{k}", "first") for k in range(3)], schedule="adaptive",
+                           judges_per_pair=3)
+    for _ in range(6):  # judges that always say "A" flip with the order every time: the book learns it
+        await swarm.ask(Q)
+    result = await swarm.ask(Q)
+    assert result.judgments == [] and result.answer == "41"
+    assert any("every judge's estimated discrimination is ~0" in n for n in result.notes)
+
+
+async def test_reference_guided_judging_shows_each_judge_its_own_solution_first():
+    seen: list[str] = []
+
+    class Recording(ScriptedBackend):
+        async def complete(self, request):
+            if request.purpose == "judge":
+                seen.append(request.messages[-1].content)
+            return await super().complete(request)
+
+    nodes = [answerer("a0", "42"), answerer("a1", "41"),
+             Node("both", Recording(answers={"*": "42"}, judge="truth", truth="42"), Persona(),
+                  frozenset({"answer", "judge"})),
+             Node("solo", Recording(answers={"*": "40"}, judge="truth", truth="42"), Persona(), frozenset({"judge"}))]
+    result = await Swarm(nodes, options=RoundOptions(judge_style="reference", judges_per_pair=2), store=None).ask(Q)
+    assert result.answer == "42"
+    assert seen and all("Your own solution, written before you saw the two below" in p for p in seen)
+    # the judge that answered reuses its answer; the other writes one solution first
+    assert result.cost.phases["reference"].calls == 1
+    assert any("The answer is 40." in p for p in seen) and any("The answer is 42." in p for p in seen)
+
+
+def test_a_round_option_with_an_unknown_value_is_one_line_naming_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown aggregation 'votes' \(known: evidence, bradley-terry\)"):
+        RoundOptions(aggregation="votes")
+    with pytest.raises(ConfigError, match="unknown judge_style 'solve'"):
+        RoundOptions(judge_style="solve")

@@ -147,7 +147,8 @@ Is this a genuine, complete attempt at the problem (it may still be wrong)? Repl
 
 class PeerRank(Protocol):
     name = "peer-rank"
-    summary = "judges compare answers pairwise in both orders; influence-weighted Bradley–Terry picks the winner (Fortytwo)"
+    summary = ("judges compare answers pairwise in both orders; votes and verdicts, each judge weighted by its "
+               "estimated reliability, decide (Fortytwo)")
 
     async def run(self, ctx: RoundContext) -> RoundResult:
         first = await ctx.fan_out(answerers(ctx))
@@ -380,9 +381,10 @@ class PeerRank(Protocol):
             cand.votes = float(sum(influence.get(n, 1.0) for n in cand.nodes))
         for pair in decision.pairs[:MAX_PAIR_NOTES]:
             side = pair.x if pair.evidence >= 0 else pair.y
+            weighed = (f"{abs(pair.evidence):.2f} nats for {candidates[side].answer!r}" if abs(pair.evidence) >= 0.005
+                       else "no evidence either way")
             ctx.note(f"pair {candidates[pair.x].answer!r} vs {candidates[pair.y].answer!r}: {pair.judges} judge(s)"
-                     f"{f' ({pair.interested} with an answer in it)' if pair.interested else ''}, "
-                     f"{abs(pair.evidence):.2f} nats for {candidates[side].answer!r}")
+                     f"{f' ({pair.interested} with an answer in it)' if pair.interested else ''}, {weighed}")
         if len(decision.pairs) > MAX_PAIR_NOTES:
             ctx.note(f"… and {len(decision.pairs) - MAX_PAIR_NOTES} more judged pair(s) (pair_reports has them all)")
         posterior = decision.posterior

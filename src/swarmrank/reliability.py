@@ -191,7 +191,7 @@ class Evidence:
     def preference(self) -> float:
         """The pooled signed preference for x in [−1, 1] (0: none, or a flip with the order)."""
         us = [u for u in (self.u_xy, self.u_yx) if u is not None]
-        return 2.0 * float(np.mean(us)) - 1.0 if us else 0.0
+        return 2.0 * sum(us) / len(us) - 1.0 if us else 0.0
 
 
 def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
@@ -219,10 +219,10 @@ def pool_verdicts(verdicts: Iterable[tuple[str, int, int, float]], *,
     for (judge, x, y), (xy, yx) in sorted(groups.items()):
         mine = own.get(judge)
         interested = mine if mine in (x, y) else None
-        u_xy = float(np.mean(xy)) if xy else None
-        u_yx = float(np.mean(yx)) if yx else None
+        u_xy = sum(xy) / len(xy) if xy else None
+        u_yx = sum(yx) / len(yx) if yx else None
         out.append(Evidence(judge, x, y, u_xy, u_yx, len(xy) + len(yx), interested))
-    bias = {j: float(np.mean(v)) for j, v in sorted(shown_first.items())}
+    bias = {j: sum(v) / len(v) for j, v in sorted(shown_first.items())}
     return out, bias
 
 
@@ -453,7 +453,7 @@ class JudgeBook:
             return self.params.vote_prior
         log_post = self.params.log_vote_prior() + self._vote_ll
         w = np.exp(log_post - log_post.max())
-        return float(np.dot(w / w.sum(), VOTE_GRID))
+        return float((w / w.sum() * VOTE_GRID).sum())
 
     def stats(self, judge: str) -> dict[str, float]:
         entry = self._entries.get(judge)
@@ -481,8 +481,8 @@ def _grid_weights(log_post: FloatArray) -> FloatArray:
 
 def _grid_moments(log_post: FloatArray) -> tuple[float, float]:
     w = _grid_weights(log_post)
-    mean = float(np.dot(w, KAPPA_GRID))
-    var = float(np.dot(w, (KAPPA_GRID - mean) ** 2))
+    mean = float((w * KAPPA_GRID).sum())
+    var = float((w * (KAPPA_GRID - mean) ** 2).sum())
     return mean, math.sqrt(max(var, 0.0))
 
 
@@ -607,9 +607,7 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     now_both = np.bincount(judge_idx, weights=both.astype(np.float64), minlength=J)
     prior_ll = np.stack([_consistency_prior(params, j, past[k][0] + now_picked[k], past[k][1] + now_both[k])
                          + (book.loglik(j) if book is not None else 0.0) for k, j in enumerate(names)])
-    prior_kappa = _grid_weights(prior_ll) @ KAPPA_GRID
-    onehot = np.zeros((J, E))
-    onehot[judge_idx, np.arange(E)] = 1.0
+    prior_kappa = (_grid_weights(prior_ll) * KAPPA_GRID).sum(axis=1)
     floor_row = np.zeros_like(KAPPA_GRID)
     floor_row[np.searchsorted(KAPPA_GRID, params.consensus_floor)] = 1.0
     post_ll = prior_ll
@@ -619,13 +617,17 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
         # the judges-only posterior without judge j (flat prior, no votes); each other judge counts
         # at least as a judge of discrimination `consensus_floor`, so that a consensus of judges
         # still unproven is not silenced
-        cons_w = np.where((grid_w @ KAPPA_GRID < params.consensus_floor)[:, None], floor_row[None, :], grid_w)
+        cons_w = np.where(((grid_w * KAPPA_GRID).sum(axis=1) < params.consensus_floor)[:, None], floor_row[None, :],
+                          grid_w)
         per_c, total_c = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, cons_w[judge_idx]), w, J)
         loo = _softmax(total_c[None, :] - per_c, axis=1)
         px, py = loo[judge_idx, xs], loo[judge_idx, ys]
         d = px - py
         ll = _pair_loglik(lx, ly, px, py, neutral)  # E × G
-        post_ll = prior_ll + onehot @ ll
+        # sum each judge's rows (no BLAS: a matrix product here can stall on a busy machine)
+        per_judge = np.zeros_like(prior_ll)
+        np.add.at(per_judge, judge_idx, ll)
+        post_ll = prior_ll + per_judge
         new_w = _grid_weights(post_ll)
         done = float(np.max(np.abs(new_w - grid_w))) < 1e-9
         grid_w = new_w
@@ -653,7 +655,7 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
         reports.append(JudgeEstimate(
             judge=name, kappa=mean, kappa_sd=sd, prior_kappa=float(prior_kappa[k]),
             pairs=len(rows), interested_pairs=sum(1 for e in rows if e.interested is not None),
-            consistency=float(np.mean(cons)) if cons else None,
+            consistency=sum(cons) / len(cons) if cons else None,
             says_first=(verdict_bias or {}).get(name), agreement=agreement, weight=float(w[k]),
             observations=tuple((e.u_xy, e.u_yx, float(a), float(b), int(s))
                                for e, a, b, s in zip(rows, px[mask], py[mask], own_side[mask]))))

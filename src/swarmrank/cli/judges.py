@@ -128,5 +128,5 @@ def show_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                 ["judge", "κ (discrimination)", "± sd", "rounds", "pairs"],
                 [[j, f"{s['kappa']:.2f}", f"{s['kappa_sd']:.2f}", f"{s['rounds']:.0f}", f"{s['pairs']:.0f}"]
                  for j, s in stats.items()])
-    console.print(f"a vote is worth {book.vote_prior():.2f} nats (prior mean {options.vote_prior:g})", markup=False,
-                  highlight=False)
+    console.print(f"a vote is worth {book.vote_prior():.2f} nats (learnt; [round] vote_prior = {options.vote_prior:g})",
+                  markup=False, highlight=False)

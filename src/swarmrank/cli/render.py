@@ -33,12 +33,17 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         head.append(", ".join(result.candidates[result.winner].nodes))
 
     cands = Table(title="Candidates", title_justify="left", expand=False)
-    for col in ("#", "answer", "nodes", "strength", "±se(log)", "votes"):
-        cands.add_column(col, justify="right" if col in ("#", "strength", "±se(log)", "votes") else "left")
+    evidence = result.aggregation == "evidence"
+    columns = ("#", "answer", "nodes", "posterior", "judges (nats)", "votes") if evidence else \
+        ("#", "answer", "nodes", "strength", "±se(log)", "votes")
+    for col in columns:
+        cands.add_column(col, justify="left" if col in ("answer", "nodes") else "right")
     for i, c in enumerate(result.candidates):
         mark = "★ " if i == result.winner else ""
-        cands.add_row(f"{mark}{i}", _snippet(c.answer, 30), ", ".join(c.nodes), f"{c.strength:.3f}",
-                      "" if c.stderr is None else f"{c.stderr:.2f}", "" if c.votes is None else f"{c.votes:g}")
+        detail = (("" if c.evidence is None else f"{c.evidence:+.2f}") if evidence
+                  else ("" if c.stderr is None else f"{c.stderr:.2f}"))
+        cands.add_row(f"{mark}{i}", _snippet(c.answer, 30), ", ".join(c.nodes), f"{c.strength:.3f}", detail,
+                      "" if c.votes is None else f"{c.votes:g}")
 
     answers = Table(title="Answers", title_justify="left")
     for col in ("node", "step", "answer", "excluded", "text"):
@@ -57,6 +62,17 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
                          "" if j.probability is None else f"{j.probability:.2f}",
                          _snippet(j.reasoning, 50 if not verbose else 400))
         parts.append(judg)
+    if result.judge_reports:
+        rel = Table(title="Judges (discrimination κ: 0 tells nothing, 1 always right)", title_justify="left")
+        for col in ("judge", "κ", "±sd", "before", "consistent", "says A", "agrees", "pairs"):
+            rel.add_column(col, justify="left" if col == "judge" else "right")
+        for r in result.judge_reports:
+            rel.add_row(r.judge, f"{r.kappa:.2f}", f"{r.kappa_sd:.2f}", f"{r.prior_kappa:.2f}",
+                        "" if r.consistency is None else f"{r.consistency:.0%}",
+                        "" if r.says_first is None else f"{r.says_first:.0%}",
+                        "" if r.agreement is None else f"{r.agreement:.0%}",
+                        f"{r.pairs}" + (f" ({r.interested_pairs} own)" if r.interested_pairs else ""))
+        parts.append(rel)
     if result.rankings:
         rank = Table(title="Council rankings", title_justify="left")
         rank.add_column("judge")

@@ -69,17 +69,22 @@ def _with_injector(nodes: Sequence[Node]) -> list[Node]:
     return out
 
 
-def _relearn(store: Store, runs: EvalRuns, run_id: str, item_ids: Sequence[str], books: dict[str, JudgeBook]) -> None:
-    """Refill each system's judge book from the stored rounds of the items already evaluated."""
-    by_key = {(row["item_id"], row["system"]): row.get("round_id") for row in runs.results(run_id)}
+def _stored_rounds(store: Store, runs: EvalRuns, run_id: str, item_ids: Sequence[str],
+                   names: Sequence[str]) -> dict[str, dict[str, RoundResult]]:
+    """The stored rounds of items an interrupted run already evaluated, per item and system."""
+    wanted = set(item_ids)
+    by_key = {(row["item_id"], row["system"]): row.get("round_id") for row in runs.results(run_id)
+              if row["item_id"] in wanted}
+    out: dict[str, dict[str, RoundResult]] = {}
     for item_id in item_ids:
-        for name, book in books.items():
+        for name in names:
             round_id = by_key.get((item_id, name))
             if round_id:
                 try:
-                    book.learn(store.get_round(round_id))
+                    out.setdefault(item_id, {})[name] = store.get_round(round_id)
                 except StorageError:
                     continue  # a round that cannot be read back teaches nothing; its row still counts
+    return out
 
 
 def _row(system: str, item: Any, result: RoundResult, answer: str | None) -> dict[str, Any]:
@@ -149,8 +154,8 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
     # rounds or other runs), in item order, one learning batch at a time — so results are the same
     # whatever the concurrency, and a resumed run first relearns from the items it already has.
     books = {name: JudgeBook(replace(cached.options, **systems[name][1]).reliability_params()) for name in names}
-    if done:
-        await asyncio.to_thread(_relearn, store, runs, run_id, [item.id for item in items if item.id in done], books)
+    stored = await asyncio.to_thread(_stored_rounds, store, runs, run_id, [i.id for i in items if i.id in done],
+                                     names) if done else {}
 
     async def evaluate(item: Any, snapshot: dict[str, JudgeBook]) -> dict[str, RoundResult]:
         nonlocal finished
@@ -173,16 +178,18 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
                 on_progress(finished, total, item.id)
             return results
 
-    pending = [item for item in items if item.id not in done]
-    for start in range(0, len(pending), BOOK_BATCH):
-        batch = pending[start:start + BOOK_BATCH]
+    # learning batches are fixed by position in the suite, so a resumed run reads the same books
+    for start in range(0, len(items), BOOK_BATCH):
+        batch = list(items[start:start + BOOK_BATCH])
+        todo = [item for item in batch if item.id not in done]
         snapshot = {name: book.copy() for name, book in books.items()}
         if concurrency == 1:  # in the caller's task: an interrupt (Ctrl-C) stops the run between items
-            outcomes = [await evaluate(item, snapshot) for item in batch]
+            outcomes = [await evaluate(item, snapshot) for item in todo]
         else:
-            outcomes = list(await asyncio.gather(*(evaluate(item, snapshot) for item in batch)))
-        for results in outcomes:  # item order
-            for name, result in results.items():
+            outcomes = list(await asyncio.gather(*(evaluate(item, snapshot) for item in todo)))
+        fresh = {item.id: results for item, results in zip(todo, outcomes)}
+        for item in batch:  # item order
+            for name, result in (fresh.get(item.id) or stored.get(item.id, {})).items():
                 books[name].learn(result)
     runs.finish(run_id)
     return EvalRun(run_id=run_id, items=total, skipped=len(done & {item.id for item in items}), cache=stats)

@@ -3,7 +3,7 @@
 Scripted nodes answer and judge by table lookup (no sleep, no model), so the wall time of a round
 is what the coordinator itself costs: building requests, ``asyncio.wait_for`` per call, gathering,
 red-flag checks, answer extraction and clustering, the pair schedule, verdict parsing and the
-Bradley–Terry fit. The figure reported is wall time per round divided by the number of nodes
+aggregation (the evidence posterior, or Bradley–Terry). The figure reported is wall time per round divided by the number of nodes
 (µs per node per round); the target is under 1 ms per node per round.
 
 Swarm of ``n`` nodes: ``min(4, n // 2)`` judge-only nodes (judge rule ``truth``) and the rest
@@ -28,7 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from swarmrank import aggregate
+from swarmrank import aggregate, reliability
 from swarmrank.nodes.base import CompletionRequest, Message, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.round import RoundOptions
@@ -61,7 +61,7 @@ class Row:
     p10_ms: float
     p90_ms: float
     answer: str | None
-    bt_ms: float  # median time per round inside aggregate.bradley_terry (part of the round's wall time)
+    bt_ms: float  # median time per round in the aggregation: Bradley–Terry or reliability.decide
 
     @property
     def us_per_node(self) -> float:
@@ -90,17 +90,20 @@ BT_SECONDS: list[float] = []  # time spent in aggregate.bradley_terry during the
 
 
 def _instrument_bradley_terry() -> None:
-    """Time the Bradley–Terry fit inside rounds (protocols call it as ``aggregate.bradley_terry``)."""
-    original = aggregate.bradley_terry
+    """Time the aggregation inside rounds: the Bradley–Terry fit (``aggregate.bradley_terry``, the
+    legacy aggregation) and the evidence posterior with its judge-reliability fixed point
+    (``reliability.decide``, the default), as protocols call them."""
+    for module, name in ((aggregate, "bradley_terry"), (reliability, "decide")):
+        original = getattr(module, name)
 
-    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            BT_SECONDS.append(time.perf_counter() - start)
+        def timed(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                BT_SECONDS.append(time.perf_counter() - start)
 
-    aggregate.bradley_terry = timed  # type: ignore[assignment]
+        setattr(module, name, timed)
 
 
 async def time_rounds(swarm: Swarm, protocol: str, options: RoundOptions, warmup: int,
@@ -197,7 +200,7 @@ def main() -> None:
     print(f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
           f"BLAS threads: {threads or 'library default'}\n")
     print("| n | protocol | answerers/judges | candidates | calls per round | median ms per round "
-          "| p10–p90 ms | of which BT fit ms | µs per call | µs per node | < 1 ms/node |")
+          "| p10–p90 ms | of which aggregation ms | µs per call | µs per node | < 1 ms/node |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in rows:
         ok = "yes" if r.us_per_node < TARGET_US_PER_NODE else "NO"

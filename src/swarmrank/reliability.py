@@ -1,45 +1,31 @@
 """Judge reliability estimated without ground truth, and the evidence posterior that decides peer-rank.
 
-The model (``docs/protocols.md`` has the derivation and the reasons)
--------------------------------------------------------------------
-A round has candidates ``0..c-1`` (distinct normalised answers) and one of them, ``z``, is taken to
-be the right (or best) one.
+The model (``docs/protocols.md`` has it with its reasons)
+--------------------------------------------------------
+A round has candidates ``0..c-1`` (distinct normalised answers); one of them, ``z``, is taken to be
+the right one.
 
-* **Votes are the prior.** ``log P(z = i) = γ·vᵢ + const``, where ``vᵢ`` is the (influence-weighted)
-  number of nodes that gave candidate ``i`` and ``γ`` (``vote_prior``) the evidence one vote carries,
-  in nats. For answerers of accuracy ``a`` whose wrong answers spread over ``m`` values,
-  ``γ = log(a·m / (1 − a))``; correlated errors make a vote worth less.
-* **Verdicts are the likelihood.** A judge ``j`` has a discrimination ``κⱼ ∈ [0, 1)``: on a pair that
-  holds the right answer, when it commits, it points to the right one with probability
-  ``(1 + κⱼ)/2``; between two wrong answers it has no preference. Its verdicts on one pair
-  ``{x, y}`` — in both orders, soft where the backend gives the verdict's distribution — are pooled
-  into one signed preference ``s ∈ [−1, 1]`` for ``x`` (``2·mean P(prefers x) − 1``): a constant
-  position bias cancels, and a judge whose verdict flips with the order gives ``s = 0``. Read as
-  virtual evidence (Pearl 1988), the pooled verdict has likelihood ``1 + κⱼ·s`` if ``z = x``,
-  ``1 − κⱼ·s`` if ``z = y`` and ``1`` otherwise, so the posterior is
-
-      log P(z = i | data) = γ·vᵢ + Σ_{j, pairs p ∋ i} wⱼ · log(1 ± κⱼ·sⱼₚ) + const
-
-  (``+`` when ``i`` is the pair's ``x``; ``wⱼ`` is the judge's influence, 1 unless reputation sets it).
-* **Self-interest.** A judge whose own answer is in the pair backs it, whatever its merit, with
-  probability ``β`` (``self_bias``, default ½), and otherwise judges as usual: in each order it
-  prefers its own answer with probability ``β + (1 − β)·P(honest verdict)``. So a verdict *for* its
-  own answer is weak evidence, and a verdict *against* it counts in full — a judge that concedes is
-  strong evidence. The same model is used to estimate its reliability.
-* **Reliability is estimated, not assumed** — a Peer-Rank fixed point (Li et al. 2023, PRD) with the
-  self-inclusion removed: each judge's pseudo-likelihood is
-
-      ℓⱼ(κ) = Σₚ log(1 + κ·sⱼₚ·dₚ₋ⱼ),   dₚ₋ⱼ = π₋ⱼ(x) − π₋ⱼ(y),
-
-  where ``π₋ⱼ`` is the posterior of ``z`` from the *other* judges only (flat prior, no votes: a
-  wrong bloc of answerers must not teach judges to follow it). ``ℓⱼ`` is the exact log-likelihood of
-  ``j``'s verdicts under the model once the others' verdicts are given (a composite, or
-  pseudo-, likelihood: Besag 1975). It is concave in ``κ``, maximal at 0 for a coin-flipping judge
-  (by Jensen's inequality ``E log(1 + κε) < 0`` when ``E ε = 0``), and flat for one that always
-  says "A". ``κⱼ`` gets a posterior on a grid: a prior ``Beta`` on ``κ`` (``prior_kappa``,
-  ``prior_weight``) times ``exp`` of the judge's decayed past evidence (the :class:`JudgeBook`) times
-  ``exp(ℓⱼ)``; its posterior mean is used. The judges' ``κ`` and the others' posteriors are iterated
-  to a fixed point (a handful of passes).
+* **Votes are the prior**: ``log P(z = i) = γ·vᵢ + const``, ``vᵢ`` the (influence-weighted) votes of
+  candidate ``i``, ``γ`` what a vote is worth in nats — learnt across rounds (:meth:`JudgeBook.vote_prior`)
+  from how well the votes predicted what the judges said.
+* **Verdicts are the likelihood.** A judge's verdicts on one pair ``{x, y}`` (both orders; soft where
+  the backend gives the verdict's distribution) have three outcomes: x picked in both orders, y
+  picked in both orders, or a flip with the order. A judge picks the same answer in both orders
+  with probability ρ (its decisiveness, observed), and then the right one with probability
+  ``a = (1 + κ)/2`` — κ is its **discrimination**; between two wrong answers its pick is a coin.
+  Each judged pair multiplies the posterior of x by ``1 + k``, of y by ``1 − k`` and of the others
+  by 1, ``k = (L̄x − L̄y)/(L̄x + L̄y)`` (:func:`_likelihoods`, :func:`_effective`); a judge that always
+  says "A" flips every time and moves nothing.
+* **Self-interest**: a judge whose own answer is in the pair backs it with probability β whatever its
+  merit, so a verdict for its own answer is weak evidence and one against it counts in full.
+* **Reliability is estimated, not assumed**, as a Peer-Rank fixed point (Li et al. 2023) with the
+  self-inclusion removed: judge j's pseudo-likelihood (Besag 1975) is the probability of its verdicts
+  given the *other* judges' posterior of z (no votes: a wrong bloc of answerers must not teach the
+  judges to follow it). κ has a posterior on :data:`KAPPA_GRID`: a point mass at 0 beside a Beta slab
+  centred on what an honest judge of its consistency is worth, capped by that consistency
+  (:func:`kappa_cap`: consistency bounds accuracy; a consistent liar is found out by disagreeing),
+  times its decayed past rounds (:class:`JudgeBook`), times this round. The decision reads each
+  judge's κ at mean − ``caution``·sd.
 
 Everything here is pure numpy over plain data; the protocol (``swarmrank.protocols``) builds the
 evidence from a round's judgments and the swarm keeps the book across rounds.

@@ -58,7 +58,6 @@ class RoundOptions:
     aggregation: str = "evidence"  # "evidence" (votes as prior, verdicts by estimated reliability) or "bradley-terry"
     vote_prior: Annotated[float, Field(ge=0)] = 0.5  # nats one vote is worth (its prior mean, when learnt)
     learn_vote_prior: bool = True  # learn what a vote is worth from how well votes predicted the judges
-    judge_prior_kappa: Annotated[float, Field(gt=0, lt=1)] = 0.7  # prior mean discrimination of an informative judge
     judge_prior_weight: Annotated[float, Field(gt=0)] = 4.0  # the prior's worth in pseudo-observations
     judge_prior_null: Annotated[float, Field(ge=0, lt=1)] = 0.5  # prior probability that a judge tells nothing
     consensus_floor: Annotated[float, Field(ge=0, le=KAPPA_MAX)] = 0.3  # least weight in the consensus others face
@@ -108,7 +107,7 @@ class RoundOptions:
     def reliability_params(self) -> ReliabilityParams:
         """The evidence model's constants (swarmrank.reliability) from these options."""
         return ReliabilityParams(vote_prior=self.vote_prior, learn_vote_prior=self.learn_vote_prior,
-                                 prior_kappa=self.judge_prior_kappa, prior_weight=self.judge_prior_weight,
+                                 prior_weight=self.judge_prior_weight,
                                  prior_null=self.judge_prior_null, consensus_floor=self.consensus_floor,
                                  self_bias=self.self_bias, caution=self.caution,
                                  judge_priors=tuple(sorted(self.judge_priors.items())),

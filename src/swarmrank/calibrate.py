@@ -166,7 +166,7 @@ async def _judge_pair(protocol: PeerRank, swarm: Swarm, judges: Sequence[Node], 
     ctx = RoundContext(task, judges, options, protocol="calibrate", truth=item.gold)
     values = [task.extract(t) for t in texts]
     # reference-guided: a judge that answered the item uses its own answer, the others solve it first
-    references = await protocol._references(ctx, answers, [j.id for j in judges]) if style == "reference" else {}
+    references = await protocol._references(ctx, answers, [j.id for j in judges])
     own = {a.node for a in answers if a.text}
     for judge in judges:
         start = time.monotonic()

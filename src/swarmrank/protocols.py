@@ -173,9 +173,8 @@ class PeerRank(Protocol):
             return self._aggregate(ctx, answers, candidates, [], item_candidate, schedule)
         if not judge_ids:
             ctx.note("this swarm has no judge: peer-rank decided by votes alone")
-        references = await self._references(ctx, answers, judge_ids) if opts.judge_style == "reference" else {}
         if schedule == "adaptive":
-            verdicts = await self._adaptive(ctx, answers, candidates, judge_ids, items_text, items_value, references)
+            await self._adaptive(ctx, answers, candidates, judge_ids, items_text, items_value)
         else:
             if schedule == "cluster":
                 comparisons = cluster_schedule(item_nodes, judge_ids, judges_per_pair=opts.judges_per_pair,
@@ -191,6 +190,7 @@ class PeerRank(Protocol):
                          "= 'never', or the fortytwo schedule left none): decided by votes alone")
             # same first solution back to back: llama.cpp reuses the KV cache of the shared prefix
             comparisons.sort(key=lambda c: (c.first, c.second))
+            references = await self._references(ctx, answers, sorted({c.judge for c in comparisons}))
             verdicts = await ctx.gather_phase(
                 "judge", [self._judge(ctx, c, items_text, items_value, references) for c in comparisons])
             ctx.judgments.extend(verdicts)
@@ -206,9 +206,11 @@ class PeerRank(Protocol):
 
     async def _references(self, ctx: RoundContext, answers: Sequence[Answer],
                           judge_ids: Sequence[str]) -> dict[str, str]:
-        """Reference-guided judging: each judge's own solution, written before it sees A and B.
-
-        A judge that answered this round reuses its answer; others solve the question once."""
+        """Reference-guided judging (``judge_style = "reference"``; else nothing): each of these
+        judges' own solution, written before it sees A and B. A judge that answered this round reuses
+        its answer; the others solve the question once."""
+        if ctx.options.judge_style != "reference" or not judge_ids:
+            return {}
         refs = {a.node: a.text for a in answers if a.node in judge_ids and a.text and a.step == 0}
         missing = [ctx.by_id[j] for j in judge_ids if j not in refs]
         if missing:
@@ -243,8 +245,7 @@ class PeerRank(Protocol):
         return {"A": 1.0, "B": 0.0}.get(j.verdict, 0.5)
 
     async def _adaptive(self, ctx: RoundContext, answers: Sequence[Answer], candidates: Sequence[Candidate],
-                        judge_ids: Sequence[str], texts: Sequence[str], values: Sequence[str | None],
-                        references: Mapping[str, str]) -> list[Judgment]:
+                        judge_ids: Sequence[str], texts: Sequence[str], values: Sequence[str | None]) -> None:
         """Judge the least certain pair next, most reliable judge first; stop once the leader's
         posterior reaches ``stop_at``, when no judge is left who could move it, or at the call cap."""
         opts = ctx.options
@@ -260,6 +261,7 @@ class PeerRank(Protocol):
         ranked = sorted(judge_ids, key=lambda j: -(moments[j][0] + moments[j][1]))
         useless = {j for j, (m, s) in moments.items() if m + 2 * s < ADAPTIVE_MIN_KAPPA}
         used: dict[tuple[int, int], list[str]] = defaultdict(list)
+        references: dict[str, str] = {}  # reference-guided judging: each called judge's own solution
         steps = 0
         reason = ""
         while True:
@@ -288,10 +290,10 @@ class PeerRank(Protocol):
                 break
             steps += 1
             batch.sort(key=lambda c: (c.first, c.second))
+            references.update(await self._references(ctx, answers, [j for j in chosen if j not in references]))
             verdicts = await ctx.gather_phase("judge", [self._judge(ctx, c, texts, values, references) for c in batch])
             ctx.judgments.extend(verdicts)
         ctx.note(f"adaptive judging: {len(ctx.judgments)} judge call(s) in {steps} step(s); stopped: {reason}")
-        return list(ctx.judgments)
     async def _grade(self, ctx: RoundContext, usable: Sequence[Answer], judge_ids: Sequence[str]) -> dict[str, list[int]]:
         answered = {a.node for a in usable}
         graders = [j for j in judge_ids if j not in answered] or list(judge_ids)

@@ -66,12 +66,12 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         rel = Table(title="Judges (discrimination κ: 0 tells nothing, 1 always right)", title_justify="left")
         for col in ("judge", "κ", "±sd", "before", "consistent", "says A", "agrees", "pairs"):
             rel.add_column(col, justify="left" if col == "judge" else "right")
-        for r in result.judge_reports:
-            rel.add_row(r.judge, f"{r.kappa:.2f}", f"{r.kappa_sd:.2f}", f"{r.prior_kappa:.2f}",
-                        "" if r.consistency is None else f"{r.consistency:.0%}",
-                        "" if r.says_first is None else f"{r.says_first:.0%}",
-                        "" if r.agreement is None else f"{r.agreement:.0%}",
-                        f"{r.pairs}" + (f" ({r.interested_pairs} own)" if r.interested_pairs else ""))
+        for rep in result.judge_reports:
+            rel.add_row(rep.judge, f"{rep.kappa:.2f}", f"{rep.kappa_sd:.2f}", f"{rep.prior_kappa:.2f}",
+                        "" if rep.consistency is None else f"{rep.consistency:.0%}",
+                        "" if rep.says_first is None else f"{rep.says_first:.0%}",
+                        "" if rep.agreement is None else f"{rep.agreement:.0%}",
+                        f"{rep.pairs}" + (f" ({rep.interested_pairs} own)" if rep.interested_pairs else ""))
         parts.append(rel)
     if result.rankings:
         rank = Table(title="Council rankings", title_justify="left")

@@ -141,7 +141,7 @@ def test_streaming_sends_progress_then_the_answer_then_stop(http, key):
     assert all(c.choices[0].finish_reason is None for c in with_choices[:-1])
     progress = [c.model_extra["swarmrank"]["progress"] for c in with_choices
                 if c.model_extra and "progress" in c.model_extra.get("swarmrank", {})]
-    assert {p["event"] for p in progress} == {"phase", "call", "answer", "judgment", "note", "decided"}
+    assert {p["event"] for p in progress} == {"start", "phase", "call", "answer", "judgment", "note", "decided"}
     assert {p["node"] for p in progress if p["event"] == "answer"} == {"right", "wrong1", "wrong2"}
     progress_chunks = [c for c in with_choices if "progress" in (c.model_extra or {}).get("swarmrank", {})]
     assert all(c.choices[0].delta.content is None for c in progress_chunks)  # printing delta.content shows nothing

@@ -77,6 +77,9 @@ class ProgressText:
         return f"#{i} ({_short(self.items[i], 24)})" if 0 <= i < len(self.items) else f"#{i}"
 
     def line(self, event: str, data: dict[str, object]) -> str | None:
+        if event == "start":
+            schedule = f" ({data['schedule']} schedule)" if data.get("schedule") else ""
+            return f"{data['protocol']} round{schedule} over {data['nodes']} node(s); task type {data['task_type']}\n"
         if event == "queued":
             return f"waiting for a free slot: {data['ahead']} round(s) ahead\n"
         if event == "phase":
@@ -112,12 +115,16 @@ class ProgressText:
 
 
 async def stream_round(run: RoundRunner, plan: Plan, *, completion_id: str, model: str, chunk_chars: int,
-                       fortytwo: bool) -> AsyncIterator[str]:
+                       nodes: int) -> AsyncIterator[str]:
     """The data of each Server-Sent Event of one round (``run(on_event)`` runs it); the round is
     cancelled if the client goes away."""
     created = int(time.time())
     queue: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
-    text = ProgressText(per_answer=fortytwo)
+    schedule = plan.options.schedule if plan.protocol == "peer-rank" else None
+    text = ProgressText(per_answer=schedule == "fortytwo")
+    # what the round is: the first progress event (a chat page numbers candidates by the schedule)
+    queue.put_nowait(("start", {"protocol": plan.protocol, "schedule": schedule, "task_type": plan.task_type,
+                                "nodes": nodes}))
 
     def chunk(delta: Delta, *, finish: FinishReason | None = None, extra: ChunkExtra | None = None) -> str:
         return ChatCompletionChunk(id=completion_id, created=created, model=model, swarmrank=extra,

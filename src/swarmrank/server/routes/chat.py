@@ -164,10 +164,9 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
     model = f"{MODEL_NAMESPACE}/{protocol}"
     ticket = state.rounds.admit()  # 429 now, before any stream starts, when too many rounds wait
     if body.stream:
-        fortytwo = protocol == "peer-rank" and plan.options.schedule == "fortytwo"
         events = stream_round(lambda on_event: run_round(state, plan, ticket, on_event=on_event), plan,
                               completion_id=completion_id, model=model, chunk_chars=state.settings.chunk_chars,
-                              fortytwo=fortytwo)
+                              nodes=len(state.swarm.nodes))
         return EventSourceResponse(events, sep="\n", ping=state.settings.keepalive_seconds,
                                    ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
                                    headers={"cache-control": "no-cache"},

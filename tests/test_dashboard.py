@@ -6,10 +6,7 @@ bundled driver only; no downloaded browser); they are skipped without them. CI i
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any

@@ -15,7 +15,8 @@ from swarmrank.cli._common import ConfigOpt, ExecutorOpt, JsonOpt, build_swarm, 
 from swarmrank.errors import SwarmError
 
 eval_app = typer.Typer(
-    rich_markup_mode=None, help="Evaluate protocols side by side on packaged datasets or your own files (run, list, show).")
+    rich_markup_mode=None,
+    help="Evaluate protocols side by side on packaged datasets or your own files (run, list, show).")
 
 
 def _dollars(value: float | None) -> str:

@@ -324,8 +324,12 @@ def report(
                                                                  "swarm size curve")] = False,
     sim_questions: Annotated[int, typer.Option("--sim-questions", min=10,
                                                help="questions per simulated cell")] = 100,
+    round_link: Annotated[str, typer.Option(
+        "--round-link", help="where each item's answers link: {round_id} is filled in ('' for no links)")] =
+        "http://127.0.0.1:8000/dashboard#round={round_id}",
 ) -> None:
-    """Write an eval run's report: Markdown and a self-contained HTML page with plots."""
+    """Write an eval run's report: Markdown and a self-contained HTML page with plots; each item's answers
+    link to their rounds on the dashboard of `swarmrank serve` (run it on the same database)."""
     from swarmrank.eval.report import simulation_figures, write_report
 
     run, rows = _load_run(config, run_id)
@@ -342,6 +346,6 @@ def report(
             sizes = sim.size_curve(replace(base, judge_discrimination=0.8, correlated_errors=0.5),
                                    [3, 5, 7, 11, 15], workers=workers)
         figures = simulation_figures(cells, sizes)
-    paths = write_report(run, rows, out, extra_figures=figures)
+    paths = write_report(run, rows, out, extra_figures=figures, round_link=round_link or None)  # '' for none
     console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False,
                   soft_wrap=True)

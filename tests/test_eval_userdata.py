@@ -15,6 +15,7 @@ import pytest
 
 from swarmrank.errors import ConfigError
 from swarmrank.eval.datasets import SuiteRef, load_file
+from swarmrank.eval.injection import expand
 from swarmrank.eval.store import EvalRuns
 from swarmrank.store import Store
 
@@ -111,8 +112,8 @@ def test_suite_refs_record_what_to_resume(jsonl):
     ref = SuiteRef.parse(str(jsonl), limit=2, variants=["extraneous"])
     assert ref.label().startswith(f"file:{jsonl.resolve()}@sha256=") and ref.label().endswith("|limit=2|variants=extraneous")
     again = SuiteRef.from_label(ref.label())
-    assert again == ref and [i.id for i in again.items()] == ["mine/sum", "mine/city", "mine/sum#extraneous",
-                                                               "mine/city#extraneous"]
+    assert again == ref and [i.id for i in expand(again.items(), again.variants)] == [
+        "mine/sum", "mine/city", "mine/sum#extraneous", "mine/city#extraneous"]
     assert SuiteRef.from_label("tiny+extraneous") == SuiteRef("tiny", None, ("extraneous",))  # older runs
     spec = SuiteRef.parse("rg:basic_arithmetic:easy:3, rg:letter_counting:easy:2", limit=4)
     assert spec.source == "rg:basic_arithmetic:easy:3,rg:letter_counting:easy:2"

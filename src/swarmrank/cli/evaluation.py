@@ -100,19 +100,19 @@ def eval_run(
 
     from swarmrank.config import load_config
     from swarmrank.eval.datasets import SuiteRef
-    from swarmrank.eval.injection import parse_variants
+    from swarmrank.eval.injection import expand, parse_variants
     from swarmrank.eval.runner import parse_protocols
     from swarmrank.eval.store import EvalRuns
     from swarmrank.executor import with_executor
 
     names = parse_protocols(protocols)
     ref = SuiteRef.parse(suite, limit=limit, variants=parse_variants(variants)) if resume is None else None
-    items = ref.items() if ref is not None else []  # bad input fails before any set-up
+    items = expand(ref.items(), ref.variants) if ref is not None else []  # bad input fails before any set-up
     swarm = build_swarm(with_executor(load_config(config), executor), store="default")
     runs = EvalRuns(swarm.store)
     if ref is None:  # the run knows its suite, limit and variants: rebuild exactly those items
         ref = SuiteRef.from_label(runs.get(str(resume))["suite"])
-        items = ref.items()
+        items = expand(ref.items(), ref.variants)
     label = ref.label()
     if len(label) > 200:
         raise SwarmError(f"the suite's name is too long to record ({len(label)} characters > 200): use a shorter "

@@ -685,8 +685,9 @@ class SuiteRef:
             parts.append("variants=" + ",".join(self.variants))
         return "|".join(parts)
 
-    def base_items(self) -> list[EvalItem]:
-        """The items before variants: the source's, the first ``limit`` of them."""
+    def items(self) -> list[EvalItem]:
+        """The source's items, the first ``limit`` of them (``variants`` are expanded by the caller:
+        :func:`swarmrank.eval.injection.expand`)."""
         if self.source in _SUITES:
             items = suite(self.source)
         elif self.source.startswith("file:"):
@@ -696,12 +697,6 @@ class SuiteRef:
             items = [g[rank] for rank in range(max((len(g) for g in groups), default=0)) for g in groups
                      if rank < len(g)]
         return items[: self.limit] if self.limit is not None else items
-
-    def items(self) -> list[Any]:
-        """Every item to evaluate: the base items and their injection variants."""
-        from swarmrank.eval.injection import expand
-
-        return list(expand(self.base_items(), list(self.variants)))
 
 
 @hookimpl

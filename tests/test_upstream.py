@@ -337,3 +337,9 @@ def test_a_price_for_no_model_is_a_config_error():
     with pytest.raises(ConfigError, match="prices.x.input"):
         parse_config({"models": {"x": {"backend": "scripted"}}, "nodes": [{"id": "n", "model": "x"}],
                       "prices": {"x": {"input": -1, "output": 1}}})
+
+
+async def test_llamacpp_servers_get_the_schema_inside_a_json_object_format(upstream):
+    schema = {"type": "object"}
+    await complete(backend(upstream, preset="llamacpp-server"), request(response_format="json", json_schema=schema))
+    assert upstream.seen[0].body["response_format"] == {"type": "json_object", "schema": schema}

@@ -20,6 +20,8 @@ Options (on a ``[models.NAME]`` entry or a node):
 ``query``              extra URL query parameters
 ``extra_body``         extra JSON fields merged into every request body (provider extras such as vLLM's
                        ``top_k`` or OpenRouter's ``provider`` routing)
+``schema_format``      how a JSON Schema is asked for: ``json_schema`` (OpenAI's; default) or ``json_object``
+                       (``{"type": "json_object", "schema": ...}``, llama.cpp's servers; the llamacpp-server preset's)
 ``resource``, ``endpoint``, ``deployment``, ``api_version``   Azure only
 =====================  ====================================================================================
 
@@ -117,6 +119,7 @@ class OpenAIBackend(Backend):
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     max_temperature: float | None = None
     azure: Mapping[str, str] | None = None  # deployment, api_version (base_url is the Azure endpoint)
+    schema_format: str = "json_schema"
     preset: str | None = None
     name: str = "openai"
     _client: Any = None
@@ -237,9 +240,14 @@ class OpenAIBackend(Backend):
             if want_logprobs:
                 common.update(logprobs=True, top_logprobs=min(request.top_logprobs or 5, 20))
             if request.response_format == "json":
-                common["response_format"] = (
-                    {"type": "json_object"} if request.json_schema is None else
-                    {"type": "json_schema", "json_schema": {"name": "answer", "schema": dict(request.json_schema)}})
+                schema = None if request.json_schema is None else dict(request.json_schema)
+                if schema is None:
+                    common["response_format"] = {"type": "json_object"}
+                elif self.schema_format == "json_object":
+                    common["response_format"] = {"type": "json_object", "schema": schema}
+                else:
+                    common["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer",
+                                                                                        "schema": schema}}
             resp = await self.client().chat.completions.create(
                 messages=[{"role": m.role, "content": m.content} for m in request.messages], **common)
             choice = resp.choices[0]
@@ -262,7 +270,7 @@ class OpenAIBackend(Backend):
 
 _OPTIONS = {"preset", "base_url", "model", "api_key_env", "timeout", "api", "logprobs", "max_concurrency",
             "max_retries", "backoff_base", "backoff_max", "max_retry_after", "headers", "query", "extra_body",
-            "resource", "endpoint", "deployment", "api_version"}
+            "resource", "endpoint", "deployment", "api_version", "schema_format"}
 _AZURE_ONLY = ("resource", "endpoint", "deployment", "api_version")
 
 
@@ -330,6 +338,9 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> OpenAIBackend:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"openai option 'max_retries' must be a whole number >= 0, not {retries!r}")
     headers = {**(preset.headers if preset else {}), **_table(options, "headers", strings=True)}
+    schema_format = str(options.get("schema_format", preset.schema_format if preset else "json_schema"))
+    if schema_format not in ("json_schema", "json_object"):
+        raise ConfigError(f"openai schema_format must be 'json_schema' or 'json_object', not {schema_format!r}")
     return OpenAIBackend(
         base_url=base_url, model=str(options["model"]), api_key=_api_key(options, preset),
         timeout=_number(options, "timeout", 120.0, low=0.001), api=api,
@@ -339,7 +350,7 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> OpenAIBackend:
         max_retry_after=_number(options, "max_retry_after", 60.0),
         headers=headers, query=_table(options, "query", strings=True),
         extra_body=_table(options, "extra_body", strings=False),
-        max_temperature=preset.max_temperature if preset else None, azure=azure,
+        max_temperature=preset.max_temperature if preset else None, azure=azure, schema_format=schema_format,
         preset=preset.name if preset else None)
 
 

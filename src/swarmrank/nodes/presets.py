@@ -54,13 +54,16 @@ class Preset:
     headers: dict[str, str] = field(default_factory=dict)
     max_temperature: float | None = None  # sampling temperatures above this are capped (the provider refuses them)
     azure: bool = False  # Azure OpenAI: deployments, api-version, the api-key header
+    # how a JSON Schema is sent: OpenAI's {"type": "json_schema", ...}, or llama.cpp's {"type": "json_object",
+    # "schema": ...} (llama-cpp-python's server knows only that one; llama-server knows both)
+    schema_format: str = "json_schema"
 
 
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("ollama", "Ollama's OpenAI-compatible endpoint", base_url="http://localhost:11434/v1", logprobs=False),
     Preset("vllm", "a vLLM server", base_url="http://localhost:8000/v1", api_key_env="VLLM_API_KEY"),
     Preset("llamacpp-server", "llama.cpp's llama-server (or llama-cpp-python's server)",
-           base_url="http://localhost:8080/v1"),
+           base_url="http://localhost:8080/v1", schema_format="json_object"),
     Preset("openrouter", "OpenRouter", base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY",
            key_required=True, headers={"X-Title": "swarmrank"}),
     Preset("anthropic", "Anthropic's OpenAI-compatible endpoint", base_url="https://api.anthropic.com/v1/",

@@ -20,7 +20,9 @@ eval_app = typer.Typer(
 
 
 def _dollars(value: float | None) -> str:
-    return "—" if value is None else f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+    if value is None:
+        return "—"
+    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -> None:

@@ -239,3 +239,39 @@ def test_json_streams_as_valid_json_content(api, store, key):
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": Person.model_json_schema()}})
     content = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert Person.model_validate_json(content) == Person(name="Ada", age=36)
+
+
+# -- rounds in flight -------------------------------------------------------------------------------------
+
+
+async def test_rounds_beyond_the_cap_queue_then_get_429_with_retry_after(start, store, key):
+    import asyncio
+
+    import httpx
+
+    url = start(right_and_wrong(store, latency=0.4), store=store, max_rounds=1, max_queued=1)
+    async with httpx.AsyncClient(base_url=url, headers=headers(key), timeout=30) as client:
+        async def streamed() -> list[str]:
+            lines = []
+            async with client.stream("POST", "/v1/chat/completions", json={**ask(), "stream": True}) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        delta = (json.loads(line[6:]).get("choices") or [{}])[0].get("delta", {})
+                        lines.append(delta.get("reasoning_content") or "")
+            return lines
+
+        first = asyncio.create_task(client.post("/v1/chat/completions", json=ask()))
+        await asyncio.sleep(0.2)  # the first round is running
+        second = asyncio.create_task(streamed())  # waits its turn
+        await asyncio.sleep(0.2)
+        third = await client.post("/v1/chat/completions", json=ask())  # nothing left: refused at once
+        error = assert_openai_error(third, 429, code="too_many_rounds")
+        assert "1 round(s) running and 1 waiting" in error["message"]
+        assert int(third.headers["retry-after"]) >= 1
+        assert (await first).status_code == 200
+        lines = await second
+        assert "waiting for a free slot: 1 round(s) ahead\n" in lines
+    # with the queue drained, a new request runs
+    again = httpx.post(f"{url}/v1/chat/completions", json=ask(), headers=headers(key), timeout=30)
+    assert again.status_code == 200

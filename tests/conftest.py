@@ -101,8 +101,8 @@ def pg_url() -> Iterator[str]:
 # -- headless Chromium (Debian's chromium driven by Playwright's bundled driver) ---------------------
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # not session: Playwright's sync API holds an event loop while it runs,
+def browser() -> Iterator[Any]:   # which later tests' asyncio.run() would trip over
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; CI does)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its driver only)")

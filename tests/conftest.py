@@ -5,6 +5,7 @@ fixtures live in helpers.py."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from swarmrank.store import Store
 from swarmrank.swarm import Swarm
 
 from helpers import Server
+
+CHROMIUM = os.environ.get("SWARMRANK_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +96,37 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- headless Chromium (Debian's chromium driven by Playwright's bundled driver) ---------------------
+
+
+@pytest.fixture(scope="module")  # not session: Playwright's sync API holds an event loop while it runs,
+def browser() -> Iterator[Any]:   # which later tests' asyncio.run() would trip over
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; CI does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its driver only)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """A fresh page that records console errors, page errors and dialogs (asserted empty by the test)."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    pg.problems = []
+    pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
+    pg.dialogs = []
+
+    def on_dialog(dialog: Any) -> None:
+        pg.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    pg.on("dialog", on_dialog)
+    yield pg
+    context.close()

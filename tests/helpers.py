@@ -132,12 +132,14 @@ def free_port() -> int:
 # -- the CLI ----------------------------------------------------------------------------------------
 
 
-def run_cli(*args: str, home: Path, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``swarmrank ARGS`` as a user runs it: a real process, its own SWARMRANK_HOME, a wide terminal."""
+def run_cli(*args: str, home: Path, check: bool = False, timeout: float = 120,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``swarmrank ARGS`` as a user runs it: a real process, its own SWARMRANK_HOME, a wide terminal
+    (``stdin``: text piped in; otherwise no input)."""
     env = {**os.environ, "SWARMRANK_HOME": str(home), "COLUMNS": "200"}
     env.pop("SWARMRANK_DB", None)
     proc = subprocess.run([sys.executable, "-m", "swarmrank", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, input=stdin if stdin is not None else "")
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

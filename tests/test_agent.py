@@ -446,3 +446,18 @@ def test_remote_options_are_checked_when_the_swarm_is_built():
             create_backend("remote", options, ctx)
     backend = create_backend("remote", {"url": "http://127.0.0.1:9101/", "node": "alice"}, ctx)
     assert backend.describe() == "remote(alice @ http://127.0.0.1:9101)"
+
+
+def test_a_remote_node_gets_the_rounds_sampling_and_json_schema(serve):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    erin, agent = serve(id="erin", answer='{"answer": 42}', roles=["answer"], record=True)
+    swarm = coordinator([remote("erin", erin.url, ["answer"])], answer_top_p=0.5, answer_presence_penalty=0.25,
+                        answer_schema=schema)
+    result = swarm.ask_sync(QUESTION, protocol="majority", task_type="json")
+    assert result.answer == '{"answer":42}'
+    (request,) = agent.backend.requests
+    assert (request.top_p, request.presence_penalty, request.response_format) == (0.5, 0.25, "json")
+    assert request.json_schema == schema
+    plain = coordinator([remote("erin", erin.url, ["answer"])])
+    plain.ask_sync(QUESTION, protocol="majority", task_type="free")
+    assert agent.backend.requests[-1].response_format == "text" and agent.backend.requests[-1].top_p is None

@@ -271,7 +271,7 @@ def test_eval_resume_rebuilds_the_runs_own_suite_and_variants(tmp_path, isolated
     path.write_text(EVAL_SWARM)
     data = json.loads(run_cli("eval", "run", "--suite", "tiny", "--variants", "extraneous", "--protocols", "majority",
                           "--config", str(path), "--json", home=isolated_home, check=True).stdout)
-    assert data["suite"] == "tiny+extraneous"
+    assert data["suite"] == "tiny|variants=extraneous"
     again = run_cli("eval", "run", "--resume", data["run_id"][:8], "--config", str(path), "--json",
                 home=isolated_home, check=True)  # no --suite/--variants given: taken from the run
     assert "already done" in again.stderr

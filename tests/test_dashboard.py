@@ -6,10 +6,7 @@ bundled driver only; no downloaded browser); they are skipped without them. CI i
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +25,6 @@ from swarmrank.swarm import Swarm
 
 from helpers import node
 
-CHROMIUM = os.environ.get("SWARMRANK_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(2)>"
 
@@ -110,7 +104,7 @@ def test_the_matrix_counts_verdicts_in_both_orders_from_the_rows_side():
     m = analyse(result).matrix
     assert (m[0][1].wins, m[0][1].losses, m[0][1].ties, m[0][1].total) == (2, 1, 1, 4)
     assert (m[1][0].wins, m[1][0].losses, m[1][0].ties, m[1][0].total) == (1, 2, 1, 4)
-    assert m[0][1].share == 0.5 and m[1][0].share == 0.25
+    assert m[0][1].share == 0.625 and m[1][0].share == 0.375  # a tie is half a win each way: the cells sum to 1
     assert (m[1][2].wins, m[1][2].total) == (1, 1) and m[2][1].share == 0.0  # the failed call is not counted
     assert m[0][2].total == 0 and m[0][2].share is None and m[0][0].total == 0
 
@@ -245,37 +239,6 @@ def test_round_text_never_reaches_the_page_as_markup(tmp_path, store, start):
 # -- in the browser -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; CI does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its driver only)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser) -> Iterator[Any]:
-    """A fresh page that records console errors, page errors and dialogs (asserted empty by the test)."""
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.set_default_timeout(10_000)
-    pg.problems = []
-    pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
-    pg.dialogs = []
-
-    def on_dialog(dialog: Any) -> None:
-        pg.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    pg.on("dialog", on_dialog)
-    yield pg
-    context.close()
-
-
 def expected_cells(round_json: dict[str, Any]) -> dict[tuple[int, int], tuple[int, int]]:
     """(row, col) → (verdicts preferring row, verdicts on the pair), counted straight from the judgments."""
     out: dict[tuple[int, int], tuple[int, int]] = {}
@@ -317,15 +280,23 @@ def test_the_dashboard_shows_rounds_verdicts_strengths_judges_and_reputation(tru
         assert (int(cell.get_attribute("data-wins")), int(cell.get_attribute("data-total"))) == (wins, total)
         if total:
             assert cell.locator("text.cell-count").text_content() == f"{wins}/{total}"
-            assert cell.locator("text.cell-share").text_content() == f"{round(100 * wins / total)}%"
+            ties = sum(1 for j in stored["judgments"] if not j["failed"] and j["verdict"] == "U"
+                       and {j["first"], j["second"]} == {row, col})
+            assert cell.locator("text.cell-share").text_content() == f"{round(100 * (wins + ties / 2) / total)}%"
 
+    # mirror cells sum to 100% (ties count half each way)
+    shares = {(int(c.get_attribute("data-row")), int(c.get_attribute("data-col"))):
+              c.locator("text.cell-share").text_content() for c in cells.all() if c.locator("text.cell-share").count()}
+    assert all(int(v[:-1]) + int(shares[(b, a)][:-1]) in (99, 100, 101) for (a, b), v in shares.items())
+    assert page.locator("#strengths-help").inner_text().startswith("Bar: each candidate's posterior probability")
+    assert "Bradley–Terry" not in page.locator("#round h3").all_inner_texts()
     bars = page.locator("#strengths g.strength")
     assert bars.count() == 3
     for k, cand in enumerate(stored["candidates"]):
         assert float(bars.nth(k).get_attribute("data-strength")) == pytest.approx(cand["strength"])
         assert bars.nth(k).locator("line.interval").count() == (cand["stderr"] is not None)
-    # the default aggregation gives each candidate its posterior (no Bradley–Terry interval to draw)
-    assert stored["aggregation"] == "evidence" and all(c["stderr"] is None for c in stored["candidates"])
+    # peer-rank's evidence aggregation fits no Bradley–Terry standard errors, so no interval is drawn
+    assert stored["aggregation"] == "evidence" and page.locator("#strengths line.interval").count() == 0
 
     judges = page.locator("#judges tbody tr")
     assert sorted(judges.nth(k).get_attribute("data-judge") for k in range(judges.count())) == ["judy", "pat"]
@@ -372,3 +343,16 @@ def test_with_auth_and_no_key_the_page_asks_for_one_and_a_wrong_one_is_refused(t
     assert page.locator("#key-form").is_hidden() and page.locator("#rounds tbody tr").count() == 2
     # the refused request is the browser's only complaint
     assert page.problems and all("status of 401" in p for p in page.problems), page.problems
+
+
+def test_the_chosen_round_shows_beside_the_list_not_below_it(trusted, page):
+    url, key, ids = trusted
+    page.set_viewport_size({"width": 1400, "height": 800})
+    page.goto(f"{url}/dashboard#key={key}&round={ids[0]}")
+    page.wait_for_selector("#heatmap g.cell")
+    listing, detail = page.locator("#rounds-section").bounding_box(), page.locator("#round").bounding_box()
+    assert detail["x"] >= listing["x"] + listing["width"] and detail["y"] < 200  # beside, at the top
+    page.set_viewport_size({"width": 800, "height": 800})  # narrow: the round comes first, above the list
+    listing, detail = page.locator("#rounds-section").bounding_box(), page.locator("#round").bounding_box()
+    assert detail["y"] < listing["y"]
+    assert page.problems == []

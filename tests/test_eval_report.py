@@ -239,3 +239,43 @@ def test_extra_figures_need_distinct_plain_png_names(run_and_rows, tmp_path, nam
     with pytest.raises(ConfigError, match="distinct plain .png"):
         write_report(run, rows, tmp_path, extra_figures=[Figure(name, "x", PNG_SIGNATURE)])
     assert not (tmp_path / "report.md").exists()
+
+
+def test_each_items_answers_link_to_their_rounds_trace(run_and_rows, tmp_path):
+    run, rows = run_and_rows
+    from swarmrank.eval.report import ROUND_LINK
+
+    paths = write_report(run, rows, tmp_path / "linked", round_link=ROUND_LINK)
+    html, md = paths.html.read_text(), paths.markdown.read_text()
+    for row in rows:
+        if not row["system"].startswith("node:"):
+            link = f"http://127.0.0.1:8000/dashboard#round={row['round_id']}"
+            assert f'<a href="{link}"' in html and f"]({link})" in md
+    custom = write_report(run, rows, tmp_path / "custom", round_link="https://swarm.example/dashboard#round={round_id}")
+    assert "https://swarm.example/dashboard#round=" in custom.html.read_text()
+    plain = write_report(run, rows, tmp_path / "plain", round_link=None)
+    assert "#round=" not in plain.html.read_text() and "#round=" not in plain.markdown.read_text()
+    with pytest.raises(ConfigError, match="needs a {round_id} placeholder"):
+        write_report(run, rows, tmp_path / "bad", round_link="https://x/")
+
+
+def test_accuracy_vs_cost_labels_never_overlap_even_when_the_points_coincide(run_and_rows):
+    from swarmrank.eval.metrics import accuracy
+    from swarmrank.eval.report import _accuracy_vs_cost_figure, _View
+    from swarmrank.eval.summary import Summary, SystemSummary
+
+    # eight systems on nearly the same spot: the old fixed offset drew every label on top of the others
+    systems = [SystemSummary(system=name, accuracy=accuracy([True, False, True]), calls=4.0, judge_calls=0.0,
+                             prompt_tokens=100.0 + k, completion_tokens=20.0, seconds=1.0)
+               for k, name in enumerate(["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate",
+                                         "node:a", "node:b"])]
+    summary = Summary(items=3, systems=systems, oracle=None, best_node=None, peer_vs_majority=None, gap_closed=None)
+    run, rows = run_and_rows
+    view = _View.build(run, rows, summarise(rows))
+    view = _View(**{**view.__dict__, "summary": summary, "protocols": [s.system for s in systems[:6]]})
+    fig = _accuracy_vs_cost_figure(view)
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 8
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

@@ -390,7 +390,11 @@ WRONG_TYPES = [
     ("messages.0.name", 5), ("messages.0.name", ["me"]),
     ("stream", "maybe"), ("stream", 2), ("stream", [True]), ("stream", {"on": True}),
     ("stream_options", "yes"), ("stream_options", [1]), ("stream_options.include_usage", "maybe"),
-    ("n", 2), ("n", 0), ("n", -1), ("n", 1.5), ("n", "many"), ("n", None), ("n", [1]),
+    ("n", 2), ("n", 0), ("n", -1), ("n", 1.5), ("n", "many"), ("n", [1]),  # null is OpenAI's "default"
+    ("temperature", 2.5), ("temperature", "hot"), ("top_p", -0.1), ("max_tokens", -1), ("max_tokens", 0),
+    ("max_completion_tokens", "x"), ("seed", 1.5), ("stop", 3), ("stop", [1]), ("presence_penalty", 9),
+    ("response_format", "json"), ("response_format.type", "yaml"), ("logit_bias", [1]), ("user", 5),
+    ("metadata", "x"), ("store", "maybe"), ("colour", "blue"),
     ("swarmrank", "number"), ("swarmrank", [1]), ("swarmrank.task_type", "essay"), ("swarmrank.task_type", 3),
     ("swarmrank.content", "everything"), ("swarmrank.content", False), ("swarmrank.colour", "blue"),
 ]

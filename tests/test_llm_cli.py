@@ -52,3 +52,22 @@ def test_llm_reports_a_bad_key_as_an_error(user_path):
     proc = llm("-m", "swarm", QUESTION, user_path=user_path)
     assert proc.returncode != 0
     assert "401" in proc.stderr or "API key" in proc.stderr or "Incorrect" in proc.stderr
+
+
+def test_llm_schema_gets_a_json_object_that_matches_it(tmp_path, start, store, key):
+    from swarmrank.swarm import Swarm
+
+    from helpers import node
+
+    answers = ['{"name": "Ada", "age": 36}', '{"name": "Ada", "age": 36}', '{"name": "Ada"}']
+    swarm = Swarm([node(f"a{i}", {"answer"}, answers={"*": text}) for i, text in enumerate(answers)], store=store)
+    url = start(swarm, store=store)
+    path = tmp_path / "llm-json"
+    path.mkdir()
+    (path / "extra-openai-models.yaml").write_text(
+        f"- model_id: swarm\n  model_name: swarmrank/majority\n  api_base: {url}/v1\n  api_key_name: swarmrank\n"
+        "  supports_schema: true\n")
+    (path / "keys.json").write_text(json.dumps({"swarmrank": key}))
+    proc = llm("-m", "swarm", "--schema", "name, age int", "Who wrote the first program?", user_path=path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"name": "Ada", "age": 36}

@@ -211,3 +211,36 @@ async def test_an_eval_on_real_models_scores_every_system_and_reruns_from_the_ca
     assert {"majority", "peer-rank", "node:smol-precise", "node:gemma-precise"} <= systems
     assert all(s.accuracy.total == len(items) for s in summary.systems)
     store.close()
+
+
+async def test_preset_nodes_on_a_real_llama_cpp_server_answer_json_that_matches_the_schema(openai_server):
+    """The llamacpp-server preset with a concurrency cap and retries, behind swarmrank's own server,
+    asked by the official client for a json_schema answer: the upstream constrains decoding to the
+    schema, every candidate is validated, and the reply parses."""
+    import openai
+
+    from swarmrank.server import ServerSettings, create_app
+
+    from helpers import Server
+
+    cfg = parse_config({
+        "models": {"srv": {"backend": "openai", "preset": "llamacpp-server", "base_url": openai_server,
+                           "model": "smollm2", "max_concurrency": 1, "max_retries": 1}},
+        "nodes": [{"id": "r1", "model": "srv", "roles": ["answer"], "max_tokens": 40, "seed": 1},
+                  {"id": "r2", "model": "srv", "roles": ["answer"], "max_tokens": 40, "seed": 2,
+                   "temperature": 0.8}],
+    })
+    swarm = Swarm.from_config(cfg, store=None)
+    server = Server(create_app(swarm, settings=ServerSettings(auth=False)))
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=110)
+        reply = client.chat.completions.create(
+            model="swarmrank/majority", messages=[{"role": "user", "content": "What is 2 + 3?"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "sum", "schema": schema}})
+    finally:
+        server.stop()
+    content = json.loads(reply.choices[0].message.content)
+    assert isinstance(content["answer"], int)
+    assert reply.usage.completion_tokens > 0
+    assert reply.model_extra["swarmrank"]["calls"] == 2

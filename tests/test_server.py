@@ -141,10 +141,19 @@ def test_streaming_sends_progress_then_the_answer_then_stop(http, key):
     assert all(c.choices[0].finish_reason is None for c in with_choices[:-1])
     progress = [c.model_extra["swarmrank"]["progress"] for c in with_choices
                 if c.model_extra and "progress" in c.model_extra.get("swarmrank", {})]
-    assert {p["event"] for p in progress} == {"phase", "answer", "judgment", "note"}
+    assert {p["event"] for p in progress} == {"start", "phase", "call", "answer", "judgment", "note", "decided"}
     assert {p["node"] for p in progress if p["event"] == "answer"} == {"right", "wrong1", "wrong2"}
     progress_chunks = [c for c in with_choices if "progress" in (c.model_extra or {}).get("swarmrank", {})]
-    assert all(c.choices[0].delta.content == "" for c in progress_chunks)  # printing delta.content shows nothing
+    assert all(c.choices[0].delta.content is None for c in progress_chunks)  # printing delta.content shows nothing
+    # every progress event is a line of text in reasoning_content, which chat UIs show while the round runs
+    lines = [c.choices[0].delta.model_extra.get("reasoning_content") for c in progress_chunks]
+    assert all(line and line.endswith("\n") for line in lines)
+    assert "right answered 42\n" in lines and "decided: 42 (confidence" in lines[-1]
+    assert any(line.startswith("judge1 compared #0 (42) with #1 (41): prefers #0") for line in lines)
+    # the answer follows the decision at once, before the last chunk
+    decided = next(i for i, c in enumerate(with_choices) if c in progress_chunks and
+                   c.model_extra["swarmrank"]["progress"]["event"] == "decided")
+    assert with_choices[decided + 1].choices[0].delta.content
     result = with_choices[-1].model_extra["swarmrank"]["result"]
     assert result["answer"] == "42"
     usage = chunks[-1]

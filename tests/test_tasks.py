@@ -266,7 +266,7 @@ def test_task_type_parse_accepts_names_members_and_none():
 
 
 def test_task_type_parse_unknown_raises_config_error_listing_known_types():
-    with pytest.raises(ConfigError, match=r"unknown task type 'essay' \(known: mc, number, short, free\)"):
+    with pytest.raises(ConfigError, match=r"unknown task type 'essay' \(known: mc, number, short, free, json\)"):
         TaskType.parse("essay")
 
 
@@ -291,3 +291,29 @@ def test_a_year_range_does_not_make_a_question_numeric(question):
 @pytest.mark.parametrize("question", ["What is 2024 - 1999?", "Compute 3.5*2", "What is 12-5?"])
 def test_arithmetic_between_numbers_still_means_a_number_task(question):
     assert detect_task_type(question) is TaskType.NUMBER
+
+
+@pytest.mark.parametrize(("text", "value", "problem"), [
+    ('{"b": 1, "a": [1, 2]}', '{"a":[1,2],"b":1}', None),
+    ('Here: ```json\n{"a": 1}\n``` done', '{"a":1}', None),
+    ('Sure! {"a": {"b": "}"}} is it', '{"a":{"b":"}"}}', None),
+    ("[1, 2]", None, "invalid JSON: a JSON array, not an object"),
+    ('{"a": 1,}', None, "invalid JSON: "),
+    ("no json here", None, "invalid JSON: no JSON object in the reply"),
+])
+def test_json_tasks_read_one_object_and_compare_it_canonically(text, value, problem):
+    task = Task.create("Give me JSON", "json")
+    assert task.extract(text) == value
+    assert (task.problem(text) or "").startswith(problem or "") and (task.problem(text) is None) == (problem is None)
+
+
+def test_a_json_schema_red_flags_objects_that_break_it():
+    task = Task.create("Give me a person", "json", schema={"type": "object", "required": ["age"],
+                                                           "properties": {"age": {"type": "integer"}}})
+    assert task.extract('{"age": 3}') == '{"age":3}'
+    assert task.extract('{"age": "three"}') is None
+    assert task.problem('{"age": "three"}') == "does not match the JSON Schema: 'three' is not of type 'integer' (at /age)"
+    with pytest.raises(ConfigError, match="invalid JSON Schema"):
+        Task.create("q", "json", schema={"type": 5})
+    with pytest.raises(ConfigError, match="needs task type json"):
+        Task.create("q", "number", schema={"type": "object"})

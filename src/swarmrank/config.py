@@ -10,6 +10,8 @@ A config has these parts (``swarmrank config show`` prints the embedded default)
     [models.NAME]      a backend and its options, shared by every node that names the model
     [[nodes]]          id, model (or an inline backend), roles, the fields of swarmrank.nodes.base.Persona,
                        and backend options
+    [prices.MODEL]     input, output, cached_input: US dollars per million tokens (swarmrank.pricing), for
+                       a [models.NAME] key or a node's upstream `model`
 
 Every setting is declared once, in the library's own option type, which the section embeds: a
 field added to ``RoundOptions``, ``TrustParams`` or ``Persona`` is a config key at once, with its
@@ -30,6 +32,7 @@ from swarmrank.errors import ConfigError
 from swarmrank.identity import check_node_id
 from swarmrank.nodes.base import Persona
 from swarmrank.options import describe
+from swarmrank.pricing import Price
 from swarmrank.round import RoundOptions
 from swarmrank.trust import TrustParams
 
@@ -149,6 +152,7 @@ class SwarmConfig(BaseModel):
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
     models: dict[str, ModelSection] = Field(default_factory=dict)
     nodes: list[NodeSection]
+    prices: dict[str, Price] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_refs(self) -> SwarmConfig:
@@ -162,7 +166,24 @@ class SwarmConfig(BaseModel):
                                  f"which has no [models.{node.model}] entry")
         if not self.nodes:
             raise ValueError("a swarm needs at least one node")
+        upstream = (self.backend_for(n)[1].get("model") for n in self.nodes)
+        named = set(self.models) | {str(m) for m in upstream if m is not None}
+        unused = sorted(set(self.prices) - named)
+        if unused:
+            raise ValueError(f"[prices] names {', '.join(map(repr, unused))}, which no [models.NAME] entry or "
+                             "node's 'model' is")
         return self
+
+    def node_prices(self) -> dict[str, Price]:
+        """Node id → its price: the ``[prices]`` entry of its ``[models.NAME]`` key, else of its upstream ``model``."""
+        out: dict[str, Price] = {}
+        for node in self.nodes:
+            upstream = self.backend_for(node)[1].get("model")
+            for name in (node.model if node.backend is None else None, upstream):
+                if name is not None and str(name) in self.prices:
+                    out[node.id] = self.prices[str(name)]
+                    break
+        return out
 
     def backend_for(self, node: NodeSection) -> tuple[str, dict[str, Any]]:
         """(backend name, options) for one node; node options override the model's."""

@@ -105,10 +105,18 @@ def group(answers: Sequence[Answer]) -> tuple[list[Answer], list[Candidate]]:
 
 
 def vote_result(ctx: RoundContext, answers: list[Answer], candidates: list[Candidate],
-                shares: np.ndarray, votes: Sequence[float]) -> RoundResult:
+                shares: np.ndarray, votes: Sequence[float], *, ties: bool = True) -> RoundResult:
+    """The result of a vote. A tie for the most votes goes to the candidate given first (candidates are
+    numbered in the order their first answer came, which is the swarm's node order), and is noted."""
     for cand, share, vote in zip(candidates, shares, votes):
         cand.strength, cand.votes = float(share), float(vote)
     winner = int(np.argmax(shares)) if candidates else None
+    tied = [] if winner is None else [i for i, s in enumerate(shares) if np.isclose(s, shares[winner], rtol=0,
+                                                                                       atol=1e-12)]
+    if ties and len(tied) > 1 and winner is not None:
+        ctx.note(f"tie: {', '.join(repr(candidates[i].answer) for i in tied)} have {float(votes[winner]):g} "
+                 f"vote(s) each; broken by node order for {candidates[winner].answer!r} (first given, by "
+                 f"{candidates[winner].nodes[0]})")
     confidence = float(shares[winner]) if winner is not None else 0.0
     return ctx.result(candidates=candidates, winner=winner, confidence=confidence, answers=answers)
 
@@ -636,7 +644,7 @@ class Council(Protocol):
         order = aggregate.council_order(means)
         winner = int(order[0])
         top_share = sum(1 for r in rankings if r.order[0] == winner) / len(rankings)
-        result = vote_result(ctx, answers, candidates, shares, [len(c.nodes) for c in candidates])
+        result = vote_result(ctx, answers, candidates, shares, [len(c.nodes) for c in candidates], ties=False)
         return result.model_copy(update={"winner": winner, "answer": candidates[winner].answer,
                                          "answer_text": candidates[winner].text, "confidence": top_share})
 

@@ -52,6 +52,8 @@ def red_flag(task: Task, completion: Completion, *, max_chars: int = 4000) -> st
     if _INJECTION.search(text):
         return "injection: the answer addresses the judges"
     answer = task.extract(text)
+    if task.type is TaskType.JSON:  # invalid JSON, or JSON that breaks the request's schema
+        return None if answer is not None else task.problem(text)
     explicit = answer is not None and (task.type in (TaskType.MC, TaskType.NUMBER) or _ANSWER_GIVEN.search(text))
     if _REFUSAL.search(text) and not explicit:
         return "refused"

@@ -36,6 +36,7 @@ class Answer(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    finish_reason: str | None = Field(None, description="why the node stopped: 'stop', or 'length' when cut off")
 
 
 class Candidate(BaseModel):
@@ -125,9 +126,22 @@ class PhaseCost(BaseModel):
     seconds: float = Field(0.0, description="wall time of the phase")
 
 
+class NodeCost(BaseModel):
+    """One node's calls and tokens in a round, and what they cost by the swarm's price table."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dollars: float | None = Field(None, description="by the price table; null when the node has no price")
+
+
 class Cost(BaseModel):
     phases: dict[str, PhaseCost] = Field(default_factory=dict)
     wall_seconds: float = 0.0
+    nodes: dict[str, NodeCost] = Field(default_factory=dict, description="per node, every phase together")
+    dollars: float | None = Field(None, description="the round's cost in US dollars by the swarm's price table "
+                                                    "(priced nodes only); null when no node has a price")
 
     @property
     def calls(self) -> int:

@@ -10,21 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from swarmrank.errors import ConfigError, NodeError, NodeTimeoutError
 from swarmrank.nodes.base import Completion, CompletionRequest, Message, Node
 from swarmrank.options import options
+from swarmrank.pricing import Price
 from swarmrank.redflag import red_flag
 from swarmrank.reliability import AGGREGATIONS, KAPPA_MAX, JudgeBook, ReliabilityParams
-from swarmrank.result import Answer, Candidate, Cost, Judgment, PhaseCost, Ranking, RoundResult
+from swarmrank.result import Answer, Candidate, Cost, Judgment, NodeCost, PhaseCost, Ranking, RoundResult
 from swarmrank.schedule import INTERESTED, JUDGE_STYLES, check_schedule
-from swarmrank.tasks import Task
+from swarmrank.tasks import Task, TaskType, check_schema
 
 T = TypeVar("T")
 
@@ -70,6 +71,16 @@ class RoundOptions:
     judge_style: str = "compare"  # "compare" (Fortytwo: do not re-solve) or "reference" (the judge solves first)
     stop_at: Annotated[float, Field(gt=0.5, le=1)] = 0.95  # adaptive: stop once the leader's posterior reaches this
     max_judge_calls: Annotated[int, Field(ge=0)] = 0  # adaptive: judge calls at most (0: every judge once per pair)
+    # how answers are sampled, over every answering node's persona (the chat-completions request fields
+    # temperature, top_p, seed, max_tokens, stop, presence_penalty, frequency_penalty set these per round)
+    answer_temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    answer_top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    answer_seed: int | None = None  # node calls are seeded answer_seed + the persona's seed (+ the sample)
+    answer_max_tokens: Annotated[int, Field(ge=1)] | None = None  # replaces each persona's max_tokens
+    answer_stop: tuple[str, ...] = ()  # up to 4 stop sequences
+    answer_presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    answer_frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    answer_schema: dict[str, Any] | None = None  # json tasks: the JSON Schema every answer must match
 
     @field_validator("schedule")
     @classmethod
@@ -78,6 +89,23 @@ class RoundOptions:
             return check_schedule(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("answer_stop")
+    @classmethod
+    def _stops(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > 4 or not all(value):
+            raise ValueError("answer_stop takes at most 4 non-empty stop sequences")
+        return value
+
+    @field_validator("answer_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                check_schema(value)
+            except ConfigError as exc:
+                raise ValueError(f"answer_schema: {exc}") from None
+        return value
 
     @field_validator("influence")
     @classmethod
@@ -136,7 +164,7 @@ class RoundContext:
     def __init__(self, task: Task, nodes: Sequence[Node], options: RoundOptions, *, protocol: str,
                  swarm: str = "default", truth: str | None = None,
                  on_event: Callable[[str, dict[str, object]], None] | None = None,
-                 book: JudgeBook | None = None) -> None:
+                 book: JudgeBook | None = None, prices: Mapping[str, Price] | None = None) -> None:
         self.task = task
         self.nodes = list(nodes)
         self.by_id = {n.id: n for n in nodes}
@@ -148,6 +176,9 @@ class RoundContext:
         self.created_at = datetime.now(timezone.utc)
         self.started = time.monotonic()
         self.phases: dict[str, PhaseCost] = {}
+        self.node_costs: dict[str, NodeCost] = {}
+        #: node id → its price (the swarm's price table): the round's cost in dollars
+        self.prices = dict(prices or {})
         self.answers: list[Answer] = []
         self.judgments: list[Judgment] = []
         self.rankings: list[Ranking] = []
@@ -181,6 +212,8 @@ class RoundContext:
         start = time.monotonic()
         cost = self.phase_cost(phase)
         cost.calls += 1
+        mine = self.node_costs.setdefault(node.id, NodeCost())
+        mine.calls += 1
         if limit <= 0:
             cost.failures += 1
             return CallOutcome(node, None, "timeout: the round deadline passed before the call", 0.0)
@@ -188,20 +221,26 @@ class RoundContext:
             async with asyncio.timeout(limit):  # cheaper than wait_for: no extra task per call
                 completion = await node.complete(replace(request, timeout=node_timeout))
         except (TimeoutError, NodeTimeoutError):
-            cost.failures += 1
             reason = ("timeout: the round deadline passed" if self.remaining() <= 0.001
                       else f"timeout after {node_timeout:.1f}s")
-            return CallOutcome(node, None, reason, time.monotonic() - start)
+            return self._failed(node, phase, reason, start)
         except NodeError as exc:
-            cost.failures += 1
-            return CallOutcome(node, None, f"error: {exc}", time.monotonic() - start)
+            return self._failed(node, phase, f"error: {exc}", start)
         except Exception as exc:  # a backend bug must not sink the round; it is recorded instead
-            cost.failures += 1
-            return CallOutcome(node, None, f"error: {type(exc).__name__}: {exc}", time.monotonic() - start)
-        cost.prompt_tokens += completion.prompt_tokens
-        cost.cached_prompt_tokens += completion.cached_tokens
-        cost.completion_tokens += completion.completion_tokens
-        return CallOutcome(node, completion, None, time.monotonic() - start)
+            return self._failed(node, phase, f"error: {type(exc).__name__}: {exc}", start)
+        for tally in (cost, mine):
+            tally.prompt_tokens += completion.prompt_tokens
+            tally.cached_prompt_tokens += completion.cached_tokens
+            tally.completion_tokens += completion.completion_tokens
+        seconds = time.monotonic() - start
+        self.emit("call", node=node.id, phase=phase, ok=True, seconds=round(seconds, 3))
+        return CallOutcome(node, completion, None, seconds)
+
+    def _failed(self, node: Node, phase: str, reason: str, start: float) -> CallOutcome:
+        self.phase_cost(phase).failures += 1
+        seconds = time.monotonic() - start
+        self.emit("call", node=node.id, phase=phase, ok=False, seconds=round(seconds, 3))
+        return CallOutcome(node, None, reason, seconds)
 
     async def gather_phase(self, phase: str, coros: Sequence[Awaitable[T]]) -> list[T]:
         if not coros:
@@ -226,12 +265,20 @@ class RoundContext:
         if self.truth is not None:
             ctx["truth"] = self.truth
         ctx.update(context or {})
+        opts, persona = self.options, node.persona
+        json_task = self.task.type is TaskType.JSON
         return CompletionRequest(
-            messages=(Message("system", node.persona.system or DEFAULT_SYSTEM), Message("user", user)),
+            messages=(Message("system", persona.system or DEFAULT_SYSTEM), Message("user", user)),
             purpose=purpose,  # type: ignore[arg-type]
-            temperature=node.persona.temperature,
-            max_tokens=node.persona.max_tokens,
-            seed=node.persona.seed + sample,
+            temperature=persona.temperature if opts.answer_temperature is None else opts.answer_temperature,
+            max_tokens=persona.max_tokens if opts.answer_max_tokens is None else opts.answer_max_tokens,
+            seed=persona.seed + sample + (opts.answer_seed or 0),
+            stop=opts.answer_stop,
+            top_p=opts.answer_top_p,
+            presence_penalty=opts.answer_presence_penalty,
+            frequency_penalty=opts.answer_frequency_penalty,
+            response_format="json" if json_task else "text",
+            json_schema=self.task.schema if json_task else None,
             context=ctx,
         )
 
@@ -248,7 +295,7 @@ class RoundContext:
                 value=None if reason else self.task.extract(completion.text),
                 excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                seconds=outcome.seconds,
+                seconds=outcome.seconds, finish_reason=completion.finish_reason,
             )
         self.answers.append(answer)
         self.emit("answer", node=answer.node, value=answer.value, excluded=answer.excluded)
@@ -277,5 +324,16 @@ class RoundContext:
             answer=chosen.answer if chosen else None, answer_text=chosen.text if chosen else None,
             winner=winner, confidence=float(confidence), answers=list(answers if answers is not None else self.answers),
             candidates=candidates, judgments=self.judgments, rankings=self.rankings, notes=self.notes,
-            cost=Cost(phases=self.phases, wall_seconds=wall), swarm=self.swarm, **extra,
+            cost=self.cost(wall), swarm=self.swarm, **extra,
         )
+
+    def cost(self, wall: float) -> Cost:
+        """The round's cost so far: per phase, per node, and in dollars by the price table."""
+        total: float | None = None
+        for node_id, tally in self.node_costs.items():
+            price = self.prices.get(node_id)
+            if price is not None:
+                tally.dollars = price.dollars(tally.prompt_tokens, tally.completion_tokens,
+                                              tally.cached_prompt_tokens)
+                total = (total or 0.0) + tally.dollars
+        return Cost(phases=self.phases, wall_seconds=wall, nodes=self.node_costs, dollars=total)

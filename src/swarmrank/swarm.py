@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,13 @@ from swarmrank.errors import (
 from swarmrank.identity import load_or_create
 from swarmrank.nodes.base import BuildContext, Completion, CompletionRequest, Message, Node
 from swarmrank.nodes.factory import build_node
+from swarmrank.pricing import Price
 from swarmrank.protocols import get_protocol
 from swarmrank.reliability import JudgeBook
 from swarmrank.result import JudgeReport, RoundResult
 from swarmrank.round import RoundContext, RoundOptions
 from swarmrank.settings import Settings
-from swarmrank.tasks import Task
+from swarmrank.tasks import Task, TaskType
 
 #: the key the coordinator signs round outcomes, reputation and stake entries with
 COORDINATOR_ID = "swarmrank-coordinator"
@@ -62,7 +64,7 @@ class Swarm:
 
     def __init__(self, nodes: Sequence[Node], *, options: RoundOptions | None = None, protocol: str = "peer-rank",
                  name: str = "default", store: Any = None, registry: Any = None, spot_check_rate: float = 0.0,
-                 exam_level: str = "medium") -> None:
+                 exam_level: str = "medium", prices: Mapping[str, Price] | None = None) -> None:
         if not nodes:
             raise ConfigError("a swarm needs at least one node")
         ids = [n.id for n in nodes]
@@ -78,6 +80,8 @@ class Swarm:
         self.registry = registry
         self.spot_check_rate = spot_check_rate
         self.exam_level = exam_level
+        #: node id → its price: rounds carry their cost in dollars (swarmrank.pricing)
+        self.prices = dict(prices or {})
         self._spot_rng = random.Random()
         #: judge reliability across rounds (peer-rank's evidence aggregation); rebuilt from the
         #: store's recent rounds on first use, then kept up to date by every round this swarm runs
@@ -125,7 +129,7 @@ class Swarm:
             registry.register(nodes)
         swarm = cls(nodes, options=config.round, protocol=config.swarm.protocol, name=config.swarm.name, store=store,
                     registry=registry, spot_check_rate=config.trust.spot_check_rate,
-                    exam_level=config.trust.exam_level)
+                    exam_level=config.trust.exam_level, prices=config.node_prices())
         swarm.created_keys = created
         swarm.keys_dir = settings.keys_dir
         return swarm
@@ -148,8 +152,9 @@ class Swarm:
         """
         name = protocol or self.protocol
         proto = get_protocol(name)
-        task = Task.create(question, task_type)
         opts = options or self.options
+        json_task = TaskType.parse(task_type) is TaskType.JSON
+        task = Task.create(question, task_type, schema=opts.answer_schema if json_task else None)
         nodes, left_out = list(self.nodes), []
         if self.registry is not None:
             nodes, opts, left_out = await asyncio.to_thread(self.registry.weigh, self.nodes, opts)
@@ -160,7 +165,7 @@ class Swarm:
         if book is None and opts.learn_reliability:
             book = await self._book(opts)
         ctx = RoundContext(task, nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event,
-                           book=book)
+                           book=book, prices=self.prices)
         for line in left_out:
             ctx.note(f"not counted: {line}")
         if not any(n.answers for n in self.nodes):
@@ -169,6 +174,7 @@ class Swarm:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
         except TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
+        ctx.emit("decided", answer=result.answer, winner=result.winner, confidence=result.confidence)
         if own_book and book is not None and result.judge_reports:
             book.learn(result)
         if save and self.store is not None:
@@ -240,8 +246,17 @@ class Swarm:
         return result
 
     def ask_sync(self, question: str, **kwargs: Any) -> RoundResult:
-        """Blocking wrapper around :meth:`ask` for scripts and notebooks without an event loop."""
-        return asyncio.run(self._ask_and_close(question, **kwargs))
+        """Blocking wrapper around :meth:`ask` for scripts and notebooks.
+
+        Inside a running event loop (a Jupyter cell, an async framework) the round runs on its own
+        loop in a worker thread while this call blocks; in async code prefer ``await swarm.ask(...)``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._ask_and_close(question, **kwargs))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swarmrank-ask") as pool:
+            return pool.submit(asyncio.run, self._ask_and_close(question, **kwargs)).result()
 
     async def _ask_and_close(self, question: str, **kwargs: Any) -> RoundResult:
         try:

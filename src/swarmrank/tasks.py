@@ -8,17 +8,21 @@ answer out of a reply and how to normalise it:
 ``short``   a short text answer: the "Answer:" line, or the first line, lower-cased, without
             punctuation or articles
 ``free``    free text: whitespace- and case-normalised; only identical texts cluster
+``json``    one JSON object (``response_format`` json_object / json_schema): read from the reply, checked
+            against the task's JSON Schema when it has one, and compared as canonical JSON (sorted keys)
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
+from typing import Any
 
 from swarmrank.errors import ConfigError
 
@@ -28,6 +32,7 @@ class TaskType(str, Enum):
     NUMBER = "number"
     SHORT = "short"
     FREE = "free"
+    JSON = "json"
 
     @classmethod
     def parse(cls, value: str | TaskType | None) -> TaskType | None:
@@ -151,6 +156,64 @@ def strip_confidence(text: str) -> str:
     return _CONFIDENCE.sub("", text)
 
 
+_FENCED = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def read_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in ``text``, None) or (None, why there is none).
+
+    The whole reply, else a fenced ```json block, else the first ``{`` to its matching ``}``.
+    """
+    body = text.strip()
+    tries = [body, *(m.strip() for m in _FENCED.findall(body))]
+    start = body.find("{")
+    if start >= 0:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(body, start)
+            tries.append(json.dumps(obj))
+        except ValueError:
+            pass
+    problem = "invalid JSON: no JSON object in the reply"
+    for candidate in tries:
+        try:
+            obj = json.loads(candidate)
+        except ValueError as exc:
+            if candidate is body and body.startswith(("{", "[")):
+                problem = f"invalid JSON: {exc}"
+            continue
+        if isinstance(obj, dict):
+            return obj, None
+        problem = f"invalid JSON: a JSON {type(obj).__name__.replace('list', 'array')}, not an object"
+    return None, problem
+
+
+def check_schema(schema: Mapping[str, Any]) -> None:
+    """Raise ConfigError when ``schema`` is not a valid JSON Schema."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"invalid JSON Schema: {exc.message}") from None
+
+
+def schema_problem(obj: Any, schema: Mapping[str, Any]) -> str | None:
+    """Why ``obj`` does not match ``schema`` (the first error, with where), or None when it does."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"does not match the JSON Schema: {error.message}" + (f" (at /{where})" if where else "")
+
+
+def canonical_json(obj: Any) -> str:
+    """The form JSON answers are compared in: sorted keys, no spaces, Unicode kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class Task:
     """A question with its type; knows how to read and compare answers."""
@@ -158,17 +221,38 @@ class Task:
     question: str
     type: TaskType
     options: tuple[str, ...] = ()
+    #: json tasks: the JSON Schema every answer must match (None: any JSON object)
+    schema: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
-    def create(cls, question: str, task_type: str | TaskType | None = None) -> Task:
+    def create(cls, question: str, task_type: str | TaskType | None = None, *,
+               schema: Mapping[str, Any] | None = None) -> Task:
         if not question or not question.strip():
             raise ConfigError("the question is empty")
         kind = TaskType.parse(task_type) or detect_task_type(question)
         options = tuple(mc_options(question)) if kind is TaskType.MC else ()
-        return cls(question=question.strip(), type=kind, options=options)
+        if schema is not None:
+            if kind is not TaskType.JSON:
+                raise ConfigError(f"a JSON Schema needs task type json, not {kind.value}")
+            check_schema(schema)
+        return cls(question=question.strip(), type=kind, options=options, schema=schema)
+
+    def problem(self, text: str) -> str | None:
+        """Why ``text`` gives no answer of this task's kind (json tasks: invalid JSON or schema), or None."""
+        if self.type is not TaskType.JSON:
+            return None if self.extract(text) is not None else f"malformed: no {self.type.value} answer found"
+        obj, problem = read_json_object(text)
+        if obj is None:
+            return problem
+        return schema_problem(obj, self.schema) if self.schema is not None else None
 
     def extract(self, text: str) -> str | None:
         """The normalised answer in ``text``, or None when there is none to read."""
+        if self.type is TaskType.JSON:  # confidence lines and such are not stripped from JSON
+            obj, _ = read_json_object(text)
+            if obj is None or (self.schema is not None and schema_problem(obj, self.schema) is not None):
+                return None
+            return canonical_json(obj)
         body = strip_confidence(text)
         if self.type is TaskType.MC:
             return extract_mc(body, self.options)
@@ -188,6 +272,11 @@ class Task:
             return "Think briefly, then end with a line 'Answer: N' where N is a number."
         if self.type is TaskType.SHORT:
             return "Reply with a line 'Answer: ...' giving a short answer of a few words."
+        if self.type is TaskType.JSON:
+            if self.schema is None:
+                return "Reply with one JSON object and nothing else."
+            return ("Reply with one JSON object and nothing else. It must match this JSON Schema:\n"
+                    + json.dumps(self.schema, ensure_ascii=False))
         return "Answer the question clearly and concisely."
 
 

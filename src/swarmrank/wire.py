@@ -181,6 +181,17 @@ class CompleteRequest(BaseModel):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     timeout: float | None = Field(None, gt=0.0, le=86400.0, description="seconds the call may take")
     context: dict[str, Any] = Field(default_factory=dict)
+    # sampling a chat request may set, and JSON answers (sent only when set, so older agents still agree)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    response_format: Literal["text", "json"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+#: the fields of CompleteRequest a coordinator sends only when they differ from their defaults
+OPTIONAL_REQUEST_FIELDS = {"top_p": None, "presence_penalty": None, "frequency_penalty": None,
+                           "response_format": "text", "json_schema": None}
 
 
 class CompleteReply(BaseModel):

@@ -64,7 +64,9 @@ class NodeAgent:
             messages=tuple(Message(m.role, m.content) for m in request.messages), purpose=request.purpose,
             temperature=request.temperature, max_tokens=request.max_tokens, seed=request.seed,
             stop=tuple(request.stop), top_logprobs=request.top_logprobs, timeout=request.timeout,
-            context=request.context)
+            context=request.context, top_p=request.top_p, presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty, response_format=request.response_format,
+            json_schema=request.json_schema)
         start = time.perf_counter()
         try:
             if request.timeout is not None and not self.backend.queues_calls:

@@ -19,7 +19,7 @@ from swarmrank.cli._common import run_app
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(rich_markup_mode=None, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
 app.add_typer(swarm.config_app, name="config")
 app.add_typer(rounds.rounds_app, name="rounds")

@@ -27,7 +27,8 @@ console = Console()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="swarm config TOML (default: the embedded swarm)")]
+    "--config", "-c", help="swarm config TOML (default: the embedded swarm); its [store] url (or SWARMRANK_DB) "
+                           "is the database used")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 ExecutorOpt = Annotated[str | None, typer.Option(
     "--executor", help="where nodes run: local, or ray (Ray actors); overrides [executor] kind")]

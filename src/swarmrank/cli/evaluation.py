@@ -14,7 +14,15 @@ import typer
 from swarmrank.cli._common import ConfigOpt, ExecutorOpt, JsonOpt, build_swarm, console, err, open_store
 from swarmrank.errors import SwarmError
 
-eval_app = typer.Typer(help="Evaluate protocols side by side on packaged datasets (run, list, show).")
+eval_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Evaluate protocols side by side on packaged datasets or your own files (run, list, show).")
+
+
+def _dollars(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -31,13 +39,16 @@ def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: boo
         return
     table = Table(title=f"Eval {run['run_id'][:12]} — suite {run['suite']}, {summary.items} item(s), {run['status']}",
                   title_justify="left")
-    for col in ("system", "accuracy", "95% CI", "calls/q", "judge calls/q", "tokens/q", "s/q"):
+    priced = any(s.dollars is not None for s in summary.systems)
+    for col in ("system", "accuracy", "95% CI", "calls/q", "judge calls/q", "tokens/q", "s/q",
+                *(("$/q", "$ total") if priced else ())):
         table.add_column(col, justify="left" if col == "system" else "right")
     for sys_ in summary.systems:
         a = sys_.accuracy
+        money = [_dollars(sys_.dollars), _dollars(sys_.total_dollars)] if priced else []
         table.add_row(sys_.system, f"{a.mean:.1%}", f"{a.low:.1%}–{a.high:.1%}", f"{sys_.calls:.1f}",
                       f"{sys_.judge_calls:.1f}", f"{sys_.prompt_tokens + sys_.completion_tokens:.0f}",
-                      f"{sys_.seconds:.2f}", style="dim" if sys_.system.startswith("node:") else None)
+                      f"{sys_.seconds:.2f}", *money, style="dim" if sys_.system.startswith("node:") else None)
     console.print(table)
     if summary.oracle is not None and summary.best_node is not None:
         console.print(f"oracle (any node right): {summary.oracle.mean:.1%}   best single node: "
@@ -61,12 +72,15 @@ def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: boo
 
 @eval_app.command("run")
 def eval_run(
-    suite: Annotated[str, typer.Option("--suite", "-s", help="tiny, small or full")] = "tiny",
+    suite: Annotated[str, typer.Option(
+        "--suite", "-s", help="tiny, small or full; a .jsonl or .csv file (id, prompt, answer, type); or dataset "
+                              "specs such as rg:basic_arithmetic:easy:20 (comma-separated)")] = "tiny",
     protocols: Annotated[str, typer.Option("--protocols", "-p", help="'all' or a comma-separated list")] = "all",
     config: ConfigOpt = None,
     resume: Annotated[str | None, typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
     variants: Annotated[str | None, typer.Option(
         "--variants", help="also run extraneous, inject-question, inject-answer (comma-separated) or all")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="only the suite's first N items")] = None,
     report_dir: Annotated[Path | None, typer.Option(
         "--report", help="then write the report (Markdown + HTML with plots) into this folder")] = None,
     as_json: JsonOpt = False,
@@ -74,7 +88,9 @@ def eval_run(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1,
                                              help="items evaluated at once (worth it with --executor ray)")] = 1,
 ) -> None:
-    """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared."""
+    """Run every chosen protocol (and every single node) on a suite; node outputs are cached and shared.
+
+    Ctrl-C stops between items: the run is marked interrupted and the command to resume it is printed."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -85,31 +101,48 @@ def eval_run(
     )
 
     from swarmrank.config import load_config
-    from swarmrank.eval.datasets import suite as load_suite
+    from swarmrank.eval.datasets import SuiteRef
     from swarmrank.eval.injection import expand, parse_variants
     from swarmrank.eval.runner import parse_protocols
     from swarmrank.eval.store import EvalRuns
     from swarmrank.executor import with_executor
 
     names = parse_protocols(protocols)
-    kinds = parse_variants(variants)
-    items = expand(load_suite(suite), kinds) if resume is None else []  # bad input fails before any set-up
+    ref = SuiteRef.parse(suite, limit=limit, variants=parse_variants(variants)) if resume is None else None
+    items = expand(ref.items(), ref.variants) if ref is not None else []  # bad input fails before any set-up
     swarm = build_swarm(with_executor(load_config(config), executor), store="default")
     runs = EvalRuns(swarm.store)
-    if resume is not None:  # the run knows its suite and variants: rebuild exactly those items
-        suite, _, stored_variants = runs.get(resume)["suite"].partition("+")
-        kinds = parse_variants(stored_variants or None)
-        items = expand(load_suite(suite), kinds)
-    suite_label = suite + ("+" + ",".join(kinds) if kinds else "")
+    if ref is None:  # the run knows its suite, limit and variants: rebuild exactly those items
+        ref = SuiteRef.from_label(runs.get(str(resume))["suite"])
+        items = expand(ref.items(), ref.variants)
+    label = ref.label()
+    if len(label) > 200:
+        raise SwarmError(f"the suite's name is too long to record ({len(label)} characters > 200): use a shorter "
+                         "file path")
+    shown = Path(ref.source.removeprefix("file:").partition("@")[0]).name if ref.source.startswith("file:") \
+        else ref.source
     columns = (TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    started: list[str] = []
+    done = [0]
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(suite, total=len(items))
+        task = progress.add_task(shown, total=len(items))
 
-        def on_progress(done: int, total: int, last: str) -> None:
-            progress.update(task, completed=done, description=f"{suite} {last}")
+        def on_progress(finished: int, total: int, last: str) -> None:
+            done[0] = finished
+            progress.update(task, completed=finished, description=f"{shown} {last}")
 
-        result = asyncio.run(_eval(swarm, items, names, suite_label, resume, on_progress, concurrency))
+        try:
+            result = asyncio.run(_eval(swarm, items, names, label, resume, on_progress, concurrency,
+                                       on_start=started.append))
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if started and not isinstance(exc, SystemExit):
+                _stopped(runs, started[0], config, interrupted, done[0], len(items))
+            swarm.close()
+            if interrupted:
+                raise typer.Exit(130) from None
+            raise
     err.print(f"eval {result.run_id[:12]}: {result.items} item(s), {result.skipped} already done; "
               f"{result.cache.misses} model call(s), {result.cache.hits} answered from the cache",
               markup=False, highlight=False)
@@ -127,13 +160,26 @@ def eval_run(
         swarm.close()
 
 
+def _stopped(runs: Any, run_id: str, config: Path | None, interrupted: bool, done: int, total: int) -> None:
+    """Mark a run that did not finish and say how to resume it (nothing finished is lost: each item is saved
+    in one transaction as it completes)."""
+    status = "interrupted" if interrupted else "failed"
+    try:
+        runs.finish(run_id, status)
+    except SwarmError as exc:
+        err.print(f"(could not mark the run {status}: {exc})", style="yellow", markup=False, highlight=False)
+    again = f"swarmrank eval run --resume {run_id[:12]}" + (f" --config {config}" if config else "")
+    err.print(f"eval {run_id[:12]} {status} after {done} of {total} item(s); resume with: {again}",
+              style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
 async def _eval(swarm: Any, items: Any, names: Any, suite: str, resume: str | None, on_progress: Any,
-                concurrency: int = 1) -> Any:
+                concurrency: int = 1, on_start: Any = None) -> Any:
     from swarmrank.eval.runner import run_eval
 
     try:
         return await run_eval(swarm, items, names, store=swarm.store, suite=suite, run_id=resume,
-                              on_progress=on_progress, concurrency=concurrency)
+                              on_progress=on_progress, concurrency=concurrency, on_start=on_start)
     finally:
         await swarm.aclose_backends()
 
@@ -154,8 +200,8 @@ def eval_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         return
     print_table(console, f"Eval runs ({len(runs)})",
                 ["id", "when (UTC)", "suite", "swarm", "items", "status", "protocols"],
-                [[r["run_id"][:12], r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["suite"], r["swarm"], r["items"],
-                  r["status"], ", ".join(r["protocols"])] for r in runs])
+                [[r["run_id"][:12], r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["suite"], r["swarm"],
+                  f"{r['done']}/{r['items']}", r["status"], ", ".join(r["protocols"])] for r in runs])
 
 
 def _load_run(config: Path | None, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -280,8 +326,12 @@ def report(
                                                                  "swarm size curve")] = False,
     sim_questions: Annotated[int, typer.Option("--sim-questions", min=10,
                                                help="questions per simulated cell")] = 100,
+    round_link: Annotated[str, typer.Option(
+        "--round-link", help="where each item's answers link: {round_id} is filled in ('' for no links)")] =
+        "http://127.0.0.1:8000/dashboard#round={round_id}",
 ) -> None:
-    """Write an eval run's report: Markdown and a self-contained HTML page with plots."""
+    """Write an eval run's report: Markdown and a self-contained HTML page with plots; each item's answers
+    link to their rounds on the dashboard of `swarmrank serve` (run it on the same database)."""
     from swarmrank.eval.report import simulation_figures, write_report
 
     run, rows = _load_run(config, run_id)
@@ -298,6 +348,6 @@ def report(
             sizes = sim.size_curve(replace(base, judge_discrimination=0.8, correlated_errors=0.5),
                                    [3, 5, 7, 11, 15], workers=workers)
         figures = simulation_figures(cells, sizes)
-    paths = write_report(run, rows, out, extra_figures=figures)
+    paths = write_report(run, rows, out, extra_figures=figures, round_link=round_link or None)  # '' for none
     console.print(f"wrote {paths.markdown} and {paths.html} ({len(paths.figures)} figures)", highlight=False,
                   soft_wrap=True)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from swarmrank.ledger import Entry, Ledger
 
-ledger_app = typer.Typer(no_args_is_help=True,
+ledger_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                          help="Verify, show, export and import the signed, hash-chained ledger.")
 
 KindOpt = Annotated[str | None, typer.Option("--kind", "-k", help="only entries of this kind")]

@@ -20,7 +20,8 @@ from swarmrank.cli._common import (
 )
 from swarmrank.errors import ConfigError
 
-node_app = typer.Typer(help="Admit nodes (proof-of-capability exam) and manage their stake.", no_args_is_help=True)
+node_app = typer.Typer(
+    rich_markup_mode=None, help="Admit nodes (proof-of-capability exam) and manage their stake.", no_args_is_help=True)
 
 
 @node_app.command("admit")

@@ -80,7 +80,11 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         for r in result.rankings:
             rank.add_row(r.judge, " > ".join(str(i) for i in r.order))
         parts.append(rank)
-    cost = Table(title="Cost", title_justify="left")
+    dollars = "" if result.cost.dollars is None else (
+        f"   ${result.cost.dollars:.6f} by the price table" + (
+            f" ({', '.join(n for n, c in result.cost.nodes.items() if c.dollars is None)} unpriced)"
+            if any(c.dollars is None for c in result.cost.nodes.values()) else ""))
+    cost = Table(title="Cost" + dollars, title_justify="left")
     for col in ("phase", "calls", "failed", "prompt tok", "of which cached", "completion tok", "wall s"):
         cost.add_column(col, justify="left" if col == "phase" else "right")
     for name, p in result.cost.phases.items():

@@ -9,7 +9,7 @@ import typer
 
 from swarmrank.cli._common import ConfigOpt, JsonOpt, console, open_store
 
-rounds_app = typer.Typer(no_args_is_help=True, help="Read stored rounds back.")
+rounds_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Read stored rounds back.")
 
 
 @rounds_app.command("list")

@@ -12,7 +12,8 @@ import typer
 
 from swarmrank.cli._common import ConfigOpt, build_swarm, console, err, is_loopback, open_store
 
-keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for `swarmrank serve`.")
+keys_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Create, list and revoke API keys for `swarmrank serve`.")
 
 
 
@@ -29,6 +30,10 @@ def serve(
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.001, help="seconds a request's round may take (the round's deadline applies too)")] = 600.0,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
+    max_rounds: Annotated[int, typer.Option(
+        "--max-rounds", min=0, help="rounds running at once (0: no cap); more wait in a queue")] = 8,
+    max_queue: Annotated[int, typer.Option(
+        "--max-queue", min=0, help="rounds waiting for a slot; beyond them a request gets 429 with Retry-After")] = 32,
 ) -> None:
     """Serve the swarm as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /v1/rounds/ID."""
     from swarmrank.config import load_config
@@ -42,7 +47,7 @@ def serve(
 
         raise ConfigError(f"swarmrank serve needs fastapi and uvicorn ({exc.name} is not installed)") from None
     settings = ServerSettings(auth=not no_auth, rate_limit=rate_limit, burst=burst, max_body_bytes=max_body,
-                              request_timeout=timeout)
+                              request_timeout=timeout, max_rounds=max_rounds, max_queued=max_queue)
     swarm = build_swarm(load_config(config), store="default")
     bind = host or "127.0.0.1"
     if no_auth:
@@ -55,8 +60,8 @@ def serve(
                   soft_wrap=True)
     app = create_app(swarm, settings=settings)
     err.print(f"serving swarm {swarm.name!r} ({len(swarm.nodes)} nodes, default protocol {swarm.protocol}) at "
-              f"http://{bind}:{port}/v1; rounds are stored in {swarm.store.url}", markup=False, highlight=False,
-              soft_wrap=True)
+              f"http://{bind}:{port}/v1; rounds and API keys are in {swarm.store.url}", markup=False,
+              highlight=False, soft_wrap=True)
     try:
         uvicorn.run(app, host=bind, port=port, log_level=log_level)
     finally:
@@ -74,11 +79,13 @@ def keys_create(
     store = open_store(config)
     try:
         key, _ = create_key(store, name)
+        where = store.url
     finally:
         store.close()
     print(key)
-    err.print(f"created API key {name!r}; it is shown only this once, so keep it now", style="dim",
-              markup=False, highlight=False, soft_wrap=True)
+    err.print(f"created API key {name!r} in {where}; it is shown only this once, so keep it now (a server "
+              "accepts it when it stores rounds in this same database)", style="dim", markup=False,
+              highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")

@@ -22,11 +22,11 @@ from swarmrank.cli._common import (
 )
 from swarmrank.errors import RoundNotSavedError, StorageError, SwarmError
 
-config_app = typer.Typer(no_args_is_help=True, help="Show swarm configs.")
+config_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Show swarm configs.")
 
 
 def ask(
-    question: Annotated[str, typer.Argument(help="the question to put to the swarm")],
+    question: Annotated[str, typer.Argument(help="the question to put to the swarm; - reads it from stdin")],
     protocol: Annotated[str | None, typer.Option(
         "--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
     config: ConfigOpt = None,
@@ -38,15 +38,23 @@ def ask(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show full texts")] = False,
     save: Annotated[bool, typer.Option("--save/--no-save", help="store the round in the database")] = True,
     executor: ExecutorOpt = None,
+    system: Annotated[str | None, typer.Option(
+        "--system", "-s", help="instructions put before the question (as a chat's system message)")] = None,
 ) -> None:
     """Put QUESTION to the swarm and print the consensus answer with its full trace."""
     from swarmrank.cli.render import round_view
     from swarmrank.config import load_config
+    from swarmrank.conversation import compose_question
     from swarmrank.executor import with_executor
     from swarmrank.protocols import get_protocol
     from swarmrank.schedule import check_schedule
-    from swarmrank.tasks import Task
+    from swarmrank.tasks import Task, detect_task_type
 
+    if question == "-":
+        question = sys.stdin.read()
+    if system is not None and question.strip():  # the type is read from the question, not the instructions
+        task_type = task_type or detect_task_type(question.strip()).value
+        question = compose_question(question.strip(), instructions=[system])
     Task.create(question, task_type)  # reject a bad question before any model loads
     cfg = with_executor(load_config(config), executor)
     if protocol is not None:

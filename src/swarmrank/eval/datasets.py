@@ -6,7 +6,9 @@ like. Items come from loaders named by a spec string ``"<loader>:<args>"``::
 
     load("rg:basic_arithmetic:easy:20")       # 20 items, the level's fixed seed
     load("rg:knights_knaves:hard:10:7")       # ... with seed 7 instead
+    load("file:/data/mine.jsonl")             # your own items (JSONL or CSV: id, prompt, answer, type)
     suite("small")                            # a named, fixed mix of specs
+    SuiteRef.parse("mine.csv", limit=20)      # what `eval run --suite ... --limit ...` runs (and resumes)
 
 The built-in ``rg`` loader draws from `reasoning-gym <https://pypi.org/project/reasoning-gym/>`_
 (the ``eval`` extra, pinned to :data:`RG_VERSION` so that an id always names the same question).
@@ -38,8 +40,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import csv
+import hashlib
 import io
 import itertools
+import json
 import logging
 import math
 import random
@@ -48,18 +53,21 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from swarmrank.errors import ConfigError
 from swarmrank.plugins import hookimpl
 from swarmrank.plugins import load as load_plugins
-from swarmrank.tasks import Task, TaskType
+from swarmrank.tasks import Task, TaskType, detect_task_type
 
 __all__ = [
     "RG_VERSION",
     "EvalItem",
     "Loader",
+    "SuiteRef",
     "load",
+    "load_file",
     "loader_names",
     "make_item",
     "quiet",
@@ -541,7 +549,158 @@ def _load_rg(args: str) -> list[EvalItem]:
     return items
 
 
+# --- your own data: JSONL and CSV files ---------------------------------------------------------
+
+#: the columns of a data file (the first name of each pair is the documented one)
+_PROMPT_KEYS, _ANSWER_KEYS = ("prompt", "question"), ("answer", "gold")
+_DIGEST = re.compile(r"^(?P<path>.+)@sha256=(?P<digest>[0-9a-f]{16})$")
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: a resumed run checks the file did not change."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each item of a .jsonl or .csv file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        return [(reader.line_num, {str(k).strip(): v for k, v in row.items() if k is not None})
+                for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path.name} line {number}: not JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path.name} line {number}: expected a JSON object with 'prompt' and 'answer'")
+        out.append((number, record))
+    return out
+
+
+def _field(record: dict[str, Any], keys: Sequence[str], where: str) -> str:
+    for key in keys:
+        value = record.get(key)
+        if value is not None and (not isinstance(value, str) or value.strip()):
+            return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    raise ConfigError(f"{where}: missing '{keys[0]}'")
+
+
+def load_file(path: str | Path) -> list[EvalItem]:
+    """Items from a JSONL or CSV file: ``prompt`` (or ``question``), ``answer`` (or ``gold``), and
+    optional ``id`` (default: the line number), ``type`` (mc, number, short, free or json; default:
+    guessed from the prompt) and ``difficulty``. Ids are ``<file stem>/<id>``."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".jsonl", ".csv"):
+        raise ConfigError(f"{path}: an eval data file must be .jsonl or .csv")
+    if not path.is_file():
+        raise ConfigError(f"eval data file {path} does not exist")
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    for number, record in _records(path):
+        where = f"{path.name} line {number}"
+        prompt, gold = _field(record, _PROMPT_KEYS, where), _field(record, _ANSWER_KEYS, where)
+        raw_id = record.get("id")
+        item_id = f"{path.stem}/{raw_id if raw_id not in (None, '') else number}"
+        if item_id in seen:
+            raise ConfigError(f"{where}: the id {item_id!r} appears twice")
+        seen.add(item_id)
+        kind = record.get("type") or detect_task_type(prompt).value
+        try:
+            items.append(make_item(id=item_id, prompt=prompt, task_type=str(kind), gold_text=gold,
+                                   source=f"file/{path.name}", difficulty=str(record.get("difficulty") or "")))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if not items:
+        raise ConfigError(f"{path} has no items")
+    return items
+
+
+def _load_file_spec(args: str) -> list[EvalItem]:
+    """``file:<path>[@sha256=<16 hex digits>]``: the file's items, checked against the digest when given."""
+    match = _DIGEST.match(args)
+    path = Path(match["path"] if match else args)
+    items = load_file(path)
+    if match and file_digest(path) != match["digest"]:
+        raise ConfigError(f"{path} changed since this run began (its SHA-256 no longer starts with "
+                          f"{match['digest']}): start a new run instead of resuming")
+    return items
+
+
+@dataclass(frozen=True)
+class SuiteRef:
+    """What ``eval run --suite`` names, as a run records it (``label``) to be resumed exactly.
+
+    ``source``: a named suite (tiny, small, full), dataset specs (``rg:basic_arithmetic:easy:20``,
+    comma-separated for several, interleaved like a suite) or ``file:<path>@sha256=<digest>``;
+    ``limit``: only the first N items; ``variants``: injection variants (:mod:`swarmrank.eval.injection`).
+    """
+
+    source: str
+    limit: int | None = None
+    variants: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str, *, limit: int | None = None, variants: Sequence[str] = ()) -> SuiteRef:
+        """What a user typed: a suite name, a .jsonl/.csv file or dataset specs."""
+        text = text.strip()
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit must be at least 1, not {limit}")
+        if text in _SUITES:
+            source = text
+        elif text.lower().endswith((".jsonl", ".csv")) or Path(text).expanduser().is_file():
+            path = Path(text).expanduser().resolve()
+            load_file(path)  # a bad file fails now, with its line
+            source = f"file:{path}@sha256={file_digest(path)}"
+        elif ":" in text:
+            source = ",".join(spec.strip() for spec in text.split(",") if spec.strip())
+        else:
+            raise ConfigError(f"unknown eval suite {text!r} (known: {', '.join(_SUITES)}; or a .jsonl/.csv file, "
+                              "or a dataset spec such as rg:basic_arithmetic:easy:20)")
+        return cls(source, limit, tuple(variants))
+
+    @classmethod
+    def from_label(cls, label: str) -> SuiteRef:
+        """The suite a run recorded (also the labels of runs made before files and limits existed)."""
+        source, *options = label.split("|")
+        if not options and "+" in source and not source.startswith("file:"):
+            source, _, kinds = source.partition("+")
+            return cls(source, None, tuple(k for k in kinds.split(",") if k))
+        values = dict(option.partition("=")[::2] for option in options)
+        return cls(source, int(values["limit"]) if values.get("limit") else None,
+                   tuple(k for k in values.get("variants", "").split(",") if k))
+
+    def label(self) -> str:
+        parts = [self.source]
+        if self.limit is not None:
+            parts.append(f"limit={self.limit}")
+        if self.variants:
+            parts.append("variants=" + ",".join(self.variants))
+        return "|".join(parts)
+
+    def items(self) -> list[EvalItem]:
+        """The source's items, the first ``limit`` of them (``variants`` are expanded by the caller:
+        :func:`swarmrank.eval.injection.expand`)."""
+        if self.source in _SUITES:
+            items = suite(self.source)
+        elif self.source.startswith("file:"):
+            items = load(self.source)
+        else:
+            groups = [load(spec) for spec in self.source.split(",")]
+            items = [g[rank] for rank in range(max((len(g) for g in groups), default=0)) for g in groups
+                     if rank < len(g)]
+        return items[: self.limit] if self.limit is not None else items
+
+
 @hookimpl
 def register_dataset_loaders(register: Callable[[str, Loader], None]) -> None:
-    """The ``rg`` loader; BIG-bench's ``bb`` registers from :mod:`swarmrank.eval.bigbench`."""
+    """The ``rg`` and ``file`` loaders; BIG-bench's ``bb`` registers from :mod:`swarmrank.eval.bigbench`."""
     register("rg", _load_rg)
+    register("file", _load_file_spec)

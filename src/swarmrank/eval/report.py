@@ -58,6 +58,8 @@ HTML_ITEM_ROWS = 2000
 HTML_OPEN_ITEMS = 25
 #: Answers longer than this are cut (with an ellipsis) in the per-item tables.
 ANSWER_CHARS = 60
+#: Where a round's trace is, by default: the dashboard of ``swarmrank serve`` on this machine.
+ROUND_LINK = "http://127.0.0.1:8000/dashboard#round={round_id}"
 
 _FIGURES = (("accuracy_vs_cost.png", "Accuracy against cost per question, by protocol"),
             ("accuracy_by_system.png", "Accuracy of every system with 95% CI"))
@@ -93,8 +95,12 @@ class ReportPaths:
 
 def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path, *,
                  extra_sections: Sequence[tuple[str, str]] = (),
-                 extra_figures: Sequence[Figure] = ()) -> ReportPaths:
+                 extra_figures: Sequence[Figure] = (), round_link: str | None = None) -> ReportPaths:
     """Write ``report.md``, ``report.html`` and the figures for one evaluation run into ``out_dir``.
+
+    Each protocol's answer in the per-item tables links to its round's trace: ``round_link`` with
+    ``{round_id}`` filled in, e.g. :data:`ROUND_LINK` (the dashboard of ``swarmrank serve`` on this machine,
+    what ``swarmrank report`` uses); None (the default) writes no links, so the page names no URL at all.
 
     Raises :class:`~swarmrank.errors.ConfigError` when there are no rows or ``out_dir`` cannot be
     created or written.
@@ -108,7 +114,9 @@ def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
     except OSError as exc:
         raise ConfigError(f"cannot write the report into {out_dir}: {_reason(exc)}") from None
     summary = summarise(rows)
-    view = _View.build(run, rows, summary)
+    if round_link is not None and "{round_id}" not in round_link:
+        raise ConfigError(f"the round link {round_link!r} needs a {{round_id}} placeholder")
+    view = _View.build(run, rows, summary, round_link)
     sections = [(str(title), str(body)) for title, body in extra_sections]
 
     figures = [Figure(name, caption, png) for (name, caption), png in
@@ -187,9 +195,11 @@ class _View:
     item_headers: list[str]
     item_rows: list[list[str]]
     item_marks: list[list[bool | None]]  # per protocol column: correct, wrong, or missing
+    item_links: list[list[str | None]]  # per protocol column: where the round's trace is
 
     @classmethod
-    def build(cls, run: dict[str, Any], rows: Sequence[dict[str, Any]], summary: Summary) -> _View:
+    def build(cls, run: dict[str, Any], rows: Sequence[dict[str, Any]], summary: Summary,
+              round_link: str | None = None) -> _View:
         run_id = str(run.get("run_id", "?"))
         protocols_run = run.get("protocols") or []
         meta = [("Run", run_id), ("Suite", str(run.get("suite", "?"))), ("Swarm", str(run.get("swarm", "?"))),
@@ -230,14 +240,17 @@ class _View:
         for row in rows:
             by_item.setdefault(str(row["item_id"]), {})[str(row["system"])] = row
         item_headers = ["item", "gold", *protocols] + (["nodes right"] if nodes else [])
-        item_rows, item_marks = [], []
+        item_rows, item_marks, item_links = [], [], []
         for item_id in sorted(by_item):
             per = by_item[item_id]
             gold = next(iter(per.values())).get("gold")
             cells = [item_id, _cut("" if gold is None else str(gold))]
             marks: list[bool | None] = []
+            links: list[str | None] = []
             for system in protocols:
                 result = per.get(system)
+                round_id = result.get("round_id") if result is not None else None
+                links.append(round_link.format(round_id=round_id) if round_link and round_id else None)
                 if result is None:
                     cells.append("–")
                     marks.append(None)
@@ -251,11 +264,12 @@ class _View:
                 cells.append(f"{right}/{len(nodes)}")
             item_rows.append(cells)
             item_marks.append(marks)
+            item_links.append(links)
 
         return cls(run_id=run_id, title=f"Evaluation report — run {run_id}", meta=meta, summary=summary,
                    system_rows=system_rows, system_is_node=is_node, oracle_line=oracle_line,
                    paired_line=paired_line, gap_line=gap_line, protocols=protocols,
-                   item_headers=item_headers, item_rows=item_rows, item_marks=item_marks)
+                   item_headers=item_headers, item_rows=item_rows, item_marks=item_marks, item_links=item_links)
 
     def colour(self, system: str) -> str:
         if _is_node(system):
@@ -272,10 +286,12 @@ def _md_cell(text: str) -> str:
     return _one_line(text).replace("|", "\\|")
 
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, raw: bool = False) -> str:
+    """A pipe table; with ``raw`` the cells are already Markdown (escaped, links written)."""
     lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
              "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(c if raw and c.startswith("[") else _md_cell(c) for c in row) + " |"
+              for row in rows]
     return "\n".join(lines)
 
 
@@ -295,7 +311,11 @@ def _render_markdown(view: _View, sections: Sequence[tuple[str, str]], figures: 
             out += [f.table.strip("\n"), ""]
     out += ["## Per-item results", ""]
     shown = view.item_rows[:MD_ITEM_ROWS]
-    out += [_md_table(view.item_headers, shown), ""]
+    n_prot = len(view.protocols)
+    linked = [[*cells[:2], *(f"[{_md_cell(c)}]({link})" if link else c
+                             for c, link in zip(cells[2:2 + n_prot], links)), *cells[2 + n_prot:]]
+              for cells, links in zip(shown, view.item_links)]
+    out += [_md_table(view.item_headers, linked, raw=True), ""]
     if len(view.item_rows) > len(shown):
         out += [f"*First {len(shown)} of {len(view.item_rows)} items; the rest are in report.html.*", ""]
     for title, body in sections:
@@ -324,11 +344,11 @@ def _template() -> Any:
 def _render_html(view: _View, sections: Sequence[tuple[str, str]], figures: Sequence[Figure]) -> str:
     n_prot = len(view.protocols)
     item_rows = []
-    for cells, marks in zip(view.item_rows[:HTML_ITEM_ROWS], view.item_marks):
-        row = [(cells[0], ""), (cells[1], "")]
-        row += [(cell, "missing" if mark is None else "ok" if mark else "bad")
-                for cell, mark in zip(cells[2:2 + n_prot], marks)]
-        row += [(cell, "num") for cell in cells[2 + n_prot:]]
+    for cells, marks, links in zip(view.item_rows[:HTML_ITEM_ROWS], view.item_marks, view.item_links):
+        row: list[tuple[str, str, str | None]] = [(cells[0], "", None), (cells[1], "", None)]
+        row += [(cell, "missing" if mark is None else "ok" if mark else "bad", link)
+                for cell, mark, link in zip(cells[2:2 + n_prot], marks, links)]
+        row += [(cell, "num", None) for cell in cells[2 + n_prot:]]
         item_rows.append(row)
     n = len(view.item_rows)
     return str(_template().render(
@@ -491,9 +511,45 @@ def _whiskers(systems: Sequence[SystemSummary]) -> list[list[float]]:
             [max(0.0, s.accuracy.high - s.accuracy.mean) for s in systems]]
 
 
+def _place_labels(fig: Any, ax: Any, points: Sequence[tuple[float, float, str, str]]) -> list[Any]:
+    """Label each point where its label overlaps no label placed before it (nor leaves the axes):
+    candidate offsets are tried nearest first, a short leader line joins a label set further away."""
+    fig.canvas.draw()  # final layout, so display coordinates are right
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    texts = []
+    offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12)] + [(dx, dy) for r in (18, 30, 42, 54, 66)
+                                                        for dx, dy in ((6, r), (6, -r - 8), (-6, r), (-6, -r - 8))]
+    for x, y, label, colour in points:
+        chosen = None
+        for dx, dy in offsets:
+            far = abs(dy) > 14
+            text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, color=colour,
+                               ha="left" if dx > 0 else "right",
+                               arrowprops={"arrowstyle": "-", "color": "#bbb", "lw": 0.6} if far else None)
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                chosen = (text, box)
+                break
+            text.remove()
+        if chosen is None:  # nowhere free: the first place, clipped if it must be
+            text = ax.annotate(label, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=8, color=colour)
+            chosen = (text, text.get_window_extent(renderer))
+        placed.append(chosen[1])
+        texts.append(chosen[0])
+    fig.set_layout_engine("none")  # keep the layout the labels were placed in when the figure is saved
+    return texts
+
+
 def _plot_accuracy_vs_cost(view: _View) -> bytes:
+    return _png(_accuracy_vs_cost_figure(view))
+
+
+def _accuracy_vs_cost_figure(view: _View) -> Any:
     """Accuracy (with 95% CI) against tokens per question for every protocol; single nodes as grey
-    reference points; the oracle as a dashed line."""
+    reference points; the oracle as a dashed line. Labels are placed so that none overlaps another."""
     summary = view.summary
     protocols = [s for s in summary.systems if not _is_node(s.system)]
     nodes = [s for s in summary.systems if _is_node(s.system)]
@@ -505,8 +561,6 @@ def _plot_accuracy_vs_cost(view: _View) -> bytes:
             lo, hi = _whiskers([s])
             ax.errorbar([_tokens(s)], [s.accuracy.mean], yerr=[lo, hi], fmt=marker, color=colour,
                         markersize=size, capsize=3, elinewidth=1.2, alpha=0.75 if _is_node(s.system) else 1.0)
-            ax.annotate(s.system, (_tokens(s), s.accuracy.mean), xytext=(6, 4), textcoords="offset points",
-                        fontsize=8, color="#666" if _is_node(s.system) else "#222")
     if summary.oracle is not None:
         ax.axhline(summary.oracle.mean, color="#555", linestyle="--", linewidth=1,
                    label=f"oracle {summary.oracle.mean:.1%}")
@@ -530,7 +584,10 @@ def _plot_accuracy_vs_cost(view: _View) -> bytes:
     ax.set_title(f"Accuracy vs cost — {len(protocols)} protocol(s), {summary.items} item(s)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.15)
-    return _png(fig)
+    # protocols first: they get the nearest places
+    _place_labels(fig, ax, [(_tokens(s), s.accuracy.mean, s.system, "#666" if _is_node(s.system) else "#222")
+                            for s in (*protocols, *nodes)])
+    return fig
 
 
 def _plot_accuracy_by_system(view: _View) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +21,7 @@ from swarmrank.eval.injection import InjectingBackend, split_id
 from swarmrank.eval.store import EvalRuns
 from swarmrank.eval.systems import parse_system
 from swarmrank.nodes.base import Node
+from swarmrank.pricing import Price
 from swarmrank.protocols import protocol_names
 from swarmrank.reliability import BOOK_BATCH, JudgeBook
 from swarmrank.result import RoundResult
@@ -94,31 +95,35 @@ def _row(system: str, item: Any, result: RoundResult, answer: str | None) -> dic
         "correct": bool(item.score(answer)), "calls": result.cost.calls,
         "judge_calls": sum(phases[p].calls for p in JUDGING_PHASES if p in phases),
         "prompt_tokens": result.cost.prompt_tokens, "completion_tokens": result.cost.completion_tokens,
-        "seconds": result.cost.wall_seconds, "round_id": result.round_id,
+        "seconds": result.cost.wall_seconds, "round_id": result.round_id, "dollars": result.cost.dollars,
     }
 
 
-def _node_rows(item: Any, result: RoundResult) -> list[dict[str, Any]]:
+def _node_rows(item: Any, result: RoundResult, prices: Mapping[str, Price]) -> list[dict[str, Any]]:
     rows = []
     for answer in result.answers:
         if answer.step == 0 and answer.sample == 0:
+            price = prices.get(answer.node)
             rows.append({
                 "item_id": item.id, "system": f"node:{answer.node}", "gold": item.gold, "answer": answer.value,
                 "correct": bool(item.score(answer.value)), "calls": 1, "judge_calls": 0,
                 "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                 "seconds": answer.seconds, "round_id": result.round_id,
+                "dollars": None if price is None else price.dollars(answer.prompt_tokens, answer.completion_tokens),
             })
     return rows
 
 
 async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str], *, store: Store | None, suite: str,
                    run_id: str | None = None, on_progress: Progress | None = None,
-                   concurrency: int = 1) -> EvalRun:
+                   concurrency: int = 1, on_start: Callable[[str], None] | None = None) -> EvalRun:
     """Evaluate ``items`` (``EvalItem``-like: id, prompt, task_type, gold, score) and store the results.
 
     ``concurrency`` items are evaluated at once (each item's protocols still run in turn, so they
     share its cached answers); more than 1 pays off when nodes run elsewhere — Ray actors, remote
     endpoints — and changes nothing in the results, only their order of completion.
+    ``on_start(run_id)`` is called once the run is recorded (before any item), so a caller that is
+    interrupted can still say which run to resume.
     """
     if store is None:
         raise ConfigError("an evaluation needs a store (its cache and results live there)")
@@ -139,11 +144,15 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
         if run["suite"] != suite or run["items"] != len(items) or not done <= ids:
             raise ConfigError(f"eval run {run_id[:12]} was suite {run['suite']!r} with {run['items']} item(s); "
                               f"cannot resume it with {suite!r} ({len(items)} item(s))")
+        if run["status"] != "running":
+            runs.finish(run_id, "running")
+    if on_start is not None:
+        on_start(run_id)
     stats = CacheStats()
     cached = Swarm(with_cache(swarm.nodes, store, stats), options=swarm.options, protocol=swarm.protocol,
-                   name=swarm.name, store=store)
+                   name=swarm.name, store=store, prices=swarm.prices)
     injected = Swarm(with_cache(_with_injector(swarm.nodes), store, stats), options=swarm.options,
-                     protocol=swarm.protocol, name=swarm.name, store=store)
+                     protocol=swarm.protocol, name=swarm.name, store=store, prices=swarm.prices)
     total = len(items)
     finished = len(done & {item.id for item in items})
     if on_progress:
@@ -171,7 +180,7 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
                 results[name] = result
                 rows.append(_row(name, item, result, result.answer))
                 if name == BASELINE:
-                    rows.extend(_node_rows(item, result))
+                    rows.extend(_node_rows(item, result, swarm.prices))
             await asyncio.to_thread(runs.save_results, run_id, rows)  # one item, one transaction
             finished += 1
             if on_progress:

@@ -43,7 +43,7 @@ class EvalRunRow(Base):
     swarm: Mapped[str] = mapped_column(String(200))
     protocols: Mapped[str] = mapped_column(Text)  # JSON list
     items: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32))  # "running" | "done"
+    status: Mapped[str] = mapped_column(String(32))  # "running" | "done" | "interrupted" | "failed"
 
     __table_args__ = (Index("ix_eval_runs_created_at", "created_at"),)
 
@@ -65,6 +65,7 @@ class EvalResultRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     round_id: Mapped[str | None] = mapped_column(String(64))
+    dollars: Mapped[float | None] = mapped_column(Float)  # by the price table; null without prices
 
 
 class CompletionCache:
@@ -98,9 +99,10 @@ class EvalRuns:
                 id=run_id, created_at=datetime.now(timezone.utc), suite=suite, swarm=swarm,
                 protocols=json.dumps(protocols), items=items, status="running"))
 
-    def finish(self, run_id: str) -> None:
+    def finish(self, run_id: str, status: str = "done") -> None:
+        """Record how the run ended: ``done``, ``interrupted`` (Ctrl-C) or ``failed``; ``running`` again on resume."""
         with self.db.write(f"finish eval run {run_id}") as conn:
-            conn.execute(update(EvalRunRow).where(EvalRunRow.id == run_id).values(status="done"))
+            conn.execute(update(EvalRunRow).where(EvalRunRow.id == run_id).values(status=status))
 
     def save_results(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Write one item's results for every system in one transaction (all or nothing)."""
@@ -130,9 +132,13 @@ class EvalRuns:
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
         """Up to ``limit`` runs, newest first."""
         table = EvalRunRow.__table__
+        done = (select(EvalResultRow.run_id, func.count(func.distinct(EvalResultRow.item_id)).label("done"))
+                .group_by(EvalResultRow.run_id).subquery())
         with self.db.read("list eval runs") as conn:
-            rows = conn.execute(select(table).order_by(EvalRunRow.created_at.desc()).limit(limit)).mappings().all()
-        return [_run_dict(r) for r in rows]
+            rows = conn.execute(select(table, func.coalesce(done.c.done, 0).label("done"))
+                                .outerjoin(done, done.c.run_id == EvalRunRow.id)
+                                .order_by(EvalRunRow.created_at.desc()).limit(limit)).mappings().all()
+        return [{**_run_dict(r), "done": int(r["done"])} for r in rows]
 
 
 def _run_dict(row: Any) -> dict[str, Any]:

@@ -23,6 +23,8 @@ class SystemSummary:
     prompt_tokens: float
     completion_tokens: float
     seconds: float
+    dollars: float | None = None  # per question, by the price table (null: no priced node took part)
+    total_dollars: float | None = None  # over the run's base items
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class Summary:
             "items": self.items,
             "systems": [{"system": s.system, "accuracy": acc(s.accuracy), "calls": s.calls,
                          "judge_calls": s.judge_calls, "prompt_tokens": s.prompt_tokens,
-                         "completion_tokens": s.completion_tokens, "seconds": s.seconds} for s in self.systems],
+                         "completion_tokens": s.completion_tokens, "seconds": s.seconds, "dollars": s.dollars,
+                         "total_dollars": s.total_dollars} for s in self.systems],
             "oracle": acc(self.oracle),
             "best_node": None if self.best_node is None else {"node": self.best_node[0], "accuracy": self.best_node[1]},
             "peer_rank_vs_majority": None if paired is None else {
@@ -108,7 +111,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> Summary:
         correct[system] = [bool(per_item[i]["correct"]) if i in per_item else False for i in item_ids]
         mean = {k: float(np.mean([r[k] for r in present])) for k in
                 ("calls", "judge_calls", "prompt_tokens", "completion_tokens", "seconds")}
-        systems.append(SystemSummary(system=system, accuracy=metrics.accuracy(flags), **mean))
+        priced = [float(r["dollars"]) for r in present if r.get("dollars") is not None]
+        total = float(sum(priced)) if priced else None
+        systems.append(SystemSummary(system=system, accuracy=metrics.accuracy(flags), **mean,
+                                     dollars=None if total is None else total / len(present), total_dollars=total))
     nodes = {s: v for s, v in correct.items() if s.startswith("node:")}
     oracle = metrics.accuracy(metrics.oracle(nodes)) if nodes else None
     best = metrics.best_single(nodes) if nodes else None

@@ -46,6 +46,13 @@ class CompletionRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     top_logprobs: int | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    #: "json": reply with one JSON object (matching ``json_schema`` when given); backends that can
+    #: constrain decoding (llama.cpp grammars, OpenAI-compatible ``response_format``) do so
+    response_format: Literal["text", "json"] = "text"
+    json_schema: Mapping[str, Any] | None = None
     timeout: float | None = None  # seconds this call may run once it starts (the round sets it)
     context: Mapping[str, Any] = field(default_factory=dict)
 

@@ -171,6 +171,20 @@ class LoadedModel:
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
 
 
+def json_grammar(schema: Mapping[str, Any] | None) -> Any:
+    """A llama.cpp grammar that only lets the model write a JSON object (matching ``schema`` when given)."""
+    import json
+
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    try:
+        if schema is not None:
+            return LlamaGrammar.from_json_schema(json.dumps(dict(schema)), verbose=False)
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)  # its root is an object
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise NodeError(f"llama.cpp cannot turn this JSON Schema into a grammar: {exc}") from None
+
+
 @dataclass
 class LlamaCppBackend(Backend):
     model: LoadedModel
@@ -213,13 +227,18 @@ class LlamaCppBackend(Backend):
             def stopping(_ids: Any, _logits: Any) -> bool:
                 return cancel.is_set() or (limit is not None and time.perf_counter() - start > limit)
 
+            sampling: dict[str, Any] = {k: getattr(request, k) for k in ("top_p", "presence_penalty",
+                                                                         "frequency_penalty")
+                                        if getattr(request, k) is not None}
+            if request.response_format == "json":
+                sampling["grammar"] = json_grammar(request.json_schema)
             try:
                 from llama_cpp import StoppingCriteriaList
 
                 out = llm.create_completion(
                     prompt=prompt, max_tokens=request.max_tokens, temperature=request.temperature,
                     seed=request.seed if request.seed is not None else -1, stop=stop or None,
-                    stopping_criteria=StoppingCriteriaList([stopping]),
+                    stopping_criteria=StoppingCriteriaList([stopping]), **sampling,
                 )
             except ValueError as exc:  # e.g. the prompt does not fit the context
                 raise NodeError(f"llama.cpp refused the request: {exc}") from None

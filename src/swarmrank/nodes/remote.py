@@ -50,6 +50,7 @@ from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRe
 from swarmrank.plugins import hookimpl
 from swarmrank.wire import (
     HEX_KEY_PATTERN,
+    OPTIONAL_REQUEST_FIELDS,
     CompleteReply,
     NodeSignature,
     canonical,
@@ -188,6 +189,10 @@ class RemoteBackend(Backend):
                 "purpose": request.purpose, "temperature": float(request.temperature),
                 "max_tokens": int(request.max_tokens), "seed": request.seed, "stop": list(request.stop),
                 "top_logprobs": request.top_logprobs, "context": wire_context(request.context)}
+        for name, default in OPTIONAL_REQUEST_FIELDS.items():
+            value = getattr(request, name)
+            if value != default:
+                body[name] = dict(value) if name == "json_schema" else value
         timeout = self.timeout if request.timeout is None else min(self.timeout, request.timeout)
         body["timeout"] = float(timeout)
         try:

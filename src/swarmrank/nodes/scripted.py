@@ -1,6 +1,8 @@
 """Scripted nodes: deterministic behaviour for tests, simulation and adversaries.
 
-A scripted node answers from a table (question substring → answer, ``"*"`` for any question),
+A scripted node answers from a table (question → answer, ``"*"`` for any question; see
+:meth:`ScriptedBackend.own_answer` for how a key matches), honours ``max_tokens`` (a token is a
+word here, as in its token counts) and answers JSON tasks with the bare answer,
 judges by a named rule, and can be told to be slow or to fail. Its replies go through the same
 parsers as a real model's, so a scripted swarm exercises the whole round.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,12 @@ from typing import Any
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
 from swarmrank.plugins import hookimpl
+
+
+def _plain(text: str) -> str:
+    """Lower case, one space between words: how answer-table keys and questions are compared."""
+    return " ".join(text.lower().split())
+
 
 JUDGE_RULES = ("truth", "own", "prefer", "first", "second", "tie", "random")
 FAULTS = ("timeout", "crash", "garbage", "empty", "refuse", "long")
@@ -99,7 +108,12 @@ class ScriptedBackend(Backend):
         }
         text = handler[request.purpose](request, rng)
         prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()))
+        finish = "stop"
+        words = re.findall(r"\S+\s*", text)
+        if len(words) > request.max_tokens:
+            text, finish = "".join(words[: request.max_tokens]).rstrip(), "length"
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split()),
+                          finish_reason=finish)
 
     async def _fail(self, rng: random.Random) -> Completion:
         if self.fault == "timeout":
@@ -115,14 +129,17 @@ class ScriptedBackend(Backend):
         return Completion(text="blah " * 2000, completion_tokens=2000, finish_reason="length")
 
     def own_answer(self, question: str, rng: random.Random | None = None, truth: str | None = None) -> str:
-        """The node's answer; with ``accuracy`` set it is the truth (the node's own, else the one the
-        request carries for evaluation) with that probability, else ``wrong``."""
-        for key, value in self.answers.items():
-            if key != "*" and key.lower() in question.lower():
-                chosen = value
-                break
-        else:
-            chosen = self.answers.get("*", "42")
+        """The node's answer from its table: the key equal to the whole question (case and spacing
+        aside), else the longest key the question contains as whole words ("3 + 4" matches "What is
+        3 + 4?" but not "13 + 4" or "3 + 45"), else ``"*"``. With ``accuracy`` set it is the truth
+        (the node's own, else the one the request carries for evaluation) with that probability,
+        else ``wrong``."""
+        asked = _plain(question)
+        keys = [k for k in self.answers if k != "*"]
+        exact = [k for k in keys if _plain(k) == asked]
+        inside = sorted((k for k in keys if _plain(k) and re.search(rf"(?<!\w){re.escape(_plain(k))}(?!\w)", asked)),
+                        key=lambda k: -len(_plain(k)))
+        chosen = self.answers[(exact or inside)[0]] if exact or inside else self.answers.get("*", "42")
         truth = self.truth if self.truth is not None else truth
         if self.accuracy is not None and rng is not None and truth is not None:
             chosen = truth if rng.random() < self.accuracy else self.wrong
@@ -132,6 +149,8 @@ class ScriptedBackend(Backend):
         truth = request.context.get("truth")
         answer = self.own_answer(str(request.context.get("question", "")), rng,
                                  None if truth is None else str(truth))
+        if request.response_format == "json":
+            return answer
         text = f"Let me think. The answer is {answer}."
         if self.confidence is not None or "confidence" in request.context.get("wants", ()):
             text += f"\nAnswer: {answer}\nConfidence: {self.confidence if self.confidence is not None else 0.7}"

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from swarmrank.errors import ConfigError
 from swarmrank.server.deps import ServerState
 from swarmrank.server.errors import install_handlers
-from swarmrank.server.limits import BodyLimit, RateLimiter
+from swarmrank.server.limits import BodyLimit, RateLimiter, RoundGate
 from swarmrank.server.routes import chat, dashboard, health, models, rounds
 from swarmrank.server.schemas import ChatCompletionChunk
 from swarmrank.server.settings import ServerSettings
@@ -53,7 +53,8 @@ def create_app(swarm: Swarm, *, store: Store | None = None, settings: ServerSett
     app = FastAPI(title="swarmrank", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.swarmrank = ServerState(swarm=swarm, store=store, settings=settings,
                                       limiter=RateLimiter(settings.rate_limit, settings.bucket_size),
-                                      started=int(time.time()))
+                                      started=int(time.time()),
+                                      rounds=RoundGate(settings.max_rounds, settings.max_queued))
     install_handlers(app)
     for module in (chat, models, rounds, health, dashboard):
         app.include_router(module.router)

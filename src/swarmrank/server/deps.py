@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,10 +13,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from swarmrank.server.errors import APIError
 from swarmrank.server.keys import find_key
-from swarmrank.server.limits import RateLimiter
+from swarmrank.server.limits import RateLimiter, RoundGate
 from swarmrank.server.settings import ServerSettings
 from swarmrank.store import Store
 from swarmrank.swarm import Swarm
+
+log = logging.getLogger("swarmrank.server")
 
 
 @dataclass
@@ -27,6 +30,7 @@ class ServerState:
     settings: ServerSettings
     limiter: RateLimiter
     started: int
+    rounds: RoundGate
 
 
 def get_state(request: Request) -> ServerState:
@@ -49,7 +53,12 @@ async def get_caller(request: Request, state: StateDep,
         assert state.store is not None  # create_app refuses auth without a store
         record = await asyncio.to_thread(find_key, state.store, credentials.credentials)
         if record is None:
-            raise APIError(401, "incorrect or revoked API key", code="invalid_api_key")
+            log.warning("refused an API key (%s…): no active key like it in %s", credentials.credentials[:7],
+                        state.store.url)
+            raise APIError(401, "incorrect or revoked API key. Keys belong to one database: this server knows "
+                                "only the keys of the database it stores rounds in (its start-up line names it), "
+                                "so a key made by `swarmrank keys create` with another --config or SWARMRANK_DB "
+                                "is unknown here", code="invalid_api_key")
         caller = f"key:{record['name']}"
     else:
         caller = f"addr:{request.client.host if request.client else 'unknown'}"

@@ -117,6 +117,9 @@ def _validation_message(exc: RequestValidationError, request: Request) -> APIErr
                             code="invalid_content_type")
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     where = ".".join(loc) or "body"
+    if first.get("type") == "extra_forbidden":  # as OpenAI answers a field it does not define
+        return APIError(400, f"Unrecognized request argument supplied: {where}", param=where,
+                        code="unknown_parameter")
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     value = first.get("input")
     got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60 else ""

@@ -7,7 +7,7 @@ These are the only OpenAI-shaped types in swarmrank; they are built from domain 
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,37 +25,94 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One message. ``tool_calls``, ``tool_call_id``, ``function_call`` and ``audio`` are declared so that
+    the route can refuse them by name (swarmrank does no tool calling); other fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+    function_call: Any = None
+    audio: Any = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     include_usage: bool = False
+    include_obfuscation: bool = Field(False, description="accepted; no effect (nothing is obfuscated)")
+
+
+class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text"}``, ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class SwarmrankOptions(BaseModel):
     """Request extension (``extra_body={"swarmrank": {...}}`` in the official client)."""
 
     model_config = ConfigDict(extra="forbid")
-    task_type: Literal["mc", "number", "short", "free"] | None = Field(
-        None, description="the question's type; default: guessed from the last user message")
+    task_type: Literal["mc", "number", "short", "free", "json"] | None = Field(
+        None, description="the question's type; default: guessed from the last user message (json with a "
+                          "response_format that asks for JSON)")
     content: Literal["text", "answer"] = Field(
         "text", description="'text': the winning answer's full text; 'answer': only the extracted answer")
+    progress: Literal["reasoning_content", "reasoning", "none"] = Field(
+        "reasoning_content", description="streaming: the delta field the round's progress is written to")
 
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI's request body. Sampling fields (temperature, max_tokens, ...) are accepted and ignored:
-    each node's persona sets its own."""
+    """OpenAI's request body. Every field is honoured or refused by name (docs/server.md has the table);
+    a field OpenAI does not define is refused like OpenAI refuses it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     model: str = Field(description="'swarmrank' (the swarm's default protocol), 'swarmrank/<protocol>' or '<protocol>'")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only 1 is supported")
+    n: int | None = Field(1, ge=1, le=1, description="only 1 is supported")
+    temperature: float | None = Field(None, ge=0, le=2, description="every answering node samples at this")
+    top_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = Field(None, description="node calls are seeded from it (plus each persona's seed)")
+    max_tokens: int | None = Field(None, ge=1, description="bounds each answer, so the returned message")
+    max_completion_tokens: int | None = Field(None, ge=1, description="the same as max_tokens")
+    stop: str | list[str] | None = Field(None, description="up to 4 stop sequences")
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(None, description="false only: a consensus answer has no token log-probabilities")
+    top_logprobs: int | None = Field(None, description="refused (needs logprobs)")
+    tools: list[Any] | None = Field(None, description="refused unless tool_choice is 'none'")
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    functions: list[Any] | None = Field(None, description="refused (deprecated tools)")
+    function_call: Any = None
+    logit_bias: dict[str, float] | None = Field(None, description="refused unless empty")
+    user: str | None = Field(None, max_length=512, description="accepted; written to the server log")
+    safety_identifier: str | None = Field(None, max_length=512, description="as user")
+    prompt_cache_key: str | None = Field(None, max_length=512, description="accepted; no effect")
+    metadata: dict[str, str] | None = Field(None, description="accepted (at most 16 pairs); no effect")
+    store: bool | None = Field(None, description="false: the round is not saved")
+    service_tier: str | None = Field(None, description="'auto' or 'default' (there is one tier)")
+    modalities: list[str] | None = Field(None, description="['text'] only")
+    audio: Any = Field(None, description="refused")
+    prediction: Any = Field(None, description="refused")
+    web_search_options: Any = Field(None, description="refused")
+    reasoning_effort: Any = Field(None, description="refused: the nodes' effort is the swarm's config")
+    verbosity: Any = Field(None, description="refused")
     swarmrank: SwarmrankOptions | None = None
 
 
@@ -82,7 +139,9 @@ class SwarmrankInfo(BaseModel):
     candidates: list[CandidateInfo]
     calls: int
     wall_seconds: float
-    stored: bool = Field(description="false when the round could not be saved (then round_url answers 404)")
+    dollars: float | None = Field(None, description="the round's cost by the swarm's price table (priced nodes)")
+    notes: list[str] = Field(default_factory=list, description="what the protocol noted (ties, fallbacks, ...)")
+    stored: bool = Field(description="false when the round was not saved (then round_url answers 404)")
 
     @classmethod
     def of(cls, result: RoundResult, *, stored: bool) -> SwarmrankInfo:
@@ -91,7 +150,8 @@ class SwarmrankInfo(BaseModel):
             answer=result.answer, confidence=result.confidence, winner=result.winner,
             candidates=[CandidateInfo(answer=c.answer, strength=c.strength, stderr=c.stderr, votes=c.votes,
                                       supporters=list(c.nodes)) for c in result.candidates],
-            calls=result.cost.calls, wall_seconds=result.cost.wall_seconds, stored=stored,
+            calls=result.cost.calls, wall_seconds=result.cost.wall_seconds, dollars=result.cost.dollars,
+            notes=list(result.notes), stored=stored,
         )
 
 
@@ -111,10 +171,14 @@ class ResponseMessage(BaseModel):
     content: str
 
 
+FinishReason = Literal["stop", "length"]
+
+
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: FinishReason = Field(
+        "stop", description="'length' when the winning answer was cut off by max_tokens (or the node's own limit)")
     logprobs: None = None
 
 
@@ -131,12 +195,14 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = Field(None, description="the round's progress, one line per event")
+    reasoning: str | None = Field(None, description="the same, for clients that read 'reasoning' instead")
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class Progress(BaseModel):

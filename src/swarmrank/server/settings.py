@@ -15,7 +15,8 @@ class ServerSettings:
     ``rate_limit`` is requests per minute per API key (per client address with auth off); 0 turns
     the limit off. ``burst`` is the token bucket's size (default: one minute's worth).
     ``request_timeout`` is a hard limit on one request's round in seconds, on top of the round's
-    own ``deadline`` option.
+    own ``deadline`` option. ``max_rounds`` rounds run at once (0: no cap) and ``max_queued`` more wait;
+    beyond that a request gets 429 with ``Retry-After``. ``chunk_chars``: the size of streamed content pieces.
     """
 
     auth: bool = True
@@ -24,7 +25,9 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     request_timeout: float = 600.0
     keepalive_seconds: float = 15.0
-    chunk_chars: int = 64
+    chunk_chars: int = 12
+    max_rounds: int = 8
+    max_queued: int = 32
 
     def __post_init__(self) -> None:
         if not self.rate_limit >= 0:
@@ -35,6 +38,8 @@ class ServerSettings:
             raise ConfigError(f"the body size limit must be at least 1 byte, not {self.max_body_bytes}")
         if not self.request_timeout > 0:
             raise ConfigError(f"the request timeout must be > 0 seconds, not {self.request_timeout}")
+        if self.max_rounds < 0 or self.max_queued < 0:
+            raise ConfigError(f"max_rounds and max_queued must be >= 0, not {self.max_rounds} and {self.max_queued}")
         if not self.keepalive_seconds > 0 or self.chunk_chars < 1:
             raise ConfigError("keepalive_seconds must be > 0 and chunk_chars >= 1")
 

@@ -1,47 +1,44 @@
 """``POST /v1/chat/completions``: one swarm round per request, answered as an OpenAI chat completion.
 
 The ``model`` names the protocol; the question is the last user message (system messages and
-earlier turns are folded in front of it, see :func:`question_from`). With ``stream: true`` the
-round's progress comes as ``chat.completion.chunk`` events with empty content and a
-``swarmrank.progress`` field, then the answer text, a ``finish_reason: "stop"`` chunk and
-``data: [DONE]``; sse-starlette frames the events and sends a ``: keep-alive`` comment every
-``keepalive_seconds``.
+earlier turns are folded in front of it, see :func:`question_from`). Every other field is honoured
+or refused by :mod:`swarmrank.server.fields`. With ``stream: true`` the round streams as
+:mod:`swarmrank.server.streaming` describes (progress as ``reasoning_content``, then the answer);
+sse-starlette frames the events and sends a ``: keep-alive`` comment every ``keepalive_seconds``.
+Rounds in flight are capped (:class:`~swarmrank.server.limits.RoundGate`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
-from swarmrank.errors import RoundNotSavedError, SwarmError
+from swarmrank.conversation import compose_question
+from swarmrank.errors import RoundNotSavedError
 from swarmrank.protocols import protocol_names
 from swarmrank.result import RoundResult
+from swarmrank.server import fields
 from swarmrank.server.deps import CallerDep, ServerState, StateDep
-from swarmrank.server.errors import ERROR_RESPONSES, NO_RETRY, APIError, from_swarm_error
+from swarmrank.server.errors import ERROR_RESPONSES, NO_RETRY, APIError
+from swarmrank.server.fields import Plan
+from swarmrank.server.limits import RoundTicket
 from swarmrank.server.schemas import (
     ChatCompletion,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
     Choice,
-    ChunkChoice,
-    ChunkExtra,
-    Delta,
-    ErrorResponse,
-    Progress,
     ResponseMessage,
     SwarmrankInfo,
     Usage,
 )
+from swarmrank.server.streaming import stream_round
 from swarmrank.swarm import Swarm
-from swarmrank.tasks import Task, detect_task_type
 
 log = logging.getLogger("swarmrank.server")
 
@@ -114,28 +111,30 @@ def question_from(messages: Sequence[ChatMessage]) -> tuple[str, str]:
         else:
             raise APIError(400, f"messages[{index}]: {message.role!r} messages are not supported (no tool calls)",
                            param=f"messages.{index}.role", code="unsupported_message")
-    context = [t for t in instructions if t]
-    if turns:
-        context.append("Earlier in this conversation:\n" + "\n".join(turns))
-    if not context:
-        return asked, asked
-    return "\n\n".join(context) + f"\n\nQuestion: {asked}", asked
+    return compose_question(asked, instructions=instructions, turns=turns), asked
 
 
-async def run_round(state: ServerState, question: str, *, protocol: str, task_type: str,
+async def run_round(state: ServerState, plan: Plan, ticket: RoundTicket, *,
                     on_event: Callable[[str, dict[str, object]], None] | None = None) -> tuple[RoundResult, bool]:
-    """One round under the server's request timeout: (result, saved). Raises APIError or SwarmError."""
+    """One round under the server's request timeout (waiting for a slot included): (result, saved).
+    Raises APIError or SwarmError."""
     timeout = state.settings.request_timeout
     try:
-        result = await asyncio.wait_for(
-            state.swarm.ask(question, protocol=protocol, task_type=task_type, on_event=on_event), timeout)
-        saved = state.swarm.store is not None
+        async with asyncio.timeout(timeout):
+            if ticket.ahead and on_event is not None:
+                on_event("queued", {"ahead": ticket.ahead})
+            async with ticket:
+                result = await state.swarm.ask(plan.question, protocol=plan.protocol, task_type=plan.task_type,
+                                               options=plan.options, on_event=on_event, save=plan.save)
+        saved = plan.save and state.swarm.store is not None
     except TimeoutError:
         raise APIError(504, f"the swarm did not finish within the server's request timeout of {timeout:g}s",
                        type="timeout_error", code="request_timeout", headers=NO_RETRY) from None
     except RoundNotSavedError as exc:
         log.error("%s", exc)
         result, saved = exc.result, False  # type: ignore[assignment]
+    finally:
+        ticket.release()
     if result.answer is None:
         reasons = sorted({a.excluded for a in result.answers if a.excluded}) or ["no answering node"]
         where = f"round {result.round_id}" + (" (stored)" if saved else "")
@@ -148,26 +147,6 @@ async def run_round(state: ServerState, question: str, *, protocol: str, task_ty
     return result, saved
 
 
-def reply_text(result: RoundResult, content: str) -> str:
-    if content == "answer" or result.answer_text is None:
-        return result.answer or ""
-    return result.answer_text
-
-
-def pieces(text: str, size: int) -> list[str]:
-    """``text`` in pieces of about ``size`` characters, split after whitespace; they join back exactly."""
-    out: list[str] = []
-    current = ""
-    for word in re.findall(r"\s+|\S+\s*", text):
-        if current and len(current) + len(word) > size:
-            out.append(current)
-            current = ""
-        current += word
-    if current:
-        out.append(current)
-    return out
-
-
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses={
     **ERROR_RESPONSES,
     200: {"description": "a chat completion; with `stream: true`, Server-Sent Events of chat.completion.chunk",
@@ -178,69 +157,24 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
     """Put the last user message to the swarm; the consensus answer is the reply."""
     protocol = resolve_model(body.model, state.swarm)
     question, asked = question_from(body.messages)
-    options = body.swarmrank
-    task_type = (options.task_type if options and options.task_type else None) or detect_task_type(asked).value
-    Task.create(question, task_type)  # an empty question fails here, before any stream starts
-    content = options.content if options else "text"
+    plan = fields.plan(body, protocol=protocol, question=question, asked=asked, base=state.swarm.options)
+    if body.user or body.safety_identifier:
+        log.info("chat completion for %s (user %r)", caller, body.user or body.safety_identifier)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model = f"{MODEL_NAMESPACE}/{protocol}"
+    ticket = state.rounds.admit()  # 429 now, before any stream starts, when too many rounds wait
     if body.stream:
-        usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = stream_round(state, question, protocol=protocol, task_type=task_type, content=content,
-                              completion_id=completion_id, model=model, include_usage=usage)
+        events = stream_round(lambda on_event: run_round(state, plan, ticket, on_event=on_event), plan,
+                              completion_id=completion_id, model=model, chunk_chars=state.settings.chunk_chars,
+                              nodes=len(state.swarm.nodes))
         return EventSourceResponse(events, sep="\n", ping=state.settings.keepalive_seconds,
                                    ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
-                                   headers={"cache-control": "no-cache"})
-    result, saved = await run_round(state, question, protocol=protocol, task_type=task_type)
+                                   headers={"cache-control": "no-cache"},
+                                   background=BackgroundTask(ticket.release))
+    result, saved = await run_round(state, plan, ticket)
+    content, finish = fields.reply(result, plan)
     return ChatCompletion(
         id=completion_id, created=int(result.created_at.timestamp()), model=model,
-        choices=[Choice(message=ResponseMessage(content=reply_text(result, content)))],
+        choices=[Choice(message=ResponseMessage(content=content), finish_reason=finish)],
         usage=Usage.of(result), swarmrank=SwarmrankInfo.of(result, stored=saved),
     )
-
-
-async def stream_round(state: ServerState, question: str, *, protocol: str, task_type: str, content: str,
-                       completion_id: str, model: str, include_usage: bool) -> AsyncIterator[str]:
-    """The round as the data of Server-Sent Events; a failure becomes an OpenAI error event, then ``[DONE]``."""
-    created = int(time.time())
-    queue: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
-
-    def chunk(delta: Delta, *, finish: bool = False, extra: ChunkExtra | None = None) -> str:
-        return ChatCompletionChunk(id=completion_id, created=created, model=model, swarmrank=extra,
-                                   choices=[ChunkChoice(delta=delta, finish_reason="stop" if finish else None)]
-                                   ).event_data()
-
-    task = asyncio.create_task(run_round(state, question, protocol=protocol, task_type=task_type,
-                                         on_event=lambda event, data: queue.put_nowait((event, data))))
-    task.add_done_callback(lambda _: queue.put_nowait(("", {})))
-    try:
-        yield chunk(Delta(role="assistant", content=""))
-        while True:
-            event, data = await queue.get()
-            if not event:
-                break
-            yield chunk(Delta(content=""), extra=ChunkExtra(progress=Progress(event=event, **data)))
-        try:
-            result, saved = task.result()
-        except (APIError, SwarmError) as exc:
-            error = exc if isinstance(exc, APIError) else from_swarm_error(exc)
-            yield ErrorResponse(error=error.detail).model_dump_json()
-            yield "[DONE]"
-            return
-        except Exception:
-            log.exception("round failed while streaming")
-            error = APIError(500, "internal server error (details are in the server log)", type="server_error",
-                             code="internal_error")
-            yield ErrorResponse(error=error.detail).model_dump_json()
-            yield "[DONE]"
-            return
-        for piece in pieces(reply_text(result, content), state.settings.chunk_chars):
-            yield chunk(Delta(content=piece))
-        yield chunk(Delta(), finish=True, extra=ChunkExtra(result=SwarmrankInfo.of(result, stored=saved)))
-        if include_usage:
-            yield ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[],
-                                      usage=Usage.of(result)).event_data()
-        yield "[DONE]"
-    finally:
-        if not task.done():  # the client went away: stop the round
-            task.cancel()

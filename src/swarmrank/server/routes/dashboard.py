@@ -1,6 +1,7 @@
 """The dashboard: ``GET /dashboard`` (a self-contained page) and the JSON endpoints it reads.
 
-* ``GET /dashboard`` and ``GET /dashboard/static/{file}``: the page, its script and its style,
+* ``GET /chat``: a page to ask the swarm and watch the round live, from the stream.
+* ``GET /dashboard`` and ``GET /dashboard/static/{file}``: the pages' HTML, scripts and style,
   served from the package (no CDN, no external URL) and never with round data in them, so they
   need no key. A strict Content-Security-Policy allows only this origin's script and style.
 * ``GET /v1/rounds?limit=N``: recent rounds, newest first.
@@ -43,6 +44,8 @@ STATIC_TYPES = {
     "dashboard.html": "text/html; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "chat.html": "text/html; charset=utf-8",
+    "chat.js": "text/javascript; charset=utf-8",
 }
 """The only files served from ``server/static`` (a fixed list: no path from the request reaches the disk)."""
 
@@ -88,7 +91,8 @@ class Item(BaseModel):
 
 
 class MatrixCell(BaseModel):
-    """Verdicts on one pair, in both orders, seen from the row: ``share`` = wins / total (null when none)."""
+    """Verdicts on one pair, in both orders, seen from the row: ``share`` = (wins + ties / 2) / total, so the
+    two cells of a pair sum to 1 (null when the pair was not judged)."""
 
     wins: int = 0
     losses: int = 0
@@ -171,7 +175,8 @@ def analyse(result: RoundResult) -> RoundAnalysis:
     """What the dashboard draws for one round.
 
     ``matrix[i][j]`` counts the counted (not failed) verdicts on the pair {i, j}, shown in either
-    order: ``wins`` preferred i, ``losses`` preferred j, ``ties`` neither. Strength intervals are
+    order: ``wins`` preferred i, ``losses`` preferred j, ``ties`` neither; a tie is half a win for each
+    side in ``share``, so ``share[i][j] + share[j][i] = 1``. Strength intervals are
     ``log_strength ± 1.96·stderr`` (Bradley–Terry θ) where the fit gave a standard error.
     """
     items = compared_items(result)
@@ -203,7 +208,7 @@ def analyse(result: RoundResult) -> RoundAnalysis:
                 cell.losses += 1
     for cells_of_row in matrix:
         for cell in cells_of_row:
-            cell.share = cell.wins / cell.total if cell.total else None
+            cell.share = (cell.wins + cell.ties / 2) / cell.total if cell.total else None
     pairs.sort()
     judges = JudgeTable(pairs=pairs, rows=[JudgeRow(judge=judge, cells=[by_pair.get(p, []) for p in pairs])
                                            for judge, by_pair in sorted(cells.items())])
@@ -245,6 +250,12 @@ def _static(name: str) -> Response:
 async def dashboard() -> Response:
     """The page (no key needed: it holds no data; it reads the JSON endpoints with the user's key)."""
     return _static("dashboard.html")
+
+
+@router.get("/chat", include_in_schema=False)
+async def chat_page() -> Response:
+    """The chat page: ask the swarm and watch the round live (it streams /v1/chat/completions)."""
+    return _static("chat.html")
 
 
 @router.get("/dashboard/static/{name}", include_in_schema=False)

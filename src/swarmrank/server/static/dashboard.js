@@ -133,6 +133,8 @@
     for (const row of $("rounds").tBodies[0].rows) row.classList.toggle("selected", row.dataset.round === id);
     const analysis = await api(`/v1/rounds/${encodeURIComponent(id)}/analysis`);
     showRound(analysis);
+    const box = $("round").getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 40) $("round").scrollIntoView({ block: "start" });
   }
 
   function showRound(a) {
@@ -205,7 +207,7 @@
         svg("rect", { x, y, width: cell - 2, height: cell - 2, fill: i === j ? "#ffffff" : shareColour(c.share),
                       stroke: "#d0d5dd" }),
         tooltip(`${a.items[i].label} over ${a.items[j].label}: ${c.wins} of ${c.total} verdicts` +
-                ` (${c.losses} against, ${c.ties} ties)`));
+                ` (${c.losses} against, ${c.ties} ties, each half a win)`));
       if (i !== j && c.total) {
         g.append(svg("text", { x: x + cell / 2 - 1, y: y + cell / 2 - 3, "text-anchor": "middle", class: "cell-share",
                                text: pct(c.share) }),
@@ -217,8 +219,25 @@
     box.append(chart);
   }
 
+  // what a candidate's strength is depends on how the round was decided
+  function strengthMeaning(r) {
+    if (r.aggregation === "evidence") {
+      return "Bar: each candidate's posterior probability of being right (peer-rank's evidence aggregation: " +
+        "votes as the prior, the judges' verdicts weighted by their estimated reliability); sums to 1.";
+    }
+    if (r.aggregation === "bradley-terry") {
+      const times = r.schedule === "fortytwo" ? "" : " × its votes (renormalised)";
+      return `Bar: Bradley–Terry strength${times}; sums to 1. Right: log-strength θ with a 95% interval ` +
+        "(±1.96·stderr) where known.";
+    }
+    if (r.protocol === "blender") return "Bar: share from the summed pairwise preferences (LLM-Blender); sums to 1.";
+    if (r.protocol === "council") return "Bar: share from the mean rank position (Borda); sums to 1.";
+    return "Bar: vote share (weighted by confidence for weighted-vote); sums to 1.";
+  }
+
   function showStrengths(a) {
     const box = clear($("strengths"));
+    $("strengths-help").textContent = strengthMeaning(a.round);
     const bars = a.strengths;
     if (!bars.length) {
       box.append(el("p", { class: "empty", text: "No candidates." }));
@@ -227,7 +246,7 @@
     const rowH = 28, left = 170, barW = 220, gap = 40, forestW = 300, top = 24;
     const width = left + barW + gap + forestW + 20;
     const chart = svg("svg", { viewBox: `0 0 ${width} ${top + bars.length * rowH + 24}`, width, role: "img",
-                               "aria-label": "Bradley–Terry strengths" });
+                               "aria-label": "candidate strengths" });
     const known = bars.filter((b) => b.log_strength !== null);
     const lows = known.map((b) => (b.low === null ? b.log_strength : b.low));
     const highs = known.map((b) => (b.high === null ? b.log_strength : b.high));

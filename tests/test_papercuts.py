@@ -1,0 +1,118 @@
+"""Small things a new user trips over, one test each: stdin and --system for ask, brackets in --help,
+the API-key hint, ask_sync inside a running loop, majority ties, exact scripted answer tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swarmrank.nodes.scripted import ScriptedBackend
+from swarmrank.result import RoundResult
+
+from helpers import ask, assert_openai_error, run_cli, scripted_swarm
+
+ECHO = """
+[swarm]
+name = "papercuts"
+[[nodes]]
+id = "a"
+backend = "scripted"
+answers = { "3 + 4" = "7", "13 + 4" = "17", "*" = "0" }
+roles = ["answer"]
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "swarm.toml"
+    path.write_text(ECHO)
+    return path
+
+
+def test_ask_dash_reads_the_question_from_stdin(config, isolated_home):
+    proc = run_cli("ask", "-", "--config", str(config), "--json", "--no-save", home=isolated_home,
+                   stdin="What is 13 + 4?\n", check=True)
+    data = json.loads(proc.stdout)
+    assert data["question"] == "What is 13 + 4?" and data["answer"] == "17"
+
+
+def test_ask_dash_with_empty_stdin_is_one_line(config, isolated_home):
+    proc = run_cli("ask", "-", "--config", str(config), home=isolated_home, stdin="")
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: the question is empty"
+
+
+def test_ask_system_goes_before_the_question_and_the_type_comes_from_the_question(config, isolated_home):
+    proc = run_cli("ask", "What is 3 + 4?", "--system", "Be brief. Reply like a pirate.", "--config", str(config),
+                   "--json", "--no-save", home=isolated_home, check=True)
+    data = json.loads(proc.stdout)
+    assert data["question"] == "Be brief. Reply like a pirate.\n\nQuestion: What is 3 + 4?"
+    assert data["task_type"] == "number" and data["answer"] == "7"
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    (["node", "admit", "--help"], "[trust] deposit"),
+    (["ask", "--help"], "[executor] kind"),
+    (["eval", "run", "--help"], "[store]"),
+])
+def test_help_shows_config_section_names_in_brackets(command, words, isolated_home):
+    proc = run_cli(*command, home=isolated_home, check=True)
+    assert words in " ".join(proc.stdout.split())
+
+
+def test_a_key_from_another_database_is_refused_with_a_hint(api, store, tmp_path):
+    from swarmrank.server import create_key
+    from swarmrank.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'other.db'}") as other:
+        foreign = create_key(other, "elsewhere")[0]
+    http = api(scripted_swarm(["42"]), store=store)
+    response = http.post("/v1/chat/completions", json=ask(), headers={"Authorization": f"Bearer {foreign}"})
+    error = assert_openai_error(response, 401, code="invalid_api_key")
+    assert "Keys belong to one database" in error["message"] and "--config or SWARMRANK_DB" in error["message"]
+
+
+def test_keys_create_says_which_database_holds_the_key(config, isolated_home):
+    proc = run_cli("keys", "create", "demo", "--config", str(config), home=isolated_home, check=True)
+    assert f"in sqlite:///{isolated_home}/swarmrank.db" in " ".join(proc.stderr.split())
+
+
+async def test_ask_sync_works_inside_a_running_event_loop():
+    swarm = scripted_swarm(["42", "42"])
+    result = swarm.ask_sync("What is 40 + 2?", protocol="majority")  # a notebook cell runs inside a loop
+    assert isinstance(result, RoundResult) and result.answer == "42"
+
+
+def test_ask_sync_without_a_loop_still_works():
+    assert scripted_swarm(["7"]).ask_sync("What is 3 + 4?", protocol="majority").answer == "7"
+
+
+async def test_a_majority_tie_is_noted_and_broken_by_node_order():
+    swarm = scripted_swarm(["41", "42", "42", "41"])
+    result = await swarm.ask("What is 40 + 2?", protocol="majority")
+    assert result.answer == "41"  # a0 gave 41 first
+    assert [c.votes for c in result.candidates] == [2.0, 2.0]
+    assert any(n.startswith("tie: '41', '42' have 2 vote(s) each; broken by node order for '41' (first given, by a0)")
+               for n in result.notes)
+    swapped = await scripted_swarm(["42", "41", "41", "42"]).ask("What is 40 + 2?", protocol="majority")
+    assert swapped.answer == "42"
+
+
+async def test_a_clear_majority_notes_no_tie():
+    result = await scripted_swarm(["42", "42", "41"]).ask("What is 40 + 2?", protocol="majority")
+    assert result.answer == "42" and not any(n.startswith("tie") for n in result.notes)
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("What is 3 + 4?", "7"), ("What is 13 + 4?", "17"), ("3 + 4", "7"), ("What is 3 + 45?", "0"),
+    ("what is   3 +  4?", "7"), ("What is 23 + 4?", "0"),
+])
+def test_scripted_answer_tables_match_whole_words_not_substrings(question, expected):
+    table = ScriptedBackend(answers={"3 + 4": "7", "13 + 4": "17", "*": "0"})
+    assert table.own_answer(question) == expected
+
+
+def test_a_scripted_key_equal_to_the_whole_question_wins_over_a_longer_contained_one():
+    table = ScriptedBackend(answers={"What is 2 + 2? Explain.": "long", "What is 2 + 2?": "short"})
+    assert table.own_answer("what is 2 + 2?") == "short"

@@ -94,7 +94,8 @@ def forge(ledger: Ledger, attacker: Identity) -> list[int]:
 # -- 1. only trust authorities move trust ------------------------------------------------------------
 
 
-def test_entries_from_a_forged_signer_move_no_trust_and_are_named_and_refused(db: Store, tmp_path: Path) -> None:
+def test_entries_from_a_forged_signer_move_no_trust_and_are_named_and_refused(db: Store, tmp_path: Path,
+                                                                              api) -> None:
     swarm = trusted_swarm(db, tmp_path / "keys")
     assert swarm.ask_sync(QUESTION).answer == "4"
     ledger = Ledger(db)
@@ -115,6 +116,9 @@ def test_entries_from_a_forged_signer_move_no_trust_and_are_named_and_refused(db
     # a registry starting afresh on this database (another process, a restart) agrees
     fresh = Registry(Ledger(db), swarm.registry.coordinator)
     assert {n: v.stake for n, v in fresh.state().nodes.items()} == {n: v.stake for n, v in state.nodes.items()}
+    # nor does the dashboard draw the forged reputations
+    shown = api(swarm, store=db, auth=False).get("/v1/reputation").json()
+    assert shown["enabled"] and not {n["node"] for n in shown["nodes"]} & set(COLLUDERS)
 
     policy = swarm.registry.policy
     report = ledger.verify(policy=policy)

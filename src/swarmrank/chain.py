@@ -127,6 +127,7 @@ class Chain:
         self.keys: dict[str, tuple[str, int]] = {}  # node id -> (public key hex, seq of its key entry)
         self.countersigned: dict[str, tuple[str, int]] = {}  # node id -> (key, seq of the admission)
         self.refused: str | None = None
+        self.payload: Any = None  # the last entry's payload, parsed (valid once check passes)
 
     def check(self, row: Row) -> tuple[int, str] | None:
         """None if ``row`` extends the chain (and the chain moves on), else (bad seq, reason)."""
@@ -158,7 +159,7 @@ class Chain:
                 return "prev_hash is not the genesis hash (0…0)"
             return f"prev_hash does not match entry {row.seq - 1}'s hash (reordered, inserted or removed?)"
         try:
-            payload = loads(row.payload)
+            payload = self.payload = loads(row.payload)
         except (ValueError, RecursionError):
             return "payload is not valid JSON (modified?)"
         try:

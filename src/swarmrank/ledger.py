@@ -537,7 +537,8 @@ class Follower:
                 if chain.refused is not None:
                     refused.append((row.seq, chain.refused))
                 else:
-                    good.append(_entry(row))
+                    good.append(Entry(row.seq, row.created_at, row.kind, chain.payload, row.signer,
+                                      row.prev_hash, row.hash, row.signature))
         return FollowedEntries(good, refused, None)
 
 

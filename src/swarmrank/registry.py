@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from swarmrank.chain import SignerPolicy, is_hex
-from swarmrank.errors import LedgerConflict, TrustError
+from swarmrank.errors import LedgerBroken, LedgerConflict, TrustError
 from swarmrank.nodes.base import Node
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
@@ -180,7 +180,8 @@ class Registry:
             log.warning("ledger entry %s ignored: %s", seq, why)
         self._refused.extend(found.refused)
         if found.broken is not None:
-            raise found.broken
+            raise LedgerBroken(f"{found.broken}; no trusted round runs until the ledger is repaired "
+                               "(`swarmrank ledger verify` lists every problem)", seq=found.broken.seq)
 
     def take_warnings(self) -> list[str]:
         """Lines about ledger entries skipped since the last call (unauthorised signers), once each."""
@@ -201,8 +202,9 @@ class Registry:
 
     def weigh(self, nodes: Sequence[Node], options: RoundOptions) -> tuple[list[Node], RoundOptions, list[str]]:
         """The nodes that count in a round, the options with their influence, and who was left out and why."""
-        state = self.state()
-        admitted_keys = self._follower.countersigned()
+        with self._lock:
+            self._sync()
+            state, admitted_keys = self._state.copy(), self._follower.countersigned()
         counted, left_out = [], []
         for node in nodes:
             info = state.nodes.get(node.id)
@@ -275,7 +277,7 @@ class Registry:
                                             "amount": reward.amount, "reason": reward.reason}, self.coordinator))
                 try:
                     # written only if no other coordinator appended since the state was read
-                    if also is None:
+                    if also is None:  # (a memory ledger, for simulations, takes no `also`)
                         self.ledger.append_many(items, after=self._state.seq)
                     else:
                         self.ledger.append_many(items, after=self._state.seq, also=also)

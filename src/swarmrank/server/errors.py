@@ -89,8 +89,7 @@ def from_swarm_error(exc: SwarmError) -> APIError:
         return round_lookup_error(exc, exc.key)
     if isinstance(exc, LedgerBroken):  # the operator's problem, not the caller's: say which entry
         log.error("ledger: %s", exc)
-        return APIError(503, f"trusted rounds are refused until the ledger is repaired: {exc}", type="server_error",
-                        code="ledger_broken")
+        return APIError(503, str(exc), type="server_error", code="ledger_broken")
     if isinstance(exc, (ConfigError, TrustError)):
         return APIError(400, str(exc), code="invalid_request")
     if isinstance(exc, RoundError):

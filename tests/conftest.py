@@ -76,6 +76,14 @@ def start() -> Iterator[Callable[..., str]]:
         server.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL, once on SQLite and once on PostgreSQL (``pg_url``: skipped without a server)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'parametrized.db'}"
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty Postgres database for one test, dropped afterwards (scripts/with-postgres provides

@@ -75,6 +75,43 @@ class EvalTestItem:
         return value == self.gold
 
 
+#: a trusted swarm as a user configures one: two answerers and two judges that are always right,
+#: and mallory, who answers 41 to everything and judges for it (a clique adversary)
+TRUSTED = """
+[swarm]
+name = "trusted"
+[round]
+judges_per_pair = 3
+[trust]
+enabled = true
+[models.good]
+backend = "scripted"
+accuracy = 1.0
+judge = "truth"
+answers = { "6 × 7" = "42" }
+[[nodes]]
+id = "alice"
+model = "good"
+roles = ["answer"]
+[[nodes]]
+id = "bob"
+model = "good"
+roles = ["answer"]
+[[nodes]]
+id = "carol"
+model = "good"
+roles = ["judge"]
+[[nodes]]
+id = "dave"
+model = "good"
+roles = ["judge"]
+[[nodes]]
+id = "mallory"
+model = "good"
+adversary = "clique"
+adversary_value = "41"
+"""
+
 # -- servers and clients --------------------------------------------------------------------------
 
 

@@ -136,7 +136,11 @@ def test_unreachable_endpoint_is_reported_per_node_not_as_a_crash(tmp_path, isol
                     'model = "m"\ntimeout = 2\n')
     proc = run_cli("ask", "What is 2 + 2?", "--config", str(path), "--json", home=isolated_home)
     assert proc.returncode == 1  # no usable answer
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: no node produced a usable answer (error: cannot reach")
+    # the error names the stored round, so that its full record can be looked up
+    stored_id = json.loads(proc.stdout)["round_id"]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: no node produced a usable answer (round {stored_id} (stored): error: cannot reach")
+    assert run_cli("rounds", "show", stored_id, "--json", home=isolated_home, check=True)
     data = json.loads(proc.stdout)
     assert data["answer"] is None
     assert "cannot reach http://127.0.0.1:9/v1" in data["answers"][0]["excluded"]

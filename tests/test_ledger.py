@@ -100,13 +100,6 @@ def n2(keys: Path) -> Identity:
     return load_or_create(keys, "n2")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite:///{tmp_path / 'parametrized.db'}"
-
-
 @pytest.fixture
 def any_store(db_url: str) -> Iterator[Store]:
     with Store(db_url) as s:
@@ -548,8 +541,20 @@ def test_cli_verifies_shows_exports_and_imports(isolated_home: Path, tmp_path: P
         head = Ledger(s).head()
     assert head is not None
 
-    proc = swarmrank("verify", home=isolated_home)
-    assert proc.returncode == 0 and proc.stdout == f"ledger ok: 9 entries, head {head.hash[:12]}…\n"
+    # no coordinator key on this machine and none pinned: who may sign is unknown, so say so
+    one_line_error(swarmrank("verify", home=isolated_home), "no trust authority", "--authority")
+    proc = swarmrank("verify", "--any-signer", home=isolated_home)
+    assert proc.returncode == 0 and proc.stdout == (f"ledger ok: 9 entries, head {head.hash[:12]}…; signers not "
+                                                    "checked (--any-signer); 0 trusted round(s) recorded\n")
+    # with n1 as the trust authority, n2's stake and round entries (4 and 9) are named
+    proc = swarmrank("verify", "--authority", n1.public_hex, home=isolated_home)
+    assert proc.returncode == 1 and proc.stdout.splitlines() == [
+        f"entry 4 (stake) is signed by 'n2', whose key {n2.public_hex[:12]}… is not a trust authority",
+        f"entry 9 (round) is signed by 'n2', whose key {n2.public_hex[:12]}… is not a trust authority"]
+    assert proc.stderr == "error: 2 entries signed by keys that are not trust authorities (the first: entry 4); " \
+                          "the trust registry ignores them\n"
+    proc = swarmrank("verify", "--authority", n1.public_hex, "--authority", n2.public_hex, home=isolated_home)
+    assert proc.returncode == 0 and "every trust entry signed by one of 2 trust authorities" in proc.stdout
     proc = swarmrank("head", home=isolated_home)
     assert proc.stdout == f"{head.seq} {head.hash}\n"
     proc = swarmrank("show", "--kind", "round", "--limit", "1", home=isolated_home)
@@ -559,18 +564,21 @@ def test_cli_verifies_shows_exports_and_imports(isolated_home: Path, tmp_path: P
     proc = swarmrank("export", str(export), home=isolated_home)
     assert proc.returncode == 0 and len(export.read_text().splitlines()) == 9
     other = tmp_path / "other-home"
-    proc = swarmrank("import", "-", home=other, stdin=export.read_text())
+    one_line_error(swarmrank("import", "-", "--authority", n1.public_hex, home=other, stdin=export.read_text()),
+                   "import: line 4: entry 4 (stake) is signed by 'n2'", "(and 1 more); nothing imported")
+    proc = swarmrank("import", "-", "--any-signer", home=other, stdin=export.read_text())
     assert proc.returncode == 0 and proc.stdout.startswith("imported 9 entries; head is entry 9")
-    proc = swarmrank("verify", "--head", head.hash, "--json", home=other)
+    proc = swarmrank("verify", "--head", head.hash, "--json", "--any-signer", home=other)
     assert proc.returncode == 0 and json.loads(proc.stdout)["head"] == head.hash
 
     db = sqlite3.connect(Settings.from_env().default_db_url().removeprefix("sqlite:///"))
     db.execute("UPDATE ledger SET payload = replace(payload, '10.0', '100.0') WHERE seq = 4")
     db.commit()
     db.close()
-    one_line_error(swarmrank("verify", home=isolated_home),
+    one_line_error(swarmrank("verify", "--any-signer", home=isolated_home),
                    "error: ledger broken at entry 4: hash does not match the entry's content (modified?)")
-    one_line_error(swarmrank("import", str(tmp_path / "missing.jsonl"), home=other), "cannot read", "missing.jsonl")
+    one_line_error(swarmrank("import", str(tmp_path / "missing.jsonl"), "--any-signer", home=other), "cannot read",
+                   "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(export.read_text() + "{not json\n")
-    one_line_error(swarmrank("import", str(bad), home=other), "line 10: not valid JSON")
+    one_line_error(swarmrank("import", str(bad), "--any-signer", home=other), "line 10: not valid JSON")

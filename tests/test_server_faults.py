@@ -202,7 +202,8 @@ LIMITS = [
     # (which limit, round options, server settings, error code, is the round stored?)
     ("node timeout", {"node_timeout": 0.6}, {}, "round_timeout", True),
     ("round deadline", {"deadline": 0.6}, {}, "round_timeout", True),
-    ("request timeout", {}, {"request_timeout": 0.6}, "request_timeout", False),
+    # the request timeout caps the round's deadline, so the round ends itself and is stored too
+    ("request timeout", {}, {"request_timeout": 0.6}, "request_timeout", True),
 ]
 
 

@@ -309,10 +309,11 @@ def test_migrate_is_idempotent_and_records_the_alembic_revision(tmp_path: Path) 
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     try:
         assert migrate(engine) == revisions() == ["m001_initial", "m002_eval", "m003_ledger", "m004_api_keys",
-                                                       "m005_eval_dollars"]
+                                                       "m005_eval_dollars", "m006_trusted_rounds"]
         assert migrate(engine) == []
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["m005_eval_dollars"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+                "m006_trusted_rounds"]
         assert "_migrations" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
@@ -325,7 +326,7 @@ def test_a_failing_migration_rolls_back_the_whole_run(tmp_path: Path, monkeypatc
         from alembic import op
 
         revision = "m099_broken"
-        down_revision = "m005_eval_dollars"
+        down_revision = "m006_trusted_rounds"
         branch_labels = depends_on = None
 
         def upgrade():
@@ -367,7 +368,7 @@ def test_a_database_of_the_old_migration_runner_is_adopted_and_upgraded(backend,
     with Store(url) as old:
         with old.engine.begin() as conn:  # the schema is current once a Store touches it...
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "m005_eval_dollars"
+        assert version == "m006_trusted_rounds"
         tables = set(inspect(old.engine).get_table_names())
     assert {"rounds", "eval_runs", "ledger", "api_keys"} <= tables and "_migrations" not in tables
     with Store(url) as again:  # ...and stays so

@@ -13,42 +13,7 @@ from swarmrank.ledger import Ledger
 from swarmrank.store import Store
 from swarmrank.trust import TrustState
 
-from helpers import run_cli
-
-TRUSTED = """
-[swarm]
-name = "trusted"
-[round]
-judges_per_pair = 3
-[trust]
-enabled = true
-[models.good]
-backend = "scripted"
-accuracy = 1.0
-judge = "truth"
-answers = { "6 × 7" = "42" }
-[[nodes]]
-id = "alice"
-model = "good"
-roles = ["answer"]
-[[nodes]]
-id = "bob"
-model = "good"
-roles = ["answer"]
-[[nodes]]
-id = "carol"
-model = "good"
-roles = ["judge"]
-[[nodes]]
-id = "dave"
-model = "good"
-roles = ["judge"]
-[[nodes]]
-id = "mallory"
-model = "good"
-adversary = "clique"
-adversary_value = "41"
-"""
+from helpers import TRUSTED, run_cli
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ A config has these parts (``swarmrank config show`` prints the embedded default)
     [swarm]            name and default protocol
     [round]            round options: exactly the fields of swarmrank.round.RoundOptions
     [store]            url = any SQLAlchemy URL (optional; SWARMRANK_DB overrides it)
-    [trust]            enabled, spot_check_rate, exam_level and any field of swarmrank.trust.TrustParams
+    [trust]            enabled, spot_check_rate, exam_level, authorities and any field of
+                       swarmrank.trust.TrustParams
     [executor]         where nodes run: kind = "local" (default) or "ray" (swarmrank.executor)
     [models.NAME]      a backend and its options, shared by every node that names the model
     [[nodes]]          id, model (or an inline backend), roles, the fields of swarmrank.nodes.base.Persona,
@@ -24,7 +25,7 @@ import dataclasses
 import tomllib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -66,6 +67,8 @@ class TrustSection(BaseModel):
     enabled: bool = False
     spot_check_rate: float = Field(0.0, ge=0.0, le=1.0)  # chance of a hidden spot check after a live round
     exam_level: str = "medium"
+    # the public keys that may write trust entries (docs/ledger.md); empty: this coordinator's own key
+    authorities: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=list)
     params: TrustParams = Field(default_factory=TrustParams)
 
     @model_validator(mode="before")

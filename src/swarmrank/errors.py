@@ -19,7 +19,8 @@ The tree is shallow and grouped by where a failure arises::
     │   ├── AmbiguousRoundId     several stored rounds start with this prefix (carries ``key``, ``matches``)
     │   └── ApiKeyError          an API key name is taken, or has no active key
     ├── LedgerError          the ledger refused an entry or an import, or a stored entry cannot be read
-    │   └── LedgerConflict       an append conditioned on the ledger's head lost to another writer
+    │   ├── LedgerConflict       an append conditioned on the ledger's head lost to another writer
+    │   └── LedgerBroken         a stored entry fails verification: trust is not built on it (carries ``seq``)
     └── TrustError           stake or admission forbids it (a stake out of bounds, no admitted node)
         └── ReplayError          replaying the ledger does not reproduce a recorded value
 
@@ -126,6 +127,15 @@ class LedgerError(SwarmError):
 
 class LedgerConflict(LedgerError):
     """An append conditioned on the ledger's head found that another writer got there first."""
+
+
+class LedgerBroken(LedgerError):
+    """A stored entry fails verification (hash, chain link, signature), or entries this process had
+    verified are gone: no trust state is built past entry ``seq``, and trusted rounds are refused."""
+
+    def __init__(self, message: str, *, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class TrustError(SwarmError):

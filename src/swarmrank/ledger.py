@@ -14,6 +14,13 @@ entry touched, which :meth:`Ledger.verify` reports; cutting entries off the end 
 against a head hash kept elsewhere (``verify(expected_head=...)``). ``docs/ledger.md`` spells out
 the encoding so that anyone can verify a ledger export without this code.
 
+A valid signature proves who signed an entry, not that the signer may move trust. A
+:class:`SignerPolicy` names the keys that may (the trust authority: the coordinator's key, or a
+set pinned in the config); checked against one, every entry of :data:`TRUST_KINDS` by any other
+key is *unauthorised* — :meth:`Ledger.verify` names each, :meth:`Ledger.import_` refuses them, and
+:class:`Follower` (what the trust registry reads through) skips them. A node's own ``key`` entry
+binds nothing until an authority's ``admission`` entry countersigns that key.
+
 The ledger lives in the database's ``ledger`` table (:class:`LedgerRow`, migration ``m003_ledger``). Appends are
 serialised: SQLite write transactions take the write lock up front (``BEGIN IMMEDIATE``), and on
 PostgreSQL each one takes a transaction-scoped advisory lock before reading the head, so that
@@ -35,27 +42,35 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol, TextIO, TypeGuard, TypeVar
+from typing import Any, NamedTuple, Protocol, TextIO, TypeVar
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text, cast, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from swarmrank.errors import ConfigError, LedgerConflict, LedgerError, StorageError
+from swarmrank.chain import (
+    COLUMNS,
+    GENESIS,
+    KINDS,
+    TEXT_COLUMNS,
+    TRUST_KINDS,
+    Chain,
+    Row,
+    SignerPolicy,
+    entry_hash,
+    is_hex,
+    loads,
+    read_export,
+)
+from swarmrank.errors import ConfigError, LedgerBroken, LedgerConflict, LedgerError, StorageError
 from swarmrank.identity import check_node_id
 from swarmrank.store.engine import Database, reason
 from swarmrank.store.schema import Base
 from swarmrank.wire import canonical, verify_bytes
-from swarmrank.wire import digest as hex_digest
 
-__all__ = ["GENESIS", "KINDS", "Entry", "Ledger", "Signer", "VerifyReport", "entry_hash"]
-
-KINDS = ("key", "round", "reputation", "stake", "slash", "admission", "spot-check")
-"""Every kind of entry; ``key`` entries are written by :meth:`Ledger.register_key` only."""
-
-GENESIS = "0" * 64
-"""The ``prev_hash`` of entry 1."""
+__all__ = ["GENESIS", "KINDS", "TRUST_KINDS", "Entry", "Follower", "Ledger", "Signer", "SignerPolicy", "VerifyReport",
+           "entry_hash"]
 
 BATCH = 1000
 """Entries read per query when walking the whole ledger (verify, export, import)."""
@@ -67,9 +82,6 @@ duplicate ``seq`` (another writer got there first); the wait doubles from 20 ms,
 PG_LOCK_KEY = 0x73776C6564676572 & 0x7FFF_FFFF_FFFF_FFFF  # b"swledger"
 """The PostgreSQL advisory lock every append and import takes (``pg_advisory_xact_lock``)."""
 
-_COLUMNS = ("seq", "created_at", "kind", "payload", "signer", "prev_hash", "hash", "signature")
-_TEXT_COLUMNS = _COLUMNS[1:]
-_HEX = frozenset("0123456789abcdef")
 _T = TypeVar("_T")
 
 
@@ -126,8 +138,10 @@ class VerifyReport:
     """What :meth:`Ledger.verify` found.
 
     ``entries`` counts the entries that verified (all of them when ``ok``); ``head`` is the hash
-    of the last of those. When not ``ok``, ``bad_seq`` is the first position where the chain
-    breaks and ``reason`` says how, in one line.
+    of the last of those. When the chain breaks, ``bad_seq`` is the first position where it does
+    and ``reason`` says how, in one line. ``unauthorised`` lists ``(seq, reason)`` for every
+    entry (before any break) that a :class:`SignerPolicy` does not allow; ``ok`` is false when
+    there is one.
     """
 
     ok: bool
@@ -135,16 +149,10 @@ class VerifyReport:
     head: str | None
     bad_seq: int | None
     reason: str | None
+    unauthorised: tuple[tuple[int, str], ...] = ()
 
 
 # -- the encoding ---------------------------------------------------------------------------------
-
-
-def entry_hash(seq: int, created_at: str, kind: str, payload: dict[str, Any], signer: str, prev_hash: str) -> str:
-    """The hex SHA-256 of an entry's content (everything but its hash and signature)."""
-    content = {"seq": seq, "created_at": created_at, "kind": kind, "payload": payload, "signer": signer,
-               "prev_hash": prev_hash}
-    return hex_digest(content)
 
 
 def _payload_text(payload: Any) -> str:
@@ -178,142 +186,8 @@ def _check_json(value: Any, where: str) -> None:
     raise LedgerError(f"{where} is a {type(value).__name__}, which is not a JSON value")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _loads(text_: str) -> Any:
-    """Strict JSON: NaN and Infinity, which Python's json accepts, are refused."""
-    return json.loads(text_, parse_constant=_reject_constant)
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _is_hex(value: object, length: int) -> TypeGuard[str]:
-    return isinstance(value, str) and len(value) == length and set(value) <= _HEX
-
-
-# -- the rules of a valid chain -------------------------------------------------------------------
-
-
-class _Row(NamedTuple):
-    """An entry's stored columns, unparsed (text columns are ``bytes`` when not valid UTF-8)."""
-
-    seq: Any
-    created_at: Any
-    kind: Any
-    payload: Any
-    signer: Any
-    prev_hash: Any
-    hash: Any
-    signature: Any
-
-
-class _Chain:
-    """Checks entries one at a time, in order; holds only the previous hash and the registered keys."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last_seq = 0
-        self.head: str | None = None
-        self.keys: dict[str, tuple[str, int]] = {}  # node id -> (public key hex, seq of its key entry)
-
-    def check(self, row: _Row) -> tuple[int, str] | None:
-        """None if ``row`` extends the chain (and the chain moves on), else (bad seq, reason)."""
-        expected = self.last_seq + 1
-        seq = row.seq
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            return expected, f"seq {seq!r} is not an integer"
-        if seq != expected:
-            if seq < expected:
-                return expected, f"found entry {seq} where entry {expected} should be"
-            if expected == 1:
-                return 1, f"entry 1 missing: the ledger starts at entry {seq}"
-            return expected, f"entry {expected} missing: found {seq} after {expected - 1}"
-        reason = self._content(row)
-        if reason is not None:
-            return seq, reason
-        self.count += 1
-        self.last_seq = seq
-        self.head = row.hash
-        return None
-
-    def _content(self, row: _Row) -> str | None:
-        for name in _TEXT_COLUMNS:
-            if not isinstance(getattr(row, name), str):
-                return f"{name} is not valid UTF-8 text (modified?)"
-        if row.prev_hash != (self.head or GENESIS):
-            if row.seq == 1:
-                return "prev_hash is not the genesis hash (0…0)"
-            return f"prev_hash does not match entry {row.seq - 1}'s hash (reordered, inserted or removed?)"
-        try:
-            payload = _loads(row.payload)
-        except (ValueError, RecursionError):
-            return "payload is not valid JSON (modified?)"
-        try:
-            digest = entry_hash(row.seq, row.created_at, row.kind, payload, row.signer, row.prev_hash)
-        except (ValueError, TypeError, RecursionError):
-            return "payload cannot be encoded canonically (modified?)"
-        if digest != row.hash:
-            return "hash does not match the entry's content (modified?)"
-        if canonical(payload).decode() != row.payload:
-            return "payload is not stored in canonical form (modified?)"
-        if row.kind not in KINDS:
-            return f"unknown kind {row.kind!r}"
-        if not isinstance(payload, dict):
-            return "payload is not a JSON object"
-        if row.kind == "key":
-            return self._key_entry(row, payload)
-        registered = self.keys.get(row.signer)
-        if registered is None:
-            return f"signer {row.signer!r} has no key registered by an earlier entry"
-        if not _signed(registered[0], row):
-            return f"signature is not {row.signer!r}'s (registered at entry {registered[1]}) over this entry"
-        if row.kind == "round":
-            return self._node_signatures(payload)
-        return None
-
-    def _node_signatures(self, payload: dict[str, Any]) -> str | None:
-        """A round outcome's per-node signatures (``nodes: {id: {digest, signature}}``, written by
-        :meth:`swarmrank.registry.Registry.record`) must verify against each node's registered key."""
-        nodes = payload.get("nodes")
-        if not isinstance(nodes, dict):
-            return None
-        for node, signed in sorted(nodes.items()):
-            if not isinstance(signed, dict) or signed.get("signature") is None:
-                continue  # a node without a key (scripted, in-memory) signs nothing
-            registered = self.keys.get(node)
-            if registered is None:
-                return f"node {node!r} signed its part of the round but has no key registered by an earlier entry"
-            digest, signature = signed.get("digest"), signed.get("signature")
-            if not (_is_hex(digest, 64) and _is_hex(signature, 128)) or not verify_bytes(
-                    registered[0], bytes.fromhex(digest), signature):
-                return f"node {node!r}'s signature over its answers and verdicts does not verify"
-        return None
-
-    def _key_entry(self, row: _Row, payload: dict[str, Any]) -> str | None:
-        public = payload.get("public_key")
-        if set(payload) != {"node", "public_key"} or payload["node"] != row.signer or not _is_hex(public, 64):
-            return "a key entry's payload must be exactly {node: <its signer>, public_key: <64 hex digits>}"
-        if not _signed(public, row):
-            return f"key entry for {row.signer!r} is not signed by the key it registers"
-        registered = self.keys.get(row.signer)
-        if registered is not None and registered[0] != public:
-            return (f"second key entry for node {row.signer!r} with a different key "
-                    f"(its key was registered at entry {registered[1]}; keys cannot be replaced)")
-        self.keys.setdefault(row.signer, (public, row.seq))
-        return None
-
-
-def _signed(public_hex: str, row: _Row) -> bool:
-    if not _is_hex(row.signature, 128):
-        return False
-    try:
-        return verify_bytes(public_hex, bytes.fromhex(row.hash), row.signature)
-    except ValueError:  # a hash that is not hex
-        return False
 
 
 # -- reading rows ---------------------------------------------------------------------------------
@@ -323,11 +197,11 @@ def _select(conn: Connection) -> Any:
     """The ledger's columns; on SQLite text comes back as bytes, so that invalid UTF-8 is reported, not raised."""
     table = LedgerRow.__table__
     if conn.dialect.name == "sqlite":
-        return select(table.c.seq, *(cast(table.c[name], LargeBinary).label(name) for name in _TEXT_COLUMNS))
-    return select(*(table.c[name] for name in _COLUMNS))
+        return select(table.c.seq, *(cast(table.c[name], LargeBinary).label(name) for name in TEXT_COLUMNS))
+    return select(*(table.c[name] for name in COLUMNS))
 
 
-def _row(raw: Any) -> _Row:
+def _row(raw: Any) -> Row:
     values = list(raw)
     for i, value in enumerate(values):
         if isinstance(value, (bytes, memoryview)):
@@ -335,15 +209,15 @@ def _row(raw: Any) -> _Row:
                 values[i] = bytes(value).decode("utf-8")
             except UnicodeDecodeError:
                 values[i] = bytes(value)
-    return _Row(*values)
+    return Row(*values)
 
 
-def _entry(row: _Row) -> Entry:
+def _entry(row: Row) -> Entry:
     """The stored row as an :class:`Entry` (a LedgerError if it cannot even be read)."""
-    if not all(isinstance(getattr(row, name), str) for name in _TEXT_COLUMNS):
+    if not all(isinstance(getattr(row, name), str) for name in TEXT_COLUMNS):
         raise LedgerError(f"ledger entry {row.seq} holds text that is not UTF-8; run `swarmrank ledger verify`")
     try:
-        payload = _loads(row.payload)
+        payload = loads(row.payload)
     except (ValueError, RecursionError):
         payload = None
     if not isinstance(payload, dict):
@@ -352,11 +226,13 @@ def _entry(row: _Row) -> Entry:
     return Entry(row.seq, row.created_at, row.kind, payload, row.signer, row.prev_hash, row.hash, row.signature)
 
 
-def _walk(conn: Connection) -> Iterator[_Row]:
-    """Every row in seq order (a seq below 1 too: verify reports it), read ``BATCH`` at a time."""
+def _walk(conn: Connection, *, after: int | None = None) -> Iterator[Row]:
+    """Every row (with ``seq > after``) in seq order (a seq below 1 too: verify reports it), read
+    ``BATCH`` at a time."""
     seq = LedgerRow.__table__.c.seq
     query = _select(conn).order_by(seq).limit(BATCH)
-    rows = [_row(r) for r in conn.execute(query)]
+    first = query if after is None else query.where(seq > after)
+    rows = [_row(r) for r in conn.execute(first)]
     while True:
         yield from rows
         if len(rows) < BATCH:
@@ -378,7 +254,7 @@ def _registered(conn: Connection, nodes: Iterable[str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     for node, payload in conn.execute(query):
         try:
-            public = _loads(payload).get("public_key")
+            public = loads(payload).get("public_key")
         except (ValueError, AttributeError, RecursionError):
             continue  # a damaged key entry; verify reports it
         if isinstance(public, str):
@@ -423,6 +299,11 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({self._db.url!r})"
 
+    @property
+    def db(self) -> Database:
+        """The database the ledger lives in (rounds written with its entries must be in it too)."""
+        return self._db
+
     # -- writing ----------------------------------------------------------------------------------
 
     def append(self, kind: str, payload: dict[str, Any], signer: Signer) -> Entry:
@@ -435,14 +316,16 @@ class Ledger:
         return self.append_many([(kind, payload, signer)])[0]
 
     def append_many(self, items: Sequence[tuple[str, dict[str, Any], Signer]], *,
-                    after: int | None = None) -> list[Entry]:
+                    after: int | None = None, also: Callable[[Connection], None] | None = None) -> list[Entry]:
         """Append several entries in one transaction, with contiguous seqs: all of them or none.
 
         Returns one entry per item, in order; key entries written for new signers come right
         before their signer's first entry and are not in the returned list. With ``after``, the
         write happens only if the ledger's last entry is still ``after`` (checked under the write
         lock), else :class:`LedgerConflict`: for entries computed from the ledger's state, such as
-        reputation, which another coordinator may have moved on in the meantime.
+        reputation, which another coordinator may have moved on in the meantime. ``also`` writes
+        more rows in the same transaction (a stored round and the entries that record it commit
+        together or not at all); it runs again if the transaction is retried.
         """
         prepared = [_prepare(kind, payload, signer) for kind, payload, signer in items]
         if not prepared:
@@ -453,6 +336,8 @@ class Ledger:
                 head = _head(conn)[0]
                 if head != after:
                     raise LedgerConflict(f"the ledger moved on: its last entry is {head}, not {after}")
+            if also is not None:
+                also(conn)
             return _append(conn, prepared)
 
         return self._write("append to the ledger", work)
@@ -475,19 +360,26 @@ class Ledger:
 
         return self._write(f"register the key of {signer.node_id}", work)
 
-    def import_(self, fh: TextIO) -> int:
+    def import_(self, fh: TextIO, *, policy: SignerPolicy | None = None) -> int:
         """Add the entries of a JSON Lines export that this ledger lacks; returns how many.
 
-        The file must verify on its own. Into an empty ledger everything is copied; into a
-        non-empty one only if its entries are exactly the file's first ones. Otherwise, or on a
-        malformed line, :class:`LedgerError` says where, and nothing is written.
+        The file must verify on its own, and with a ``policy`` hold no entry its signer may not
+        write. Into an empty ledger everything is copied; into a non-empty one only if its
+        entries are exactly the file's first ones. Otherwise, or on a malformed line,
+        :class:`LedgerError` says where, and nothing is written.
         """
-        rows = list(_read_export(fh))
-        chain = _Chain()
+        rows = list(read_export(fh))
+        chain = Chain(policy)
+        refused = []
         for line, row in rows:
             bad = chain.check(row)
             if bad is not None:
                 raise LedgerError(f"import: line {line}: entry {bad[0]}: {bad[1]}; nothing imported")
+            if chain.refused is not None:
+                refused.append(f"line {line}: {chain.refused}")
+        if refused:
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise LedgerError(f"import: {refused[0]}{more}; nothing imported")
         return self._write("import into the ledger", lambda conn: _import(conn, [row for _, row in rows]))
 
     def _write(self, action: str, work: Callable[[Connection], _T]) -> _T:
@@ -535,29 +427,38 @@ class Ledger:
             nodes = conn.scalars(select(table.c.signer).where(table.c.kind == "key").distinct()).all()
             return _registered(conn, nodes) if nodes else {}
 
-    def verify(self, *, expected_head: str | None = None) -> VerifyReport:
+    def verify(self, *, expected_head: str | None = None, policy: SignerPolicy | None = None) -> VerifyReport:
         """Check every entry in order and report the first bad one (see :class:`VerifyReport`).
 
         ``expected_head`` is an entry hash kept from earlier (``swarmrank ledger head``): the
-        ledger must still contain it, which detects entries cut off the end.
+        ledger must still contain it, which detects entries cut off the end. With a ``policy``,
+        every entry its signer may not write is named too (the walk goes on past them).
         """
         expected = None if expected_head is None else expected_head.strip().lower()
-        if expected is not None and not _is_hex(expected, 64):
+        if expected is not None and not is_hex(expected, 64):
             raise LedgerError(f"expected head {expected_head!r} is not a SHA-256 hash (64 hex digits)")
-        chain = _Chain()
+        chain = Chain(policy)
+        refused: list[tuple[int, str]] = []
         found = expected is None
         with self._reading("verify the ledger") as conn:
             for row in _walk(conn):
                 bad = chain.check(row)
                 if bad is not None:
-                    return VerifyReport(False, chain.count, chain.head, bad[0], bad[1])
+                    return VerifyReport(False, chain.count, chain.head, bad[0], bad[1], tuple(refused))
+                if chain.refused is not None:
+                    refused.append((row.seq, chain.refused))
                 found = found or row.hash == expected
         if not found and expected is not None:
             end = f"ends at entry {chain.last_seq}" if chain.count else "is empty"
             return VerifyReport(False, chain.count, chain.head, chain.last_seq + 1,
                                 f"expected head {expected[:12]}… is not in the ledger, which {end}: "
-                                "it is shorter than, or diverges from, the ledger that head was taken from")
-        return VerifyReport(True, chain.count, chain.head, None, None)
+                                "it is shorter than, or diverges from, the ledger that head was taken from",
+                                tuple(refused))
+        return VerifyReport(not refused, chain.count, chain.head, None, None, tuple(refused))
+
+    def follow(self, policy: SignerPolicy | None = None) -> Follower:
+        """A :class:`Follower`: this ledger's new entries, each verified before it is handed on."""
+        return Follower(self, policy)
 
     def export(self, fh: TextIO) -> int:
         """Write every entry to ``fh`` as JSON Lines (one object per line, all fields); returns the count."""
@@ -586,6 +487,69 @@ class Ledger:
         return self._db.read(action)
 
 
+class Follower:
+    """Reads a ledger incrementally and hands on only entries that verify.
+
+    Each :meth:`read` fetches the entries after the last one it has seen and checks each — seq,
+    chain link, hash, signature, and with a ``policy`` whether its signer may write it — before
+    handing it on, so a caller building state from the ledger (the trust registry) pays only for
+    the new entries and never acts on an edited, forged or reordered one. It also re-reads the
+    last entry it had verified: one that changed or vanished since (a rewritten or truncated
+    ledger) breaks the chain too. After a break it hands on nothing more, and every read reports
+    the break again, until the ledger is repaired.
+    """
+
+    def __init__(self, ledger: Ledger, policy: SignerPolicy | None = None) -> None:
+        self._ledger = ledger
+        self._chain = Chain(policy)
+        self._last: Row | None = None  # the last entry verified, every column as read
+
+    @property
+    def position(self) -> int:
+        """The seq of the last entry read and verified (0 before the first)."""
+        return self._chain.last_seq
+
+    def countersigned(self) -> dict[str, str]:
+        """Node id -> the key an allowed admission bound it to, as of :attr:`position`."""
+        return {node: key for node, (key, _) in self._chain.countersigned.items()}
+
+    def read(self) -> FollowedEntries:
+        """The entries written since the last read that verify, those a policy refused, and the
+        first break (a :class:`~swarmrank.errors.LedgerBroken`, not raised) if there is one."""
+        chain = self._chain
+        table = LedgerRow.__table__
+        good: list[Entry] = []
+        refused: list[tuple[int, str]] = []
+        with self._ledger._reading("read the ledger") as conn:
+            if self._last is not None:
+                last = conn.execute(_select(conn).where(table.c.seq == chain.last_seq)).first()
+                if last is None or _row(last) != self._last:
+                    why = "it is gone (entries cut off the end?)" if last is None else "it changed since"
+                    return FollowedEntries([], [], LedgerBroken(
+                        f"ledger entry {chain.last_seq}, verified earlier by this process: {why}",
+                        seq=chain.last_seq))
+            for row in _walk(conn, after=chain.last_seq):
+                bad = chain.check(row)
+                if bad is not None:
+                    return FollowedEntries(good, refused, LedgerBroken(
+                        f"ledger entry {bad[0]} fails verification: {bad[1]}", seq=bad[0]))
+                self._last = row
+                if chain.refused is not None:
+                    refused.append((row.seq, chain.refused))
+                else:
+                    good.append(Entry(row.seq, row.created_at, row.kind, chain.payload, row.signer,
+                                      row.prev_hash, row.hash, row.signature))
+        return FollowedEntries(good, refused, None)
+
+
+class FollowedEntries(NamedTuple):
+    """What one :meth:`Follower.read` found."""
+
+    entries: list[Entry]               # verified and allowed, in seq order
+    refused: list[tuple[int, str]]     # (seq, why) of verified entries the policy does not allow
+    broken: LedgerBroken | None        # the first entry that fails verification, if any
+
+
 # -- appending and importing (inside the locked transaction) ----------------------------------------
 
 
@@ -596,7 +560,7 @@ def _public_hex(signer: Signer) -> str:
         raise LedgerError(f"cannot sign ledger entries as {signer.node_id!r}: {exc}") from None
     public = signer.public_hex
     public = public.lower() if isinstance(public, str) else public
-    if not _is_hex(public, 64):
+    if not is_hex(public, 64):
         raise LedgerError(f"signer {signer.node_id!r} has no Ed25519 public key (64 hex digits): {public!r}")
     return public
 
@@ -658,7 +622,7 @@ def _stored(entry: Entry) -> dict[str, Any]:
     return {**asdict(entry), "payload": canonical(entry.payload).decode()}
 
 
-def _import(conn: Connection, rows: list[_Row]) -> int:
+def _import(conn: Connection, rows: list[Row]) -> int:
     """Check the stored entries are the first of ``rows`` and insert the rest; returns how many."""
     have = 0
     for stored in _walk(conn):
@@ -674,39 +638,3 @@ def _import(conn: Connection, rows: list[_Row]) -> int:
         conn.execute(insert(LedgerRow), rest[start:start + BATCH])
     return len(rest)
 
-
-def _read_export(fh: TextIO) -> Iterator[tuple[int, _Row]]:
-    """(line number, row) for each non-blank line of a JSON Lines export; LedgerError on a bad line."""
-    line_no = 0
-    try:
-        for line_no, line in enumerate(fh, start=1):
-            if line.strip():
-                yield line_no, _parse_line(line, line_no)
-    except UnicodeDecodeError as exc:
-        raise LedgerError(f"import: line {line_no + 1}: not UTF-8 text ({exc.reason}); nothing imported") from None
-
-
-def _parse_line(line: str, line_no: int) -> _Row:
-    def bad(problem: str) -> LedgerError:
-        return LedgerError(f"import: line {line_no}: {problem}; nothing imported")
-
-    try:
-        data = _loads(line.rstrip("\r\n"))
-    except json.JSONDecodeError as exc:
-        raise bad(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:
-        raise bad(f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise bad("not a JSON object")
-    missing = [name for name in _COLUMNS if name not in data]
-    unknown = sorted(set(data) - set(_COLUMNS))
-    if missing or unknown:
-        raise bad("missing field(s) " + ", ".join(missing) if missing else "unknown field(s) " + ", ".join(unknown))
-    if not isinstance(data["seq"], int) or isinstance(data["seq"], bool):
-        raise bad("seq is not an integer")
-    for name in _TEXT_COLUMNS:
-        if name != "payload" and not isinstance(data[name], str):
-            raise bad(f"{name} is not a string")
-    if not isinstance(data["payload"], dict):
-        raise bad("payload is not a JSON object")
-    return _Row(**{**data, "payload": canonical(data["payload"]).decode()})

@@ -11,20 +11,26 @@ simulation) to the trust rule of :mod:`swarmrank.trust`:
 * :meth:`Registry.admit` and :meth:`Registry.add_stake` write admission results and deposits.
 
 The state is never stored separately: :meth:`Registry.state` replays the ledger (incrementally), so
-whatever reads the ledger gets the same reputation.
+whatever reads the ledger gets the same reputation. It replays only what verifies: the registry
+reads through a :class:`~swarmrank.ledger.Follower`, which checks each new entry's chain link,
+hash and signature before it is applied, and skips entries whose signer is not a trust authority
+(the coordinator's key, or ``[trust] authorities``). A broken chain stops the registry: every
+trusted round is refused with a :class:`~swarmrank.errors.LedgerBroken` naming the first bad entry.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from swarmrank.errors import LedgerConflict, TrustError
+from swarmrank.chain import SignerPolicy, is_hex
+from swarmrank.errors import LedgerBroken, LedgerConflict, TrustError
 from swarmrank.nodes.base import Node
 from swarmrank.result import RoundResult
 from swarmrank.round import RoundOptions
@@ -35,6 +41,8 @@ __all__ = ["MemoryLedger", "NodeSigner", "Registry", "contribution_digest"]
 
 #: times a write computed from the ledger's state is recomputed when another coordinator got in first
 RECORD_ATTEMPTS = 8
+
+log = logging.getLogger("swarmrank.trust")
 
 
 @dataclass(frozen=True)
@@ -103,16 +111,53 @@ class MemoryLedger:
     def register_key(self, signer: Any) -> None:
         return None
 
+    def follow(self, policy: SignerPolicy | None = None) -> _MemoryFollower:
+        """New entries, unchecked: nothing here is signed, and only this process writes it."""
+        return _MemoryFollower(self)
+
+
+@dataclass
+class _MemoryFollower:
+    ledger: MemoryLedger
+    position: int = 0
+
+    def countersigned(self) -> dict[str, str]:
+        return {}
+
+    def read(self) -> _Found:
+        new = self.ledger.items[self.position:]
+        self.position = len(self.ledger.items)
+        return _Found(list(new), [], None)
+
+
+class _Found(NamedTuple):
+    """A :class:`~swarmrank.ledger.FollowedEntries` of a memory ledger: nothing is refused or broken."""
+
+    entries: list[MemoryEntry]
+    refused: list[tuple[int, str]]
+    broken: None
+
 
 class Registry:
-    """Admission, stake and reputation for one swarm's nodes, kept in ``ledger``."""
+    """Admission, stake and reputation for one swarm's nodes, kept in ``ledger``.
 
-    def __init__(self, ledger: Any, coordinator: Any, params: TrustParams | None = None) -> None:
+    ``authorities``: the public keys that may write trust entries (``[trust] authorities``);
+    default: the coordinator's own key. The coordinator must be one of them to write.
+    """
+
+    def __init__(self, ledger: Any, coordinator: Any, params: TrustParams | None = None, *,
+                 authorities: Iterable[str] | None = None) -> None:
         self.ledger = ledger
         self.coordinator = coordinator
         self.params = params or TrustParams()
+        own = getattr(coordinator, "public_hex", "")
+        keys = list(authorities or ([own] if is_hex(own, 64) else []))
+        #: who may write trust entries; None only for a coordinator without a key (simulations)
+        self.policy = SignerPolicy.of(keys) if keys else None
+        self._follower = ledger.follow(self.policy)
         self._state = TrustState(params=self.params)
         self._lock = threading.Lock()
+        self._refused: list[tuple[int, str]] = []  # entries skipped as unauthorised, not yet reported
 
     # -- reading -------------------------------------------------------------------------------
     def state(self) -> TrustState:
@@ -122,17 +167,53 @@ class Registry:
             return self._state.copy()
 
     def _sync(self) -> None:
-        """Apply the entries written since the last read (by anyone); hold ``_lock``."""
-        self._state.extend(self.ledger.entries(after=self._state.seq))
+        """Verify and apply the entries written since the last read (by anyone); hold ``_lock``.
+
+        Entries from signers that are not trust authorities are skipped (and reported by
+        :meth:`take_warnings`); an entry that fails verification raises
+        :class:`~swarmrank.errors.LedgerBroken`, and so does every later call until it is repaired.
+        """
+        found = self._follower.read()
+        self._state.extend(found.entries)
+        self._state.seq = self._follower.position
+        for seq, why in found.refused:
+            log.warning("ledger entry %s ignored: %s", seq, why)
+        self._refused.extend(found.refused)
+        if found.broken is not None:
+            raise LedgerBroken(f"{found.broken}; no trusted round runs until the ledger is repaired "
+                               "(`swarmrank ledger verify` lists every problem)", seq=found.broken.seq)
+
+    def take_warnings(self) -> list[str]:
+        """Lines about ledger entries skipped since the last call (unauthorised signers), once each."""
+        with self._lock:
+            refused, self._refused = self._refused, []
+        if not refused:
+            return []
+        seqs = ", ".join(str(seq) for seq, _ in refused[:10]) + (", …" if len(refused) > 10 else "")
+        return [f"ledger: ignored {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} ({seqs}) from signers "
+                f"that are not trust authorities; first: {refused[0][1]} (see `swarmrank ledger verify`)"]
+
+    def _may_write(self) -> None:
+        """Refuse to write entries that this registry's own policy would not accept."""
+        own = getattr(self.coordinator, "public_hex", "")
+        if self.policy is not None and not self.policy.allows(own):
+            raise TrustError(f"this coordinator's key {own[:12]}… is not among the trust authorities "
+                             "([trust] authorities): it may not write trust entries")
 
     def weigh(self, nodes: Sequence[Node], options: RoundOptions) -> tuple[list[Node], RoundOptions, list[str]]:
         """The nodes that count in a round, the options with their influence, and who was left out and why."""
-        state = self.state()
+        with self._lock:
+            self._sync()
+            state, admitted_keys = self._state.copy(), self._follower.countersigned()
         counted, left_out = [], []
         for node in nodes:
             info = state.nodes.get(node.id)
+            admitted_key = admitted_keys.get(node.id)
             if info is None or not info.admitted:
                 left_out.append(f"{node.id}: not admitted")
+            elif node.public_key and admitted_key and node.public_key != admitted_key:
+                left_out.append(f"{node.id}: its key {node.public_key[:12]}… is not the key it was admitted with "
+                                f"({admitted_key[:12]}…); admit it again")
             elif not info.eligible(self.params):
                 left_out.append(f"{node.id}: stake {info.stake:g} below the minimum {self.params.min_stake:g}")
             else:
@@ -148,9 +229,16 @@ class Registry:
                 self.ledger.register_key(NodeSigner(node))
 
     def record(self, result: RoundResult, nodes: Sequence[Node], *, correct: Mapping[str, bool] | None = None,
-               spot_check: bool = False) -> RoundScore:
-        """Write the round's outcome and its consequences to the ledger in one transaction."""
+               spot_check: bool = False, store: Any = None) -> RoundScore:
+        """Write the round's outcome and its consequences to the ledger in one transaction.
+
+        With a ``store`` (a :class:`~swarmrank.store.Store`), the round itself is saved in that
+        same transaction when the ledger lives in the store's database — a stored round always
+        has its ledger entries, and a failure leaves neither.
+        """
+        self._may_write()
         score = score_round(result, self.params, correct=correct, spot_check=spot_check)
+        also = self._saver(result, store)
         by_id = {n.id: n for n in nodes}
         participants = sorted(set(score.answerers) | set(score.judges))
         signatures = {}
@@ -164,6 +252,7 @@ class Registry:
             "answer": result.answer, "confidence": result.confidence, "spot_check": spot_check,
             "truth_known": correct is not None, "answerers": score.answerers, "judges": score.judges,
             "nodes": signatures, "at": datetime.now(timezone.utc).isoformat(),
+            "stored": store is not None,  # the round record is in the rounds table: `ledger verify` checks it
         }
         p = self.params
         with self._lock:
@@ -188,7 +277,10 @@ class Registry:
                                             "amount": reward.amount, "reason": reward.reason}, self.coordinator))
                 try:
                     # written only if no other coordinator appended since the state was read
-                    self.ledger.append_many(items, after=self._state.seq)
+                    if also is None:  # (a memory ledger, for simulations, takes no `also`)
+                        self.ledger.append_many(items, after=self._state.seq)
+                    else:
+                        self.ledger.append_many(items, after=self._state.seq, also=also)
                 except LedgerConflict:
                     if attempt + 1 == RECORD_ATTEMPTS:
                         raise
@@ -197,14 +289,35 @@ class Registry:
                 return score
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def admit(self, node_id: str, *, passed: bool, report: Mapping[str, Any], stake: float | None = None) -> None:
-        """Record an admission exam's result; a pass also deposits ``stake`` (default: the params' deposit)."""
+    def _saver(self, result: RoundResult, store: Any) -> Callable[[Any], None] | None:
+        """What writes ``result`` inside the ledger's transaction; a store in another database
+        saves it first, on its own (then a crash in between leaves the round without entries)."""
+        if store is None:
+            return None
+        db = getattr(self.ledger, "db", None)
+        if db is not None and (db is store or db.url == store.url):
+            return store.round_writer(result, trusted=True)
+        store.save_round(result)
+        return None
+
+    def admit(self, node_id: str, *, passed: bool, report: Mapping[str, Any], stake: float | None = None,
+              public_key: str | None = None) -> None:
+        """Record an admission exam's result; a pass also deposits ``stake`` (default: the params' deposit).
+
+        ``public_key`` is the key the examined node answered with: the admission countersigns it,
+        and from then on the node's signatures in round entries are checked against it.
+        """
         amount = self.check_deposit(stake)
+        if public_key is not None and not is_hex(public_key, 64):
+            raise TrustError(f"node {node_id}: {public_key!r} is not an Ed25519 public key (64 hex digits)")
+        self._may_write()
         with self._lock:
             for attempt in range(RECORD_ATTEMPTS):
                 self._sync()
                 current = self._state.node(node_id)
                 payload = {"node": node_id, "passed": bool(passed), **dict(report)}
+                if public_key is not None:
+                    payload["public_key"] = public_key
                 if not passed and current.admitted:
                     payload["revoke"] = True  # a failed re-exam takes the admission away
                 items: list[tuple[str, dict[str, Any], Any]] = [("admission", payload, self.coordinator)]
@@ -235,6 +348,7 @@ class Registry:
     def add_stake(self, node_id: str, amount: float, reason: str = "deposit") -> None:
         if not (amount > 0 and math.isfinite(amount)):
             raise TrustError("a stake must be a positive amount")
+        self._may_write()
         with self._lock:
             self._sync()
             room = self.params.max_stake - self._state.node(node_id).stake

@@ -125,7 +125,11 @@ class Swarm:
             coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
             if coordinator.created:
                 created.append(COORDINATOR_ID)
-            registry = Registry(Ledger(store), coordinator, config.trust.params)
+            pinned = config.trust.authorities
+            if pinned and coordinator.public_hex not in pinned:
+                raise ConfigError(f"this coordinator's key {coordinator.public_hex} ({settings.keys_dir}) is not "
+                                  "among [trust] authorities: it could not write the ledger entries of a round")
+            registry = Registry(Ledger(store), coordinator, config.trust.params, authorities=pinned or None)
             registry.register(nodes)
         swarm = cls(nodes, options=config.round, protocol=config.swarm.protocol, name=config.swarm.name, store=store,
                     registry=registry, spot_check_rate=config.trust.spot_check_rate,
@@ -152,12 +156,14 @@ class Swarm:
         """
         name = protocol or self.protocol
         proto = get_protocol(name)
+        _check_unicode(question)  # a round that could not be stored is never run
         opts = options or self.options
         json_task = TaskType.parse(task_type) is TaskType.JSON
         task = Task.create(question, task_type, schema=opts.answer_schema if json_task else None)
         nodes, left_out = list(self.nodes), []
         if self.registry is not None:
             nodes, opts, left_out = await asyncio.to_thread(self.registry.weigh, self.nodes, opts)
+            left_out = [f"not counted: {line}" for line in left_out] + self.registry.take_warnings()
             if not any(n.answers for n in nodes):
                 raise TrustError("no admitted node with the 'answer' role has enough stake: admit nodes first "
                                   "(swarmrank node admit NODE)")
@@ -167,7 +173,7 @@ class Swarm:
         ctx = RoundContext(task, nodes, opts, protocol=name, swarm=self.name, truth=truth, on_event=on_event,
                            book=book, prices=self.prices)
         for line in left_out:
-            ctx.note(f"not counted: {line}")
+            ctx.note(line)
         if not any(n.answers for n in self.nodes):
             raise ConfigError("no node in this swarm has the 'answer' role")
         try:
@@ -177,14 +183,16 @@ class Swarm:
         ctx.emit("decided", answer=result.answer, winner=result.winner, confidence=result.confidence)
         if own_book and book is not None and result.judge_reports:
             book.learn(result)
-        if save and self.store is not None:
+        if save and self.store is not None and self.registry is None:
             try:
                 await asyncio.to_thread(self.store.save_round, result)
             except StorageError as exc:
                 raise RoundNotSavedError(f"round {result.round_id} finished but was not saved: {exc}",
                                          result=result) from exc
         if self.registry is not None and save:
-            await self._record(result, nodes)
+            # the round and its ledger entries in one transaction: a client that hangs up now
+            # cancels only the wait, and a crash leaves both or neither
+            await self._record(result, nodes, store=self.store)
             if self.spot_check_rate > 0 and self._spot_rng.random() < self.spot_check_rate:
                 try:  # the live round is answered and recorded: a failed spot check must not lose it
                     await self.spot_check(protocol=name)
@@ -217,8 +225,8 @@ class Swarm:
         try:
             await asyncio.to_thread(self.registry.record, result, nodes, **kwargs)
         except (StorageError, LedgerError, ReplayError) as exc:
-            raise RoundNotSavedError(f"round {result.round_id} was saved but its ledger entry was not: {exc}",
-                                     result=result) from exc
+            raise RoundNotSavedError(f"round {result.round_id} finished but was not recorded (neither the round "
+                                     f"nor its ledger entries were written): {exc}", result=result) from exc
 
     async def spot_check(self, *, protocol: str | None = None) -> RoundResult:
         """A hidden check: a round on a generated question with a known answer, scored against the
@@ -240,9 +248,7 @@ class Swarm:
             raise RoundError(f"spot check did not finish within its deadline of {opts.deadline:.0f}s") from None
         gold = task.extract(item.gold)
         correct = {c.answer: c.answer == gold for c in result.candidates}
-        if self.store is not None:
-            await asyncio.to_thread(self.store.save_round, result)
-        await self._record(result, nodes, correct=correct, spot_check=True)
+        await self._record(result, nodes, correct=correct, spot_check=True, store=self.store)
         return result
 
     def ask_sync(self, question: str, **kwargs: Any) -> RoundResult:
@@ -301,3 +307,12 @@ class Swarm:
     def describe(self) -> list[dict[str, Any]]:
         return [{"id": n.id, "backend": n.backend.describe(), "roles": sorted(n.roles),
                  "key": n.public_key[:16], **asdict(n.persona)} for n in self.nodes]
+
+
+def _check_unicode(question: str) -> None:
+    """Refuse a question no store can keep (a lone surrogate is not UTF-8) before any node is asked."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"the question is not valid Unicode: it holds an unpaired surrogate at position "
+                          f"{exc.start}") from None

@@ -65,7 +65,7 @@ def open_registry(cfg: SwarmConfig) -> tuple[Registry, Store]:
     settings = Settings.from_env()
     store = Store.open(settings, cfg.store.url)
     coordinator = load_or_create(settings.keys_dir, COORDINATOR_ID)
-    return Registry(Ledger(store), coordinator, cfg.trust.params), store
+    return Registry(Ledger(store), coordinator, cfg.trust.params, authorities=cfg.trust.authorities or None), store
 
 
 def trust_rows(cfg: SwarmConfig, node_ids: list[str]) -> dict[str, dict[str, Any]]:

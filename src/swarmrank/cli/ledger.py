@@ -17,47 +17,102 @@ from swarmrank.errors import LedgerError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from swarmrank.ledger import Entry, Ledger
+    from swarmrank.ledger import Entry, Ledger, SignerPolicy
+    from swarmrank.store import Store
 
 ledger_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                          help="Verify, show, export and import the signed, hash-chained ledger.")
 
 KindOpt = Annotated[str | None, typer.Option("--kind", "-k", help="only entries of this kind")]
+AuthorityOpt = Annotated[list[str] | None, typer.Option(
+    "--authority", metavar="KEY", help="a public key that may write trust entries (repeat for several; default: "
+                                       "[trust] authorities, else this machine's coordinator key)")]
+AnySignerOpt = Annotated[bool, typer.Option(
+    "--any-signer", help="check the chain and signatures only, not who may write trust entries")]
 
 
 @contextmanager
-def _ledger(config: Path | None) -> Iterator[Ledger]:
+def _ledger(config: Path | None) -> Iterator[tuple[Ledger, Store]]:
     from swarmrank.ledger import Ledger
 
     store = open_store(config)
     try:
-        yield Ledger(store)
+        yield Ledger(store), store
     finally:
         store.close()
+
+
+def _policy(config: Path | None, given: list[str] | None, any_signer: bool) -> SignerPolicy | None:
+    """Who may write trust entries: --authority, else [trust] authorities, else the coordinator key
+    on this machine (never one found in the database: whoever can write there could have put it)."""
+    from swarmrank.config import load_config
+    from swarmrank.identity import load_or_create
+    from swarmrank.ledger import SignerPolicy
+    from swarmrank.settings import Settings
+    from swarmrank.swarm import COORDINATOR_ID
+
+    if any_signer:
+        if given:
+            raise LedgerError("--any-signer and --authority contradict each other")
+        return None
+    keys = list(given or load_config(config).trust.authorities)
+    if not keys:
+        keys_dir = Settings.from_env().keys_dir
+        if not (keys_dir / f"{COORDINATOR_ID}.pem").exists():
+            raise LedgerError(f"no trust authority to check signers against: no coordinator key in {keys_dir} and "
+                              "no [trust] authorities; pass --authority KEY (or --any-signer to check the chain only)")
+        keys = [load_or_create(keys_dir, COORDINATOR_ID).public_hex]
+    return SignerPolicy.of(keys)
 
 
 @ledger_app.command("verify")
 def verify(
     head: Annotated[str | None, typer.Option("--head", help="a head hash kept from `swarmrank ledger head`: "
                                                 "also detects entries cut off the end")] = None,
+    authority: AuthorityOpt = None,
+    any_signer: AnySignerOpt = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check every entry's hash, chain link and signature; exit 1 at the first bad one."""
-    with _ledger(config) as ledger:
-        report = ledger.verify(expected_head=head)
+    """Check every entry's hash, chain link, signature and signer, and that every round saved
+    under trust has its ledger entries; exit 1 if anything is wrong."""
+    from swarmrank.audit import audit_rounds
+
+    policy = _policy(config, authority, any_signer)
+    with _ledger(config) as (ledger, store):
+        report = ledger.verify(expected_head=head, policy=policy)
+        rounds = audit_rounds(store, ledger, skip=[seq for seq, _ in report.unauthorised])
+    ok = report.ok and rounds.ok
     if as_json:
-        print(json.dumps(asdict(report), indent=2))
-        if not report.ok:
+        print(json.dumps({**asdict(report), "ok": ok, "signers_checked": policy is not None,
+                          "rounds": asdict(rounds)}, indent=2))
+        if not ok:
             raise typer.Exit(1)
         return
-    if not report.ok:
+    for _, why in report.unauthorised:  # the findings on stdout, the verdict on stderr
+        say(why)
+    for problem in rounds.problems:
+        say(problem)
+    if report.bad_seq is not None:
         raise LedgerError(f"ledger broken at entry {report.bad_seq}: {report.reason}")
+    if report.unauthorised:
+        raise LedgerError(f"{_entries(len(report.unauthorised))} signed by keys that are not trust authorities "
+                          f"(the first: entry {report.unauthorised[0][0]}); the trust registry ignores them")
+    if not rounds.ok:
+        raise LedgerError(f"{len(rounds.problems)} problem(s) with the rounds the ledger records "
+                          "(above); the chain itself is intact")
     if report.head is None:
         say("ledger ok: empty")
-    else:
-        kept = ", contains the expected head" if head is not None else ""
-        say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}")
+        return
+    kept = ", contains the expected head" if head is not None else ""
+    signers = (f"; every trust entry signed by {_keys(len(policy.authorities))}" if policy is not None
+               else "; signers not checked (--any-signer)")
+    say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}{signers}; "
+        f"{rounds.rounds} trusted round(s) recorded")
+
+
+def _keys(n: int) -> str:
+    return "the trust authority" if n == 1 else f"one of {n} trust authorities"
 
 
 @ledger_app.command("show")
@@ -70,7 +125,7 @@ def show(
     """Show the last entries (oldest first)."""
     from rich.table import Table
 
-    with _ledger(config) as ledger:
+    with _ledger(config) as (ledger, _):
         entries = ledger.last(limit, kind=kind)
     if as_json:
         print(json.dumps([asdict(e) for e in entries], indent=2, ensure_ascii=False))
@@ -121,7 +176,7 @@ def _summary(entry: Entry, width: int) -> str:
 @ledger_app.command("head")
 def head(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Print the last entry's seq and hash (keep the hash elsewhere for `verify --head`)."""
-    with _ledger(config) as ledger:
+    with _ledger(config) as (ledger, _):
         last = ledger.head()
     if as_json:
         print(json.dumps(None if last is None else {"seq": last.seq, "hash": last.hash}))
@@ -137,7 +192,7 @@ def export(
     config: ConfigOpt = None,
 ) -> None:
     """Write every entry to FILE as JSON Lines."""
-    with _ledger(config) as ledger:
+    with _ledger(config) as (ledger, _):
         if file == "-":
             count = ledger.export(sys.stdout)
             sys.stdout.flush()
@@ -153,16 +208,20 @@ def export(
 @ledger_app.command("import")
 def import_(
     file: Annotated[str, typer.Argument(help="a JSON Lines export ('-' for stdin)")],
+    authority: AuthorityOpt = None,
+    any_signer: AnySignerOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Add the entries of FILE that this ledger lacks (its entries must be the file's first ones)."""
-    with _ledger(config) as ledger:
+    """Add the entries of FILE that this ledger lacks (its entries must be the file's first ones);
+    a file with a trust entry from a key that is not a trust authority is refused."""
+    policy = _policy(config, authority, any_signer)
+    with _ledger(config) as (ledger, _):
         if file == "-":
-            added = ledger.import_(sys.stdin)
+            added = ledger.import_(sys.stdin, policy=policy)
         else:
             try:
                 with open(file, encoding="utf-8") as fh:
-                    added = ledger.import_(fh)
+                    added = ledger.import_(fh, policy=policy)
             except OSError as exc:
                 raise LedgerError(f"cannot read {file}: {exc.strerror or exc}") from None
         last = ledger.head()

@@ -62,7 +62,9 @@ def admit(
 
             result = asyncio.run(_exam(swarm, node, params, tick, cfg.round.node_timeout))
         registry.register([node])
-        registry.admit(node_id, passed=result.passed, report=result.report(), stake=stake)
+        # the admission countersigns the key the node answered the exam with (a remote node's too)
+        registry.admit(node_id, passed=result.passed, report=result.report(), stake=stake,
+                       public_key=_examined_key(node))
         state = registry.state().node(node_id)
     finally:
         store.close()
@@ -83,6 +85,16 @@ def admit(
                       f"{result.seconds:.1f} s; stake {state.stake:g}", highlight=False)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _examined_key(node: Any) -> str | None:
+    """The key that signed the node's exam answers: its own, or the one its node agent is pinned to
+    (configured, or learnt from the first signed reply)."""
+    if node.public_key:
+        return str(node.public_key)
+    expected = getattr(node.backend, "expected", None)
+    key = expected()[1] if callable(expected) else None
+    return str(key) if key else None
 
 
 async def _exam(swarm: Any, node: Any, params: Any, tick: Any, timeout: float) -> Any:

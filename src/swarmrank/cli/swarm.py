@@ -20,7 +20,7 @@ from swarmrank.cli._common import (
     trust_rows,
     without_trust,
 )
-from swarmrank.errors import RoundNotSavedError, StorageError, SwarmError
+from swarmrank.errors import LedgerError, RoundNotSavedError, StorageError, SwarmError
 
 config_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Show swarm configs.")
 
@@ -92,8 +92,9 @@ def ask(
     if unsaved is not None:
         raise unsaved
     if result.answer is None:
-        reasons = sorted({a.excluded for a in result.answers if a.excluded})
-        raise SwarmError("no node produced a usable answer (" + "; ".join(reasons)[:300] + ")")
+        reasons = "; ".join(sorted({a.excluded for a in result.answers if a.excluded}))[:300]
+        where = f"round {result.round_id}" + (" (stored)" if save else "")
+        raise SwarmError(f"no node produced a usable answer ({where}: {reasons or 'no answering node'})")
 
 
 async def _ask(swarm: Any, question: str, protocol: str | None, task_type: str | None, options: Any,
@@ -118,7 +119,7 @@ def nodes(
     rows = swarm.describe()
     try:
         trust = trust_rows(cfg, [str(r["id"]) for r in rows])
-    except StorageError as exc:  # the node list does not need the database; say why trust is missing
+    except (StorageError, LedgerError) as exc:  # the node list needs no database: say why trust is missing
         err.print(f"warning: no reputation shown: {exc}", style="yellow", markup=False, highlight=False)
         trust = {}
     show_trust = (cfg.trust.enabled and bool(trust)) or any(t["admitted"] or t["rounds"] for t in trust.values())

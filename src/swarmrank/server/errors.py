@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swarmrank.errors import (
     AmbiguousRoundId,
     ConfigError,
+    LedgerBroken,
     NodeError,
     RoundError,
     RoundNotFound,
@@ -86,6 +87,9 @@ def from_swarm_error(exc: SwarmError) -> APIError:
     """The HTTP answer to a library error, by its type (messages that name the database stay in the log)."""
     if isinstance(exc, (RoundNotFound, AmbiguousRoundId)):
         return round_lookup_error(exc, exc.key)
+    if isinstance(exc, LedgerBroken):  # the operator's problem, not the caller's: say which entry
+        log.error("ledger: %s", exc)
+        return APIError(503, str(exc), type="server_error", code="ledger_broken")
     if isinstance(exc, (ConfigError, TrustError)):
         return APIError(400, str(exc), code="invalid_request")
     if isinstance(exc, RoundError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from swarmrank.result import RoundResult
 
@@ -81,7 +81,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="'swarmrank' (the swarm's default protocol), 'swarmrank/<protocol>' or '<protocol>'")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool | None = False
+    stream: StrictBool | None = False  # "yes" or 1 is a 400, not true
     stream_options: StreamOptions | None = None
     n: int | None = Field(1, ge=1, le=1, description="only 1 is supported")
     temperature: float | None = Field(None, ge=0, le=2, description="every answering node samples at this")

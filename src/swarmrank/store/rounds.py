@@ -2,12 +2,19 @@
 
 :class:`Store` is a :class:`~swarmrank.store.engine.Database` with the rounds on top: the one
 way the CLI, the server, evaluation and library callers save a round (:meth:`Store.save_round`,
-called by :meth:`swarmrank.swarm.Swarm.ask`) and read it back.
+called by :meth:`swarmrank.swarm.Swarm.ask`; :meth:`Store.round_writer` inside the ledger's
+transaction when trust is on) and read it back.
+
+Any text can be saved. ``result_json`` keeps the round exactly (JSON escapes every control
+character, NUL included); the columns beside it, copies for SQL, hold text a database may refuse
+(NUL, which PostgreSQL cannot store in text; lone surrogates, which are not UTF-8) as visible
+stand-ins (:func:`storable`), and filters are mapped the same way before they reach the database.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +28,7 @@ from swarmrank.result import Answer, Candidate, Judgment, RoundResult
 from swarmrank.store.engine import Database
 from swarmrank.store.schema import AnswerRow, CandidateRow, JudgmentRow, RoundRow
 
-__all__ = ["MIN_PREFIX", "RoundSummary", "Store"]
+__all__ = ["MIN_PREFIX", "RoundSummary", "Store", "storable"]
 
 MIN_PREFIX = 4
 """The shortest round-id prefix :meth:`Store.get_round` accepts (like git's short hashes)."""
@@ -53,13 +60,37 @@ class Store(Database):
         All or nothing: on any failure nothing of the round is left. Saving a ``round_id`` that
         is already stored raises :class:`StorageError` and leaves the stored copy untouched.
         """
+        write = self.round_writer(result)
         with self.write(f"save round {result.round_id}") as conn:
+            write(conn)
+
+    def round_writer(self, result: RoundResult, *, trusted: bool = False) -> Callable[[Connection], None]:
+        """What :meth:`save_round` does, as a function of a connection whose transaction the caller
+        holds: the ledger saves a trusted round in the transaction that writes its entries."""
+        url = self.url
+
+        def write(conn: Connection) -> None:
             if conn.scalar(select(RoundRow.id).where(RoundRow.id == result.round_id)) is not None:
-                raise StorageError(f"round {result.round_id} is already saved in database {self.url}")
-            _insert_round(conn, result)
+                raise StorageError(f"round {result.round_id} is already saved in database {url}")
+            _insert_round(conn, result, trusted=trusted)
             _insert_answers(conn, result)
             _insert_candidates(conn, result)
             _insert_judgments(conn, result)
+
+        return write
+
+    def trusted_rounds(self, batch: int = 200) -> Iterator[tuple[str, str]]:
+        """(round id, result JSON) of every round saved under trust, oldest first, ``batch`` at a time."""
+        query = select(RoundRow.id, RoundRow.result_json).where(RoundRow.trusted.is_(True)).order_by(RoundRow.id)
+        last: str | None = None
+        while True:
+            page = query if last is None else query.where(RoundRow.id > last)
+            with self.read("read trusted rounds") as conn:
+                rows = [(str(i), str(j)) for i, j in conn.execute(page.limit(batch))]
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def get_round(self, round_id_or_prefix: str) -> RoundResult:
         """The round with this id, or with the only id that starts with this prefix (≥ 4 characters).
@@ -67,6 +98,8 @@ class Store(Database):
         Raises :class:`~swarmrank.errors.RoundNotFound` or :class:`~swarmrank.errors.AmbiguousRoundId`.
         """
         key = round_id_or_prefix.strip()
+        if storable(key) != key:  # no round id holds such text (and PostgreSQL refuses NUL in a query)
+            raise RoundNotFound(f"no round {key!r} in database {self.url}", key=key)
         with self.read(f"read round {key}") as conn:
             round_id = self._resolve(conn, key)
             text = conn.scalar(select(RoundRow.result_json).where(RoundRow.id == round_id))
@@ -115,7 +148,7 @@ class Store(Database):
         """The swarm's latest ``limit`` peer-rank rounds that judged anything, oldest first, each as
         ``{"judge_reports": [...], "votes": [...], "evidence_low": [...]}`` (what
         :class:`~swarmrank.reliability.JudgeBook` is rebuilt from)."""
-        query = select(RoundRow.result_json).where(RoundRow.swarm == swarm, RoundRow.protocol == "peer-rank")
+        query = select(RoundRow.result_json).where(RoundRow.swarm == storable(swarm), RoundRow.protocol == "peer-rank")
         query = query.order_by(RoundRow.created_at.desc(), RoundRow.id.desc()).limit(limit)
         out: list[dict[str, Any]] = []
         with self.read("read judge reports") as conn:
@@ -142,16 +175,36 @@ class Store(Database):
 # -- rows from a RoundResult ----------------------------------------------------------------------
 
 
+def storable(text: str) -> str:
+    """``text`` with what a database column may refuse replaced by a visible stand-in: NUL by
+    ``␀`` (U+2400), a lone surrogate by ``�`` (U+FFFD). Other text comes back as it is."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\u2400")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def _storable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
 def _round_row(result: RoundResult) -> dict[str, Any]:
     cost = result.cost
-    return {
+    try:
+        result_json = result.model_dump_json()
+    except ValueError as exc:  # pydantic's serialisation error: text that is not Unicode (a lone surrogate)
+        raise StorageError(f"round {result.round_id} cannot be stored: {str(exc).splitlines()[0]}") from None
+    return _storable({
         "id": result.round_id, "created_at": result.created_at, "swarm": result.swarm,
         "question": result.question, "task_type": result.task_type, "protocol": result.protocol,
         "schedule": result.schedule, "answer": result.answer, "confidence": result.confidence,
         "winner": result.winner, "wall_seconds": cost.wall_seconds, "calls": cost.calls,
         "prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens,
-        "schema_version": result.schema_version, "result_json": result.model_dump_json(),
-    }
+        "schema_version": result.schema_version, "result_json": result_json,
+    })
 
 
 def _fields(model: Answer | Judgment, table: Table) -> dict[str, Any]:
@@ -160,23 +213,23 @@ def _fields(model: Answer | Judgment, table: Table) -> dict[str, Any]:
 
 
 def _answer_row(round_id: str, position: int, a: Answer) -> dict[str, Any]:
-    return {**_fields(a, _ANSWERS), "round_id": round_id, "position": position}
+    return _storable({**_fields(a, _ANSWERS), "round_id": round_id, "position": position})
 
 
 def _candidate_row(round_id: str, position: int, c: Candidate) -> dict[str, Any]:
-    return {
+    return _storable({
         "round_id": round_id, "position": position, "answer": c.answer, "strength": c.strength,
         "log_strength": c.log_strength, "stderr": c.stderr, "votes": c.votes, "mean_rank": c.mean_rank,
         "nodes": json.dumps(c.nodes),
-    }
+    })
 
 
 def _judgment_row(round_id: str, position: int, j: Judgment) -> dict[str, Any]:
-    return {**_fields(j, _JUDGMENTS), "round_id": round_id, "position": position}
+    return _storable({**_fields(j, _JUDGMENTS), "round_id": round_id, "position": position})
 
 
-def _insert_round(conn: Connection, result: RoundResult) -> None:
-    conn.execute(insert(RoundRow), [_round_row(result)])
+def _insert_round(conn: Connection, result: RoundResult, *, trusted: bool = False) -> None:
+    conn.execute(insert(RoundRow), [{**_round_row(result), "trusted": trusted}])
 
 
 def _insert_answers(conn: Connection, result: RoundResult) -> None:
@@ -198,10 +251,11 @@ def _insert_judgments(conn: Connection, result: RoundResult) -> None:
 
 
 def _filtered(query: Any, *, protocol: str | None, swarm: str | None) -> Any:
+    """Only rounds of ``protocol`` and/or ``swarm``, compared as the columns store them (:func:`storable`)."""
     if protocol is not None:
-        query = query.where(RoundRow.protocol == protocol)
+        query = query.where(RoundRow.protocol == storable(protocol))
     if swarm is not None:
-        query = query.where(RoundRow.swarm == swarm)
+        query = query.where(RoundRow.swarm == storable(swarm))
     return query
 
 

@@ -70,6 +70,8 @@ class RoundRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     schema_version: Mapped[int] = mapped_column(Integer)
     result_json: Mapped[str] = mapped_column(Text)
+    #: saved under [trust] with its ledger entries (migration m005): `ledger verify` checks it has them
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     __table_args__ = (Index("ix_rounds_created_at", "created_at"),)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -45,6 +47,9 @@ log = logging.getLogger("swarmrank.server")
 router = APIRouter(tags=["chat"])
 
 MODEL_NAMESPACE = "swarmrank"
+
+SAVE_GRACE = 10.0
+"""Seconds past the request timeout a round may take to be stored before the request is cut off."""
 
 
 def resolve_model(name: str, swarm: Swarm) -> str:
@@ -116,22 +121,39 @@ def question_from(messages: Sequence[ChatMessage]) -> tuple[str, str]:
 
 async def run_round(state: ServerState, plan: Plan, ticket: RoundTicket, *,
                     on_event: Callable[[str, dict[str, object]], None] | None = None) -> tuple[RoundResult, bool]:
-    """One round under the server's request timeout (waiting for a slot included): (result, saved).
-    Raises APIError or SwarmError."""
+    """One round under the server's request timeout, waiting for a slot included: (result, saved).
+    Raises APIError or SwarmError.
+
+    The time left once the slot is held caps the round's own deadline, so a round that runs out of
+    time still ends itself — stored, with the late calls recorded as timeouts — and the 504 names it;
+    the hard limit (``SAVE_GRACE`` later) only fires if saving hangs.
+    """
     timeout = state.settings.request_timeout
+    began = time.monotonic()
+    capped = False  # the request timeout, not the swarm's own deadline, bounded the round
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout + SAVE_GRACE):
             if ticket.ahead and on_event is not None:
                 on_event("queued", {"ahead": ticket.ahead})
             async with ticket:
+                left = timeout - (time.monotonic() - began)
+                if left <= 0:
+                    raise TimeoutError
+                base = plan.options or state.swarm.options
+                capped = left < base.deadline
+                options = replace(base, deadline=left) if capped else plan.options
                 result = await state.swarm.ask(plan.question, protocol=plan.protocol, task_type=plan.task_type,
-                                               options=plan.options, on_event=on_event, save=plan.save)
+                                               options=options, on_event=on_event, save=plan.save)
         saved = plan.save and state.swarm.store is not None
     except TimeoutError:
         raise APIError(504, f"the swarm did not finish within the server's request timeout of {timeout:g}s",
                        type="timeout_error", code="request_timeout", headers=NO_RETRY) from None
     except RoundNotSavedError as exc:
         log.error("%s", exc)
+        if state.swarm.registry is not None:  # with trust on, no answer goes out without its ledger record
+            raise APIError(503, f"round {exc.result.round_id} (not stored) could not be recorded in the "  # type: ignore[attr-defined]
+                                "ledger, so its answer is withheld (see the server log)",
+                           type="server_error", code="round_not_recorded") from None
         result, saved = exc.result, False  # type: ignore[assignment]
     finally:
         ticket.release()
@@ -140,6 +162,10 @@ async def run_round(state: ServerState, plan: Plan, ticket: RoundTicket, *,
         where = f"round {result.round_id}" + (" (stored)" if saved else "")
         detail = "; ".join(reasons)[:300]
         if all(r.startswith("timeout") for r in reasons):
+            if capped and any("deadline" in r for r in reasons):
+                raise APIError(504, f"the swarm did not finish within the server's request timeout of {timeout:g}s "
+                                    f"({where}: {detail})", type="timeout_error", code="request_timeout",
+                               headers=NO_RETRY)
             raise APIError(504, f"no node answered in time ({where}: {detail})", type="timeout_error",
                            code="round_timeout", headers=NO_RETRY)
         raise APIError(502, f"no node produced a usable answer ({where}: {detail})", type="server_error",

@@ -305,10 +305,16 @@ async def reputation(state: StateDep, caller: CallerDep,
     if ledger is None:
         return Reputation(enabled=False, nodes=[])
 
+    policy = registry.policy if registry is not None else None
+
     def read() -> list[Any]:
-        if isinstance(ledger, Ledger):
-            return ledger.last(limit, kind="reputation")
-        return list(ledger.entries(kind="reputation"))[-limit:]
+        if not isinstance(ledger, Ledger):
+            return list(ledger.entries(kind="reputation"))[-limit:]
+        entries = ledger.last(limit, kind="reputation")
+        if policy is None:
+            return entries
+        keys = ledger.public_keys()  # entries from keys that are not trust authorities moved no reputation
+        return [e for e in entries if keys.get(e.signer) in policy.authorities]
 
     try:
         entries = await asyncio.to_thread(read)

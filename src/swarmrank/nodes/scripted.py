@@ -132,6 +132,8 @@ class ScriptedBackend(Backend):
         truth = request.context.get("truth")
         answer = self.own_answer(str(request.context.get("question", "")), rng,
                                  None if truth is None else str(truth))
+        if "\n" in answer:  # a block (a program, a paragraph): given as it is
+            return answer
         text = f"Let me think. The answer is {answer}."
         if self.confidence is not None or "confidence" in request.context.get("wants", ()):
             text += f"\nAnswer: {answer}\nConfidence: {self.confidence if self.confidence is not None else 0.7}"

@@ -90,7 +90,17 @@ def extract_program(text: str, entry: str | None = None) -> str | None:
     whole = _tidy(text)
     if whole and _parses(whole) and _CODE_START.match(whole):
         return whole
-    return _bare(text)
+    return _bare(text) or _body(whole)
+
+
+def _body(text: str) -> str | None:
+    """A reply that only continues a function (its body, with a ``return``), as base models write."""
+    try:
+        tree = ast.parse("def _body():\n" + textwrap.indent(text, "    "))
+    except (SyntaxError, ValueError):
+        return None
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    return text if any(isinstance(node, ast.Return) for node in body) else None
 
 
 def syntax_key(program: str) -> str:

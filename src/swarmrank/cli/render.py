@@ -48,6 +48,14 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
                         Text(a.excluded or "", style="red"), _snippet(a.text, 60 if not verbose else 400))
 
     parts: list[object] = [Panel(head, title="swarmrank", title_align="left"), cands, answers]
+    if result.synthesis is not None:
+        syn = result.synthesis
+        body = Text(syn.text.strip() if verbose or len(syn.text) < 1200 else syn.text.strip()[:1200] + " …")
+        if syn.excluded:
+            body.append(f"\n(cannot stand: {syn.excluded}; the selected answer stands)", style="red")
+        shown = ", ".join(str(i) for i in syn.sources)
+        parts.append(Panel(body, title=f"Synthesis by {syn.node} from candidates {shown} (ranked by {syn.ranked_by})",
+                           title_align="left"))
     if result.judgments:
         judg = Table(title=f"Judgments ({len(result.judgments)})", title_justify="left")
         for col in ("judge", "A", "B", "verdict", "p", "reasoning"):

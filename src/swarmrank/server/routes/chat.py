@@ -149,9 +149,10 @@ async def run_round(state: ServerState, question: str, *, protocol: str, task_ty
 
 
 def reply_text(result: RoundResult, content: str) -> str:
-    if content == "answer" or result.answer_text is None:
-        return result.answer or ""
-    return result.answer_text
+    """The reply's content: the final answer (a synthesis where one stands) or its full text."""
+    if content == "answer" or result.final_text is None:
+        return result.final_answer or ""
+    return result.final_text
 
 
 def pieces(text: str, size: int) -> list[str]:

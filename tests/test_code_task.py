@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import judge, run_cli, scripted_swarm
 from swarmrank.codetask import CodeSpec, extract_program, generate_inputs, syntax_key
 from swarmrank.tasks import Task, TaskType, detect_task_type
+
+from helpers import judge, run_cli, scripted_swarm
 
 QUESTION = '''from typing import List
 
@@ -134,3 +135,12 @@ def test_ask_type_code_from_the_cli(tmp_path: Path, isolated_home):
     data = json.loads(proc.stdout)
     assert data["task_type"] == "code"
     assert [c["nodes"] for c in data["candidates"]] == [["n0", "n1"], ["n2"]]
+
+
+def test_the_rich_view_shows_code_as_written_not_as_markup(tmp_path: Path, isolated_home):
+    config = tmp_path / "swarm.toml"
+    config.write_text("[swarm]\nname = 'c'\n[[nodes]]\nid = 'n0'\nbackend = 'scripted'\n"
+                      f"answer = {json.dumps(COMPREHENSION)}\nroles = ['answer']\n")
+    proc = run_cli("ask", QUESTION, "--protocol", "majority", "--config", str(config), home=isolated_home,
+                   check=True)
+    assert "[x + 1 for x in xs]" in proc.stdout

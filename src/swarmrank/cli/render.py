@@ -37,15 +37,16 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         cands.add_column(col, justify="right" if col in ("#", "strength", "±se(log)", "votes") else "left")
     for i, c in enumerate(result.candidates):
         mark = "★ " if i == result.winner else ""
-        cands.add_row(f"{mark}{i}", _snippet(c.answer, 30), ", ".join(c.nodes), f"{c.strength:.3f}",
+        cands.add_row(f"{mark}{i}", Text(_snippet(c.answer, 30)), ", ".join(c.nodes), f"{c.strength:.3f}",
                       "" if c.stderr is None else f"{c.stderr:.2f}", "" if c.votes is None else f"{c.votes:g}")
 
     answers = Table(title="Answers", title_justify="left")
     for col in ("node", "step", "answer", "excluded", "text"):
         answers.add_column(col)
     for a in result.answers:
-        answers.add_row(a.node, str(a.step if not a.sample else f"s{a.sample}"), a.value or "",
-                        Text(a.excluded or "", style="red"), _snippet(a.text, 60 if not verbose else 400))
+        # answers are data, not Rich markup: "[x + 1 for x in xs]" must stay as written
+        answers.add_row(a.node, str(a.step if not a.sample else f"s{a.sample}"), Text(a.value or ""),
+                        Text(a.excluded or "", style="red"), Text(_snippet(a.text, 60 if not verbose else 400)))
 
     parts: list[object] = [Panel(head, title="swarmrank", title_align="left"), cands, answers]
     if result.synthesis is not None:
@@ -63,7 +64,7 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         for j in result.judgments:
             judg.add_row(j.judge, str(j.first), str(j.second), j.verdict,
                          "" if j.probability is None else f"{j.probability:.2f}",
-                         _snippet(j.reasoning, 50 if not verbose else 400))
+                         Text(_snippet(j.reasoning, 50 if not verbose else 400)))
         parts.append(judg)
     if result.rankings:
         rank = Table(title="Council rankings", title_justify="left")

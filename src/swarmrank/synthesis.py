@@ -21,28 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
-from swarmrank import aggregate
 from swarmrank.errors import ConfigError
 from swarmrank.nodes.base import Node
 from swarmrank.plugins import hookimpl
-from swarmrank.protocols import (
-    Council,
-    PeerRank,
-    Protocol,
-    answerers,
-    group,
-    no_answer,
-    shown,
-    tag_history,
-    vote_result,
-)
+from swarmrank.protocols import Council, PeerRank, Protocol, answerers, final_majority, shown
 from swarmrank.redflag import red_flag
 from swarmrank.result import Cost, RoundResult, Synthesis
 from swarmrank.round import RoundContext
 
-__all__ = ["LlmCouncil", "MixtureOfAgents", "SynthesisProtocol", "synthesize", "synthesizer"]
+__all__ = ["MixtureOfAgents", "ThenSynthesise", "synthesize", "synthesizer"]
 
 
 SYNTHESIS_NOTE = """Below are {n} answer(s) to this question from other assistants, best first as {ranked_by} \
@@ -115,24 +102,16 @@ async def synthesize(ctx: RoundContext, result: RoundResult, *, k: int | None = 
                                      "cost": Cost(phases=dict(ctx.phases), wall_seconds=wall)})
 
 
-class SynthesisProtocol(Protocol):
-    name = "synthesis"
-    summary = ("peer-rank picks the best answers; one node writes a final answer from the best k, shown with "
-               "their ranks")
+class ThenSynthesise(Protocol):
+    """A selecting protocol followed by the synthesis step."""
+
+    def __init__(self, name: str, summary: str, base: Protocol, ranked_by: str, *, top_k: bool) -> None:
+        self.name, self.summary, self.base, self.ranked_by, self.top_k = name, summary, base, ranked_by, top_k
 
     async def run(self, ctx: RoundContext) -> RoundResult:
-        result = await PeerRank().run(ctx)
-        return await synthesize(ctx, result, k=ctx.options.synthesis_k, ranked_by="peer-rank's judges")
-
-
-class LlmCouncil(Protocol):
-    name = "llm-council"
-    summary = ("every node ranks all anonymised answers; a chairman writes the final answer from all of them "
-               "(llm-council)")
-
-    async def run(self, ctx: RoundContext) -> RoundResult:
-        result = await Council().run(ctx)
-        return await synthesize(ctx, result, ranked_by="the council's mean ranks")
+        result = await self.base.run(ctx)
+        return await synthesize(ctx, result, k=ctx.options.synthesis_k if self.top_k else None,
+                                ranked_by=self.ranked_by)
 
 
 MOA_NOTE = """You have been provided with a set of responses from various assistants to the latest question. \
@@ -164,18 +143,17 @@ class MixtureOfAgents(Protocol):
                     context={"peers": [a.value for a in u if a.value], "previous": None}))
             current = [new if new.value is not None else old for new, old in zip(revised, current)]
             history.extend(revised)
-        final, candidates = group(current)
-        if not candidates:
-            return no_answer(ctx, history)
-        votes = [a.candidate for a in final if a.candidate is not None]
-        counts = np.bincount(votes, minlength=len(candidates))
-        result = vote_result(ctx, tag_history(history, current, final), candidates,
-                             aggregate.majority(len(candidates), votes), counts.tolist())
+        result = final_majority(ctx, history, current)
         return await synthesize(ctx, result, ranked_by="votes (unranked, as Mixture-of-Agents shows them)")
 
 
 @hookimpl
 def register_protocols(register: Callable[[Protocol], None]) -> None:
     """The synthesising protocols, listed after the others."""
-    for protocol in (SynthesisProtocol(), MixtureOfAgents(), LlmCouncil()):
-        register(protocol)
+    register(ThenSynthesise("synthesis", "peer-rank picks the best answers; one node writes a final answer from the "
+                                         "best k, shown with their ranks", PeerRank(), "peer-rank's judges",
+                            top_k=True))
+    register(MixtureOfAgents())
+    register(ThenSynthesise("llm-council", "every node ranks all anonymised answers; a chairman writes the final "
+                                           "answer from all of them (llm-council)", Council(),
+                            "the council's mean ranks", top_k=False))

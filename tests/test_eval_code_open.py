@@ -70,3 +70,23 @@ async def test_an_eval_run_scores_protocols_on_cluster_answers_and_nodes_on_thei
     assert {s: bool(r["correct"]) for s, r in rows.items() if s.startswith("node:")} == {
         "node:right": True, "node:also": True, "node:wrong": False}
     assert rows["node:also"]["answer"].startswith("def has_close_elements(numbers, threshold):\n    s = sorted")
+
+
+async def test_the_tiny_humaneval_slice_runs_every_protocol_kind_end_to_end(store):
+    items = suite("humaneval-tiny")
+    right = {item.entry: f"```python\n{item.gold}\n```" for item in items}
+    stub = {item.entry: f"```python\ndef {item.entry}(*args):\n    return None\n```" for item in items}
+    nodes = [node("right", {"answer"}, answers=right), node("right2", {"answer"}, answers=right),
+             node("stub", {"answer"}, answers=stub),
+             node("judge", {"judge"}, judge="first")]
+    swarm = Swarm(nodes, options=RoundOptions(synthesizer="right"), store=store)
+    run = await run_eval(swarm, items, ["peer-rank", "synthesis", "llm-council"], store=store,
+                         suite="humaneval-tiny")
+    rows = EvalRuns(store).results(run.run_id)
+    by = {}
+    for row in rows:
+        by.setdefault(row["system"], []).append(bool(row["correct"]))
+    assert by["node:right"] == [True] * 4 and by["node:stub"] == [False] * 4
+    assert by["majority"] == [True] * 4  # the two right programs are one cluster: 2 votes to 1
+    assert by["synthesis"] == [True] * 4  # the synthesizer rewrites the right program
+    assert len(by["llm-council"]) == 4

@@ -64,9 +64,11 @@ def test_a_threshold_from_the_config_is_used():
     assert len(strict.candidates) == 2
 
 
-def test_an_unknown_embeddings_setting_is_a_one_line_config_error():
+def test_bad_embeddings_settings_are_one_line_config_errors():
     with pytest.raises(ConfigError, match="unknown embeddings 'bert'"):
         RoundOptions(embeddings="bert")
+    with pytest.raises(ConfigError, match="same_meaning"):
+        RoundOptions(same_meaning=1.5)
 
 
 def test_an_openai_compatible_embeddings_endpoint_can_stand_in():

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from swarmrank import codetask
@@ -180,7 +181,9 @@ def strip_confidence(text: str) -> str:
     return _CONFIDENCE.sub("", text)
 
 
-_SPECS: dict[str, codetask.CodeSpec] = {}
+@lru_cache(maxsize=256)
+def _code_spec(question: str) -> codetask.CodeSpec:
+    return codetask.CodeSpec.from_question(question)
 
 
 @dataclass(frozen=True)
@@ -214,13 +217,8 @@ class Task:
         return value or None
 
     def code_spec(self) -> codetask.CodeSpec:
-        """What a code question asks for (the entry point, its examples); computed once."""
-        spec = _SPECS.get(self.question)
-        if spec is None:
-            spec = _SPECS[self.question] = codetask.CodeSpec.from_question(self.question)
-            while len(_SPECS) > 256:
-                _SPECS.pop(next(iter(_SPECS)))
-        return spec
+        """What a code question asks for (the entry point, its examples); computed once per question."""
+        return _code_spec(self.question)
 
     def instruction(self) -> str:
         """How a node should format its reply for this task type."""

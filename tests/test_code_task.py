@@ -144,3 +144,13 @@ def test_the_rich_view_shows_code_as_written_not_as_markup(tmp_path: Path, isola
     proc = run_cli("ask", QUESTION, "--protocol", "majority", "--config", str(config), home=isolated_home,
                    check=True)
     assert "[x + 1 for x in xs]" in proc.stdout
+
+
+def test_without_a_sandbox_programs_are_not_run_and_the_round_says_so(monkeypatch):
+    from swarmrank import sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    result = scripted_swarm([COMPREHENSION, LOOP, CRASHES]).ask_sync(QUESTION, protocol="majority")
+    assert len(result.candidates) == 3  # by syntax tree: nothing ran, so nothing merged or red-flagged
+    assert all(a.excluded is None for a in result.answers)
+    assert sum("code not run" in note and "bubblewrap" in note for note in result.notes) == 1

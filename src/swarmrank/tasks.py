@@ -277,7 +277,8 @@ class Clusterer:
         self.same_meaning = same_meaning
         self.limits = limits
         self.representatives: list[str] = []
-        self._note = note or (lambda _text: None)
+        self._note_now = note or (lambda _text: None)
+        self._pending: list[str] = []  # notes from worker threads, given out on the caller's thread
         self._vectors: dict[str, np.ndarray] = {}
         self._keys: dict[str, str] = {}
         self._behaviours: dict[str, codetask.Behaviour] = {}
@@ -292,6 +293,14 @@ class Clusterer:
                 self._runnable = False
                 what = "no entry point" if spec.entry is None else f"no inputs for {spec.entry}"
                 self._note(f"code: {what} in the question; programs clustered by their syntax tree")
+        self._flush()
+
+    def _note(self, text: str) -> None:
+        self._pending.append(text)
+
+    def _flush(self) -> None:
+        while self._pending:
+            self._note_now(self._pending.pop(0))
 
     # -- the expensive parts, done ahead in a worker thread -------------------------------------
     async def prepare(self, values: Sequence[str | None]) -> None:
@@ -301,6 +310,7 @@ class Clusterer:
             await asyncio.to_thread(self._run_all, fresh)
         elif self._semantic and len(set(fresh) | set(self.representatives)) > 1:
             await asyncio.to_thread(self._embed, fresh)
+        self._flush()
 
     def _run_all(self, programs: Sequence[str]) -> None:
         todo = [p for p in programs if p not in self._behaviours]
@@ -354,6 +364,7 @@ class Clusterer:
         if self.task.type is not TaskType.CODE:
             return None
         found = self.behaviour(value)
+        self._flush()
         return found.crashed_on_examples if found is not None else None
 
     def _code_key(self, program: str) -> str:
@@ -385,6 +396,7 @@ class Clusterer:
                     best = int(np.argmax(sims))
                     if sims[best] >= threshold:
                         match = reps[best]
+        self._flush()
         if match is None:
             self.representatives.append(value)
             return value

@@ -55,6 +55,7 @@ def test_open_ended_items_are_scored_by_meaning_against_true_and_false_reference
         assert item.score(item.gold)
         assert item.score(item.correct[-1])
         assert not item.score(item.incorrect[0])
+        assert not item.score("Bananas are rich in potassium.")  # not about the question at all
     with pytest.raises(ConfigError, match="expected 'tqa:<count>"):
         load("tqa:x")
 

@@ -104,3 +104,21 @@ def test_an_unreachable_endpoint_falls_back_to_exact_matching_and_says_so():
                             embeddings_model="x").ask_sync(QUESTION, protocol="majority", task_type="free")
     assert len(result.candidates) == 2
     assert any("exact text only" in note for note in result.notes)
+
+
+def test_ask_type_free_from_the_cli(tmp_path, isolated_home):
+    import json
+
+    from helpers import run_cli
+
+    lines = ["[swarm]", 'name = "free-cli"']
+    for i, text in enumerate([PARIS, PARAPHRASE, LYON]):
+        lines += ["[[nodes]]", f'id = "n{i}"', 'backend = "scripted"', f"answer = {json.dumps(text)}",
+                  'roles = ["answer"]']
+    config = tmp_path / "swarm.toml"
+    config.write_text("\n".join(lines) + "\n")
+    proc = run_cli("ask", QUESTION, "--type", "free", "--protocol", "majority", "--config", str(config), "--json",
+                   home=isolated_home, check=True)
+    data = json.loads(proc.stdout)
+    assert [c["nodes"] for c in data["candidates"]] == [["n0", "n1"], ["n2"]]
+    assert data["answer"] == "capital of france is paris"

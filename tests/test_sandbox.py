@@ -121,7 +121,7 @@ def test_the_network_is_unreachable_even_on_loopback():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    listener.settimeout(3)
+    listener.settimeout(1)
     port = listener.getsockname()[1]
     accepted: list[object] = []
 

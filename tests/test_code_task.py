@@ -11,7 +11,7 @@ import pytest
 from swarmrank.codetask import CodeSpec, extract_program, generate_inputs, syntax_key
 from swarmrank.tasks import Task, TaskType, detect_task_type
 
-from helpers import judge, run_cli, scripted_swarm
+from helpers import judge, run_cli, scripted_config, scripted_swarm
 
 QUESTION = '''from typing import List
 
@@ -124,12 +124,7 @@ def test_without_an_entry_point_programs_cluster_by_syntax_tree():
 
 
 def test_ask_type_code_from_the_cli(tmp_path: Path, isolated_home):
-    lines = ["[swarm]", 'name = "code-cli"']
-    for i, text in enumerate([COMPREHENSION, LOOP, WRONG]):
-        lines += ["[[nodes]]", f'id = "n{i}"', 'backend = "scripted"', f"answer = {json.dumps(text)}",
-                  'roles = ["answer"]']
-    config = tmp_path / "swarm.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config = scripted_config(tmp_path / "swarm.toml", [COMPREHENSION, LOOP, WRONG])
     proc = run_cli("ask", QUESTION, "--type", "code", "--protocol", "majority", "--config", str(config), "--json",
                    home=isolated_home, check=True)
     data = json.loads(proc.stdout)
@@ -138,9 +133,7 @@ def test_ask_type_code_from_the_cli(tmp_path: Path, isolated_home):
 
 
 def test_the_rich_view_shows_code_as_written_not_as_markup(tmp_path: Path, isolated_home):
-    config = tmp_path / "swarm.toml"
-    config.write_text("[swarm]\nname = 'c'\n[[nodes]]\nid = 'n0'\nbackend = 'scripted'\n"
-                      f"answer = {json.dumps(COMPREHENSION)}\nroles = ['answer']\n")
+    config = scripted_config(tmp_path / "swarm.toml", [COMPREHENSION])
     proc = run_cli("ask", QUESTION, "--protocol", "majority", "--config", str(config), home=isolated_home,
                    check=True)
     assert "[x + 1 for x in xs]" in proc.stdout

@@ -109,14 +109,9 @@ def test_an_unreachable_endpoint_falls_back_to_exact_matching_and_says_so():
 def test_ask_type_free_from_the_cli(tmp_path, isolated_home):
     import json
 
-    from helpers import run_cli
+    from helpers import run_cli, scripted_config
 
-    lines = ["[swarm]", 'name = "free-cli"']
-    for i, text in enumerate([PARIS, PARAPHRASE, LYON]):
-        lines += ["[[nodes]]", f'id = "n{i}"', 'backend = "scripted"', f"answer = {json.dumps(text)}",
-                  'roles = ["answer"]']
-    config = tmp_path / "swarm.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config = scripted_config(tmp_path / "swarm.toml", [PARIS, PARAPHRASE, LYON])
     proc = run_cli("ask", QUESTION, "--type", "free", "--protocol", "majority", "--config", str(config), "--json",
                    home=isolated_home, check=True)
     data = json.loads(proc.stdout)

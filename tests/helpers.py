@@ -47,6 +47,18 @@ def scripted_swarm(answers: Sequence[str], judges: Sequence[Node] = (), **option
     return Swarm(nodes, options=RoundOptions(**options), store=None)
 
 
+def scripted_config(path: Path, answers: Sequence[str]) -> Path:
+    """A swarm config file of scripted answerers n0, n1, … giving ``answers`` (for CLI tests)."""
+    import json
+
+    lines = ["[swarm]", 'name = "scripted-cli"']
+    for i, text in enumerate(answers):
+        lines += ["[[nodes]]", f'id = "n{i}"', 'backend = "scripted"', f"answer = {json.dumps(text)}",
+                  'roles = ["answer"]']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def node(node_id: str, roles: set[str], **kw: Any) -> Node:
     """A scripted node with any roles and backend options."""
     return Node(node_id, ScriptedBackend(**kw), Persona(seed=len(node_id)), roles=frozenset(roles))

@@ -58,8 +58,9 @@ def _of(items: list[EvalItem], task_type: str) -> list[EvalItem]:
 
 # --- determinism, ids, sizes ----------------------------------------------------------------------
 
-def test_named_suites_are_tiny_small_and_full():
-    assert suite_names() == ["tiny", "small", "full"]
+def test_named_suites_are_tiny_small_and_full_then_code_and_open_ended():
+    assert suite_names() == ["tiny", "small", "full", "humaneval", "humaneval-small", "humaneval-tiny", "open",
+                             "open-small", "open-tiny"]
 
 
 @pytest.mark.parametrize("name", ["tiny", "small"])

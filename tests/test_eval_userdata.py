@@ -124,7 +124,7 @@ def test_suite_refs_record_what_to_resume(jsonl):
 
 
 def test_an_unknown_suite_says_what_a_suite_can_be():
-    with pytest.raises(ConfigError, match=r"unknown eval suite 'huge' \(known: tiny, small, full; or a .jsonl/.csv"):
+    with pytest.raises(ConfigError, match=r"unknown eval suite 'huge' \(known: tiny, small, full, humaneval.*; or a .jsonl/.csv"):
         SuiteRef.parse("huge")
 
 

@@ -85,6 +85,17 @@ async def test_every_protocol_runs_on_the_embedded_swarm(embedded, protocol):
         assert result.judgments and all(j.reasoning for j in result.judgments)
     if protocol == "council" and len(result.candidates) > 1:
         assert result.cost.phases["rank"].calls == 2
+    if protocol in ("synthesis", "moa", "llm-council") and result.candidates:
+        assert result.synthesis is not None and result.cost.phases["synthesize"].calls == 1
+
+
+async def test_a_code_question_on_the_embedded_swarm_runs_every_program_in_the_sandbox(embedded):
+    question = 'def double(n):\n    """Return twice n.\n    >>> double(3)\n    6\n    """'
+    result = await embedded.ask(question, protocol="majority", save=False)
+    assert result.task_type == "code"
+    assert any(a.completion_tokens > 0 for a in result.answers)
+    assert all(a.value is not None or a.excluded for a in result.answers)
+    assert not any("code not run" in note for note in result.notes)
 
 
 @pytest.fixture(scope="module")

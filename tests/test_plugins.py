@@ -52,7 +52,7 @@ def test_a_plugin_protocol_is_listed_after_the_built_ins_only_when_the_plugin_re
     names = [line.split("│")[1].strip() for line in on.stdout.splitlines() if line.startswith("│ ") and
              line.split("│")[1].strip()]
     assert names == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate", "blender",
-                     "first-answer"]
+                     "synthesis", "moa", "llm-council", "first-answer"]
     assert "first-answer" not in off.stdout
 
 
@@ -103,7 +103,7 @@ def test_the_built_ins_are_plugins_registered_through_the_same_hooks():
     assert [p.name for p in protocols][:7] == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council",
                                                "debate", "blender"]
     assert {"llamacpp", "openai", "scripted", "remote"} <= set(backends)
-    assert {"rg", "bb"} <= set(loaders)
+    assert {"rg", "bb", "he", "tqa"} <= set(loaders)
 
 
 def test_importing_the_built_in_plugins_registers_nothing_until_something_is_looked_up():
@@ -113,4 +113,4 @@ def test_importing_the_built_in_plugins_registers_nothing_until_something_is_loo
             "p.protocol_names(); print(len(p._PROTOCOLS), len(b._BACKENDS), len(d._LOADERS))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "0", "0", "7", "0", "0"]  # each registry fills on its first use
+    assert proc.stdout.split() == ["0", "0", "0", "10", "0", "0"]  # each registry fills on its first use

@@ -195,8 +195,9 @@ async def test_every_protocol_returns_a_complete_trace(protocol):
     assert result.round_id and len(result.round_id) == 32
 
 
-def test_protocol_names_are_the_documented_seven():
-    assert protocol_names() == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate", "blender"]
+def test_protocol_names_are_the_documented_ten():
+    assert protocol_names() == ["peer-rank", "majority", "weighted-vote", "ahead-by-k", "council", "debate", "blender",
+                                "synthesis", "moa", "llm-council"]
 
 
 async def test_unknown_protocol_is_a_config_error():

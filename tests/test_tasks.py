@@ -266,7 +266,7 @@ def test_task_type_parse_accepts_names_members_and_none():
 
 
 def test_task_type_parse_unknown_raises_config_error_listing_known_types():
-    with pytest.raises(ConfigError, match=r"unknown task type 'essay' \(known: mc, number, short, free, json\)"):
+    with pytest.raises(ConfigError, match=r"unknown task type 'essay' \(known: mc, number, short, free, json, code\)"):
         TaskType.parse("essay")
 
 

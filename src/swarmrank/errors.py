@@ -13,6 +13,7 @@ The tree is shallow and grouped by where a failure arises::
     ├── WireError            a request body is not a JSON object the node protocol can sign (also a ValueError)
     ├── RoundError           a round could not produce an answer (e.g. every node failed)
     ├── RankingError         aggregation got data it cannot rank
+    ├── SandboxError         code cannot be run safely here (no bubblewrap, or it refused to start)
     ├── StorageError         the database could not be read or written
     │   ├── RoundNotSavedError   a round finished but could not be saved (carries ``result``)
     │   ├── RoundNotFound        no stored round has this id or prefix (carries ``key``)
@@ -86,6 +87,10 @@ class RoundError(SwarmError):
 
 class RankingError(SwarmError):
     """Aggregation failed (bad comparison data, no convergence)."""
+
+
+class SandboxError(SwarmError):
+    """Code cannot be run safely here: the sandbox (bubblewrap) is missing or refused to start."""
 
 
 class StorageError(SwarmError):

@@ -50,6 +50,7 @@ hookspec = pluggy.HookspecMarker(ENTRY_POINT_GROUP)
 hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
 
 BUILTIN_PLUGINS = (
+    "swarmrank.synthesis",  # before protocols: pluggy calls later registrations first, and these list last
     "swarmrank.protocols",
     "swarmrank.nodes.llamacpp",
     "swarmrank.nodes.openai_compat",
@@ -57,6 +58,8 @@ BUILTIN_PLUGINS = (
     "swarmrank.nodes.remote",
     "swarmrank.eval.datasets",
     "swarmrank.eval.bigbench",
+    "swarmrank.eval.humaneval",
+    "swarmrank.eval.openended",
 )
 """Modules whose hooks register what swarmrank ships (imported by name, when plugins load)."""
 

@@ -669,13 +669,18 @@ class Debate(Protocol):
                              "previous": next((a.value for a in s if a.node == n.id), None)}))
             current = [new if new.value is not None else old for new, old in zip(revised, current)]
             history.extend(revised)
-        final, candidates = group(current)
-        if not candidates:
-            return no_answer(ctx, history)
-        votes = [a.candidate for a in final if a.candidate is not None]
-        shares = aggregate.majority(len(candidates), votes)
-        counts = np.bincount(votes, minlength=len(candidates))
-        return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
+        return final_majority(ctx, history, current)
+
+
+def final_majority(ctx: RoundContext, history: Sequence[Answer], current: Sequence[Answer]) -> RoundResult:
+    """Majority over the last answers of a multi-step protocol, with every step's answers in the trace."""
+    final, candidates = group(current)
+    if not candidates:
+        return no_answer(ctx, list(history))
+    votes = [a.candidate for a in final if a.candidate is not None]
+    shares = aggregate.majority(len(candidates), votes)
+    counts = np.bincount(votes, minlength=len(candidates))
+    return vote_result(ctx, tag_history(history, current, final), candidates, shares, counts.tolist())
 
 
 @hookimpl

@@ -116,6 +116,18 @@ class Ranking(BaseModel):
     reasoning: str
 
 
+class Synthesis(BaseModel):
+    """One answer written from the best candidates (MoA's aggregator, llm-council's chairman)."""
+
+    node: str = Field(description="the node that wrote it")
+    text: str
+    value: str | None = Field(None, description="its extracted, normalised answer; null if it has none or was "
+                                                "red-flagged")
+    excluded: str | None = Field(None, description="why it cannot stand (the call failed, or a red flag), or null")
+    sources: list[int] = Field(default_factory=list, description="the candidates it was shown, best first")
+    ranked_by: str = Field("", description="what ordered the candidates it was shown")
+
+
 class PhaseCost(BaseModel):
     calls: int = 0
     failures: int = 0
@@ -181,8 +193,25 @@ class RoundResult(BaseModel):
         default_factory=list, description="peer-rank (evidence): per candidate, the judges' log-likelihood with each "
                                           "judge at the low end (mean − 2 sd) of its estimated discrimination")
     notes: list[str] = Field(default_factory=list, description="protocol events worth reading")
+    synthesis: Synthesis | None = Field(None, description="an answer written from the best candidates (synthesis, "
+                                                          "moa, llm-council, [round] synthesize); ``answer`` stays "
+                                                          "the selected one")
     cost: Cost
     swarm: str = "default"
+
+    @property
+    def final_answer(self) -> str | None:
+        """The synthesised answer where one stands, else the selected one."""
+        if self.synthesis is not None and self.synthesis.value is not None:
+            return self.synthesis.value
+        return self.answer
+
+    @property
+    def final_text(self) -> str | None:
+        """The full text of :attr:`final_answer`."""
+        if self.synthesis is not None and self.synthesis.value is not None:
+            return self.synthesis.text
+        return self.answer_text
 
     @property
     def winning_nodes(self) -> list[str]:

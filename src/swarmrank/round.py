@@ -24,8 +24,9 @@ from swarmrank.pricing import Price
 from swarmrank.redflag import red_flag
 from swarmrank.reliability import AGGREGATIONS, KAPPA_MAX, JudgeBook, ReliabilityParams
 from swarmrank.result import Answer, Candidate, Cost, Judgment, NodeCost, PhaseCost, Ranking, RoundResult
+from swarmrank.sandbox import Limits
 from swarmrank.schedule import INTERESTED, JUDGE_STYLES, check_schedule
-from swarmrank.tasks import Task, TaskType, check_schema
+from swarmrank.tasks import Clusterer, Task, TaskType, check_schema
 
 T = TypeVar("T")
 
@@ -81,6 +82,29 @@ class RoundOptions:
     answer_presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     answer_frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     answer_schema: dict[str, Any] | None = None  # json tasks: the JSON Schema every answer must match
+    # answers that are the same (swarmrank.tasks.Clusterer; docs/protocols.md)
+    embeddings: str = "minilm"  # short/free answers by meaning: "minilm" (packaged), "none", or an http(s) endpoint
+    embeddings_model: str = ""  # the model an embeddings endpoint serves
+    same_meaning: Annotated[float, Field(gt=-1, le=1)] | None = None  # cosine threshold (None: calibrated default)
+    code_inputs: Annotated[int, Field(ge=0, le=64)] = 8  # code: generated inputs besides the question's examples
+    code_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0  # code: wall seconds for one program's run
+    code_memory_mb: Annotated[int, Field(ge=64)] = 512  # code: address space of one program's run
+    # synthesis (docs/protocols.md): after the protocol picks, one node writes an answer from the best k
+    synthesize: bool = False  # run the synthesis step after any protocol
+    synthesizer: str = ""  # the node that writes it ("": the first judge, else the first answerer)
+    synthesis_k: Annotated[int, Field(ge=1)] = 3  # the best k candidates it is shown, with their ranks
+
+    @field_validator("embeddings")
+    @classmethod
+    def _known_embeddings(cls, value: str) -> str:
+        if value not in ("minilm", "none") and not value.startswith(("http://", "https://")):
+            raise ValueError(f"unknown embeddings {value!r} (known: minilm, none, or an http(s):// endpoint URL)")
+        return value
+
+    def code_limits(self) -> Limits:
+        """The sandbox limits of one program's run."""
+        return Limits(wall=self.code_timeout, cpu=max(1, int(self.code_timeout)), memory_mb=self.code_memory_mb,
+                      per_call=min(2.0, self.code_timeout / 2))
 
     @field_validator("schedule")
     @classmethod
@@ -186,6 +210,10 @@ class RoundContext:
         self._on_event = on_event
         #: judge reliability learned in earlier rounds (peer-rank's evidence aggregation reads it)
         self.book = book
+        #: which answers are the same (by value, meaning or behaviour, as the task type says)
+        self.clusterer = Clusterer(task, embeddings=options.embeddings, embeddings_model=options.embeddings_model,
+                                   same_meaning=options.same_meaning, code_inputs=options.code_inputs,
+                                   limits=options.code_limits(), note=self.note)
 
     # -- clock and events -------------------------------------------------------------------
     def remaining(self) -> float:
@@ -290,9 +318,13 @@ class RoundContext:
                             seconds=outcome.seconds)
         else:
             reason = red_flag(self.task, completion, max_chars=self.options.max_answer_chars)
+            value = None if reason else self.task.extract(completion.text)
+            if value is not None:
+                reason = self.clusterer.red_flag(value)
+                value = None if reason else self.clusterer.canonical(value)
             answer = Answer(
                 node=outcome.node.id, text=completion.text,
-                value=None if reason else self.task.extract(completion.text),
+                value=value,
                 excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 seconds=outcome.seconds, finish_reason=completion.finish_reason,
@@ -306,6 +338,7 @@ class RoundContext:
                       confidence_of: Callable[[str], float | None] | None = None) -> list[Answer]:
         make = request_for or (lambda n: self.answer_request(n))
         outcomes = await self.gather_phase(phase, [self.call(n, make(n), phase) for n in nodes])
+        await self.clusterer.prepare([self.task.extract(o.completion.text) for o in outcomes if o.completion])
         return [
             self.record_answer(o, step=step, confidence=confidence_of(o.completion.text)
                                if confidence_of and o.completion else None)

@@ -40,6 +40,7 @@ from swarmrank.reliability import JudgeBook
 from swarmrank.result import JudgeReport, RoundResult
 from swarmrank.round import RoundContext, RoundOptions
 from swarmrank.settings import Settings
+from swarmrank.synthesis import synthesize
 from swarmrank.tasks import Task, TaskType
 
 #: the key the coordinator signs round outcomes, reputation and stake entries with
@@ -180,6 +181,8 @@ class Swarm:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
         except TimeoutError:
             raise RoundError(f"round did not finish within its deadline of {opts.deadline:.0f}s") from None
+        if opts.synthesize and result.synthesis is None:
+            result = await synthesize(ctx, result, k=opts.synthesis_k, ranked_by=f"the {name} protocol")
         ctx.emit("decided", answer=result.answer, winner=result.winner, confidence=result.confidence)
         if own_book and book is not None and result.judge_reports:
             book.learn(result)

@@ -7,24 +7,41 @@ answer out of a reply and how to normalise it:
 ``number``  the last number in the reply ("3 + 4 = 7" → 7), fractions and commas understood
 ``short``   a short text answer: the "Answer:" line, or the first line, lower-cased, without
             punctuation or articles
-``free``    free text: whitespace- and case-normalised; only identical texts cluster
+``free``    free text: whitespace- and case-normalised; answers cluster by meaning (sentence
+            embeddings, :mod:`swarmrank.embeddings`)
 ``json``    one JSON object (``response_format`` json_object / json_schema): read from the reply, checked
             against the task's JSON Schema when it has one, and compared as canonical JSON (sorted keys)
+``code``    a program (:mod:`swarmrank.codetask`): read from the reply's code block; programs cluster
+            by what they do on the question's examples and on generated inputs, run in the sandbox
+
+:class:`Clusterer` decides, within one round, which answers are the same: identical normalised
+values always are; ``short`` answers that differ also are when their meaning is the same, ``free``
+answers when their meaning is, ``code`` answers when they behave the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from swarmrank.errors import ConfigError
+from swarmrank import codetask
+from swarmrank.errors import ConfigError, ModelNotFoundError, SandboxError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from swarmrank.embeddings import Embedder
+    from swarmrank.sandbox import Limits
 
 
 class TaskType(str, Enum):
@@ -33,6 +50,7 @@ class TaskType(str, Enum):
     SHORT = "short"
     FREE = "free"
     JSON = "json"
+    CODE = "code"
 
     @classmethod
     def parse(cls, value: str | TaskType | None) -> TaskType | None:
@@ -54,11 +72,22 @@ _NUMBER_HINT = re.compile(
 )
 
 
+_CODE_HINT = re.compile(
+    r"^[ \t]*def[ \t]+\w+[ \t]*\(|```py"
+    r"|\b(?:write|implement|complete|create|define|code|give me)\b[^.?!\n]{0,60}?"
+    r"\b(?:function|program|script|method|class|snippet|one-liner)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
 def detect_task_type(question: str) -> TaskType:
-    """Guess the task type from the question's shape (options → mc, arithmetic → number)."""
+    """Guess the task type from the question's shape (options → mc, asks for a function → code,
+    arithmetic → number)."""
     options = set(_OPTION_LINE.findall(question))
     if len(options) >= 2 and {"A", "B"} <= options:
         return TaskType.MC
+    if _CODE_HINT.search(question):
+        return TaskType.CODE
     if _NUMBER_HINT.search(question):
         return TaskType.NUMBER
     if len(question) < 200:
@@ -214,6 +243,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+@lru_cache(maxsize=256)
+def _code_spec(question: str) -> codetask.CodeSpec:
+    return codetask.CodeSpec.from_question(question)
+
+
 @dataclass(frozen=True)
 class Task:
     """A question with its type; knows how to read and compare answers."""
@@ -260,8 +294,14 @@ class Task:
             return extract_number(body)
         if self.type is TaskType.SHORT:
             return extract_short(body)
+        if self.type is TaskType.CODE:
+            return codetask.extract_program(text, self.code_spec().entry)
         value = normalise_text(body)
         return value or None
+
+    def code_spec(self) -> codetask.CodeSpec:
+        """What a code question asks for (the entry point, its examples); computed once per question."""
+        return _code_spec(self.question)
 
     def instruction(self) -> str:
         """How a node should format its reply for this task type."""
@@ -277,6 +317,11 @@ class Task:
                 return "Reply with one JSON object and nothing else."
             return ("Reply with one JSON object and nothing else. It must match this JSON Schema:\n"
                     + json.dumps(self.schema, ensure_ascii=False))
+        if self.type is TaskType.CODE:
+            spec = self.code_spec()
+            name = f" `{spec.entry}`" if spec.entry else ""
+            return (f"Reply with the complete Python code{name and ' of the function' + name} in one ```python "
+                    "code block, with any imports it needs; no tests, no example usage.")
         return "Answer the question clearly and concisely."
 
 
@@ -294,3 +339,159 @@ def cluster(values: Sequence[str | None]) -> tuple[list[str], list[int | None]]:
             distinct.append(value)
         assignment.append(index[value])
     return distinct, assignment
+
+
+class Clusterer:
+    """One round's answer clusters: maps each extracted answer to its cluster's representative (the
+    first answer seen in it), so that equal values then mean the same answer everywhere (grouping,
+    votes, the ahead-by-k race, revision summaries).
+
+    ``mc`` and ``number`` answers are the same only when equal. ``short`` answers that are not equal
+    are the same when their embeddings' cosine similarity reaches ``same_meaning`` and they do not
+    conflict (different numbers, or one negated: :func:`swarmrank.embeddings.conflicting`); ``free``
+    answers likewise. ``code`` answers are the same when they behave the same on the question's examples and
+    ``code_inputs`` generated inputs (or, with nothing to run them on, when their syntax trees match).
+    A new answer joins the most similar representative at or above the threshold, else starts a
+    cluster of its own. Without an embedding model (or a sandbox, for code) clustering falls back to
+    equality (syntax trees) and says so through ``note``.
+    """
+
+    def __init__(self, task: Task, *, embeddings: str = "minilm", embeddings_model: str = "",
+                 same_meaning: float | None = None, code_inputs: int = 8, limits: Limits | None = None,
+                 note: Callable[[str], None] | None = None) -> None:
+        self.task = task
+        self.embeddings = embeddings
+        self.embeddings_model = embeddings_model
+        self.same_meaning = same_meaning
+        self.limits = limits
+        self.representatives: list[str] = []
+        self._note_now = note or (lambda _text: None)
+        self._pending: list[str] = []  # notes from worker threads, given out on the caller's thread
+        self._vectors: dict[str, np.ndarray] = {}
+        self._keys: dict[str, str] = {}
+        self._behaviours: dict[str, codetask.Behaviour] = {}
+        self._embedder: Embedder | None = None
+        self._semantic = task.type in (TaskType.SHORT, TaskType.FREE) and embeddings != "none"
+        self._runnable = task.type is TaskType.CODE
+        self.inputs: list[str] = []
+        if task.type is TaskType.CODE:
+            spec = task.code_spec()
+            self.inputs = [*spec.examples, *codetask.generate_inputs(spec, code_inputs, seed=task.question)]
+            if spec.entry is None or not self.inputs:
+                self._runnable = False
+                what = "no entry point" if spec.entry is None else f"no inputs for {spec.entry}"
+                self._note(f"code: {what} in the question; programs clustered by their syntax tree")
+        self._flush()
+
+    def _note(self, text: str) -> None:
+        self._pending.append(text)
+
+    def _flush(self) -> None:
+        while self._pending:
+            self._note_now(self._pending.pop(0))
+
+    # -- the expensive parts, done ahead in a worker thread -------------------------------------
+    async def prepare(self, values: Sequence[str | None]) -> None:
+        """Run or embed the new values (concurrently, off the event loop)."""
+        fresh = list(dict.fromkeys(v for v in values if v is not None))
+        if self._runnable and any(v not in self._behaviours for v in fresh):
+            await asyncio.to_thread(self._run_all, fresh)
+        elif self._semantic and len(set(fresh) | set(self.representatives)) > 1:
+            await asyncio.to_thread(self._embed, fresh)
+        self._flush()
+
+    def _run_all(self, programs: Sequence[str]) -> None:
+        todo = [p for p in programs if p not in self._behaviours]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for program, result in zip(todo, pool.map(self._behaviour_or_none, todo)):
+                if result is not None:
+                    self._behaviours[program] = result
+
+    def _behaviour_or_none(self, program: str) -> codetask.Behaviour | None:
+        try:
+            return codetask.behaviour(program, self.task.code_spec(), self.inputs, self.limits)
+        except SandboxError as exc:
+            if self._runnable:
+                self._runnable = False
+                self._note(f"code not run ({exc}); programs clustered by their syntax tree")
+            return None
+
+    def behaviour(self, program: str) -> codetask.Behaviour | None:
+        """What ``program`` did on this round's inputs (None where it cannot be run)."""
+        if self._runnable and program not in self._behaviours:
+            self._run_all([program])
+        return self._behaviours.get(program)
+
+    def _embedder_or_none(self) -> Embedder | None:
+        if self._semantic and self._embedder is None:
+            from swarmrank.embeddings import embedder_for
+
+            try:
+                self._embedder = embedder_for(self.embeddings, self.embeddings_model)
+            except (ModelNotFoundError, ConfigError) as exc:
+                self._semantic = False
+                self._note(f"answers clustered by exact text only: {exc}")
+        return self._embedder if self._semantic else None
+
+    def _embed(self, texts: Sequence[str]) -> None:
+        todo = [t for t in texts if t not in self._vectors]
+        embedder = self._embedder_or_none()
+        if not todo or embedder is None:
+            return
+        try:
+            vectors = embedder.embed(todo)
+        except ModelNotFoundError as exc:
+            self._semantic = False
+            self._note(f"answers clustered by exact text only: {exc}")
+            return
+        self._vectors.update(zip(todo, vectors))
+
+    # -- per answer --------------------------------------------------------------------------------
+    def red_flag(self, value: str) -> str | None:
+        """A code answer that crashes on the question's own examples (or does not run at all)."""
+        if self.task.type is not TaskType.CODE:
+            return None
+        found = self.behaviour(value)
+        self._flush()
+        return found.crashed_on_examples if found is not None else None
+
+    def _code_key(self, program: str) -> str:
+        if program not in self._keys:
+            found = self.behaviour(program)
+            self._keys[program] = ("run:" + "\x1f".join(found.signature) if found is not None
+                                   else "ast:" + codetask.syntax_key(program))
+        return self._keys[program]
+
+    def canonical(self, value: str) -> str:
+        """The representative of ``value``'s cluster (``value`` itself when it starts a new one)."""
+        if value in self.representatives:
+            return value
+        match: str | None = None
+        if self.task.type is TaskType.CODE:
+            key = self._code_key(value)
+            match = next((r for r in self.representatives if self._code_key(r) == key), None)
+        elif self._semantic and self.representatives:
+            self._embed([value, *self.representatives])
+            if value in self._vectors and self._semantic:
+                import numpy as np
+
+                from swarmrank.embeddings import conflicting
+
+                threshold = self.same_meaning if self.same_meaning is not None else _default_threshold()
+                reps = [r for r in self.representatives if r in self._vectors and not conflicting(value, r)]
+                if reps:
+                    sims = np.array([float(self._vectors[value] @ self._vectors[r]) for r in reps])
+                    best = int(np.argmax(sims))
+                    if sims[best] >= threshold:
+                        match = reps[best]
+        self._flush()
+        if match is None:
+            self.representatives.append(value)
+            return value
+        return match
+
+
+def _default_threshold() -> float:
+    from swarmrank.embeddings import SAME_MEANING
+
+    return SAME_MEANING

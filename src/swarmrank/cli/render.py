@@ -42,17 +42,26 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         mark = "★ " if i == result.winner else ""
         detail = (("" if c.evidence is None else f"{c.evidence:+.2f}") if evidence
                   else ("" if c.stderr is None else f"{c.stderr:.2f}"))
-        cands.add_row(f"{mark}{i}", _snippet(c.answer, 30), ", ".join(c.nodes), f"{c.strength:.3f}", detail,
+        cands.add_row(f"{mark}{i}", Text(_snippet(c.answer, 30)), ", ".join(c.nodes), f"{c.strength:.3f}", detail,
                       "" if c.votes is None else f"{c.votes:g}")
 
     answers = Table(title="Answers", title_justify="left")
     for col in ("node", "step", "answer", "excluded", "text"):
         answers.add_column(col)
     for a in result.answers:
-        answers.add_row(a.node, str(a.step if not a.sample else f"s{a.sample}"), a.value or "",
-                        Text(a.excluded or "", style="red"), _snippet(a.text, 60 if not verbose else 400))
+        # answers are data, not Rich markup: "[x + 1 for x in xs]" must stay as written
+        answers.add_row(a.node, str(a.step if not a.sample else f"s{a.sample}"), Text(a.value or ""),
+                        Text(a.excluded or "", style="red"), Text(_snippet(a.text, 60 if not verbose else 400)))
 
     parts: list[object] = [Panel(head, title="swarmrank", title_align="left"), cands, answers]
+    if result.synthesis is not None:
+        syn = result.synthesis
+        body = Text(syn.text.strip() if verbose or len(syn.text) < 1200 else syn.text.strip()[:1200] + " …")
+        if syn.excluded:
+            body.append(f"\n(cannot stand: {syn.excluded}; the selected answer stands)", style="red")
+        shown = ", ".join(str(i) for i in syn.sources)
+        parts.append(Panel(body, title=f"Synthesis by {syn.node} from candidates {shown} (ranked by {syn.ranked_by})",
+                           title_align="left"))
     if result.judgments:
         judg = Table(title=f"Judgments ({len(result.judgments)})", title_justify="left")
         for col in ("judge", "A", "B", "verdict", "p", "reasoning"):
@@ -60,7 +69,7 @@ def round_view(result: RoundResult, *, verbose: bool = False) -> Group:
         for j in result.judgments:
             judg.add_row(j.judge, str(j.first), str(j.second), j.verdict,
                          "" if j.probability is None else f"{j.probability:.2f}",
-                         _snippet(j.reasoning, 50 if not verbose else 400))
+                         Text(_snippet(j.reasoning, 50 if not verbose else 400)))
         parts.append(judg)
     if result.judge_reports:
         rel = Table(title="Judges (discrimination κ: 0 tells nothing, 1 always right)", title_justify="left")

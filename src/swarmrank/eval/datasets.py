@@ -251,6 +251,9 @@ _SUITES: dict[str, tuple[str, ...]] = {
     + tuple(f"bb:{task}:{counts[k]}" for task, counts in _BB_SUITE_COUNTS.items() if counts[k])
     for k, name in enumerate(("tiny", "small", "full"))
 }
+# code and open-ended suites (swarmrank.eval.humaneval, swarmrank.eval.openended): the tiny ones for CI
+_SUITES.update({"humaneval": ("he:all",), "humaneval-small": ("he:10",), "humaneval-tiny": ("he:4",),
+                "open": ("tqa:60",), "open-small": ("tqa:12",), "open-tiny": ("tqa:4",)})
 
 
 def suite_names() -> list[str]:

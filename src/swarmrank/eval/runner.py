@@ -104,9 +104,12 @@ def _node_rows(item: Any, result: RoundResult, prices: Mapping[str, Price]) -> l
     for answer in result.answers:
         if answer.step == 0 and answer.sample == 0:
             price = prices.get(answer.node)
+            # the node's own answer: its value may be its cluster's representative (same meaning or behaviour)
+            own = None if answer.value is None else item.normalise(answer.text) if hasattr(item, "normalise") \
+                else answer.value
             rows.append({
-                "item_id": item.id, "system": f"node:{answer.node}", "gold": item.gold, "answer": answer.value,
-                "correct": bool(item.score(answer.value)), "calls": 1, "judge_calls": 0,
+                "item_id": item.id, "system": f"node:{answer.node}", "gold": item.gold, "answer": own,
+                "correct": bool(item.score(own)), "calls": 1, "judge_calls": 0,
                 "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                 "seconds": answer.seconds, "round_id": result.round_id,
                 "dollars": None if price is None else price.dollars(answer.prompt_tokens, answer.completion_tokens),
@@ -178,7 +181,7 @@ async def run_eval(swarm: Swarm, items: Sequence[Any], protocols: Sequence[str],
                 result = await runner.ask(item.prompt, protocol=protocol, task_type=item.task_type, options=options,
                                           book=snapshot[name])
                 results[name] = result
-                rows.append(_row(name, item, result, result.answer))
+                rows.append(_row(name, item, result, result.final_answer))
                 if name == BASELINE:
                     rows.extend(_node_rows(item, result, swarm.prices))
             await asyncio.to_thread(runs.save_results, run_id, rows)  # one item, one transaction

@@ -149,7 +149,7 @@ class ScriptedBackend(Backend):
         truth = request.context.get("truth")
         answer = self.own_answer(str(request.context.get("question", "")), rng,
                                  None if truth is None else str(truth))
-        if request.response_format == "json":
+        if request.response_format == "json" or "\n" in answer:  # JSON, or a block (a program, a paragraph)
             return answer
         text = f"Let me think. The answer is {answer}."
         if self.confidence is not None or "confidence" in request.context.get("wants", ()):

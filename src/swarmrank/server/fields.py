@@ -139,13 +139,14 @@ def plan(body: ChatCompletionRequest, *, protocol: str, question: str, asked: st
 
 def reply(result: RoundResult, plan: Plan) -> tuple[str, FinishReason]:
     """The assistant's message for a decided round and its finish_reason: 'length' when the winning
-    answer was cut off by its token limit, else 'stop' (stop sequences cut the message too)."""
-    if plan.content == "answer" or result.answer_text is None:
-        return result.answer or "", "stop"
+    answer was cut off by its token limit, else 'stop' (stop sequences cut the message too). Where a
+    synthesis stands (docs/protocols.md) the message is the synthesised answer."""
+    if plan.content == "answer" or result.final_text is None:
+        return result.final_answer or "", "stop"
     if plan.task_type == TaskType.JSON.value:
-        obj, _ = read_json_object(result.answer_text)
-        return (json.dumps(obj, ensure_ascii=False) if obj is not None else result.answer or ""), "stop"
-    text = result.answer_text
+        obj, _ = read_json_object(result.final_text)
+        return (json.dumps(obj, ensure_ascii=False) if obj is not None else result.final_answer or ""), "stop"
+    text = result.final_text
     finish: FinishReason = "stop"
     winner = next((a for a in result.answers if a.candidate == result.winner and a.text == text), None)
     if winner is not None and winner.finish_reason == "length":

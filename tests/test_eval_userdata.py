@@ -158,10 +158,12 @@ def test_ctrl_c_marks_the_run_interrupted_prints_how_to_resume_and_resume_finish
     config = tmp_path / "slow.toml"
     config.write_text(SWARM.format(latency=0.4))
     many = tmp_path / "many.jsonl"
-    many.write_text("\n".join(json.dumps({"id": i, "prompt": f"What is {i} + 0?", "answer": i}) for i in range(8)))
+    # 40 items one at a time, each at least 0.4 s: the run cannot finish in the moment between the first
+    # saved item and the signal, however loaded the machine
+    many.write_text("\n".join(json.dumps({"id": i, "prompt": f"What is {i} + 0?", "answer": i}) for i in range(40)))
     env = {**os.environ, "SWARMRANK_HOME": str(isolated_home), "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "swarmrank", "eval", "run", "--suite", str(many), "--protocols",
-                             "majority", "--config", str(config)], env=env, stdout=subprocess.PIPE,
+                             "majority", "--concurrency", "1", "--config", str(config)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -184,13 +186,13 @@ def test_ctrl_c_marks_the_run_interrupted_prints_how_to_resume_and_resume_finish
     lines = [line for line in stderr.splitlines() if "interrupted after" in line]
     assert len(lines) == 1 and "Traceback" not in stderr
     assert lines[0].startswith(f"eval {run_id[:12]} interrupted after ")
-    assert lines[0].endswith(f"of 8 item(s); resume with: swarmrank eval run --resume {run_id[:12]} --config {config}")
+    assert lines[0].endswith(f"of 40 item(s); resume with: swarmrank eval run --resume {run_id[:12]} --config {config}")
     listed = json.loads(run_cli("eval", "list", "--json", home=isolated_home, check=True).stdout)
-    assert listed[0]["status"] == "interrupted" and 1 <= listed[0]["done"] < 8
+    assert listed[0]["status"] == "interrupted" and 1 <= listed[0]["done"] < 40
     table = run_cli("eval", "list", home=isolated_home, check=True).stdout
-    assert "interrupted" in table and f"{listed[0]['done']}/8" in table
+    assert "interrupted" in table and f"{listed[0]['done']}/40" in table
     config.write_text(SWARM.format(latency=0.0))  # the same swarm, faster: the cache key ignores latency
     resumed = run_cli("eval", "run", "--resume", run_id[:12], "--config", str(config), "--json", home=isolated_home,
                       check=True)
     assert json.loads(resumed.stdout)["status"] == "done"
-    assert json.loads(resumed.stdout)["summary"]["items"] == 8
+    assert json.loads(resumed.stdout)["summary"]["items"] == 40

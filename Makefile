@@ -10,11 +10,15 @@ setup:
 demo: setup
 	$(VENV)/bin/swarmrank ask "$(QUESTION)"
 
+# two workers: much of the suite waits on subprocesses, servers and sleeps; --dist loadfile keeps a
+# file's tests (and its module fixtures: a loaded model, a Ray cluster) on one worker
+PYTEST_WORKERS ?= 2
+
 test: setup
-	scripts/with-postgres $(VENV)/bin/python -m pytest -q
+	scripts/with-postgres $(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "not model"
+	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not model"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

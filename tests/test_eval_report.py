@@ -257,6 +257,11 @@ def test_each_items_answers_link_to_their_rounds_trace(run_and_rows, tmp_path):
     assert "#round=" not in plain.html.read_text() and "#round=" not in plain.markdown.read_text()
     with pytest.raises(ConfigError, match="needs a {round_id} placeholder"):
         write_report(run, rows, tmp_path / "bad", round_link="https://x/")
+    for broken in ("https://x/{round_id}/{other}", "https://x/{round_id}{", "https://x/{round_id}/{0}"):
+        with pytest.raises(ConfigError, match="is not a template with only {round_id} in it"):
+            write_report(run, rows, tmp_path / "bad", round_link=broken)
+    braces = write_report(run, rows, tmp_path / "braces", round_link="https://x/{{v}}/{round_id}")
+    assert "https://x/{v}/" in braces.markdown.read_text()
 
 
 def test_accuracy_vs_cost_labels_never_overlap_even_when_the_points_coincide(run_and_rows):

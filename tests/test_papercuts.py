@@ -116,3 +116,22 @@ def test_scripted_answer_tables_match_whole_words_not_substrings(question, expec
 def test_a_scripted_key_equal_to_the_whole_question_wins_over_a_longer_contained_one():
     table = ScriptedBackend(answers={"What is 2 + 2? Explain.": "long", "What is 2 + 2?": "short"})
     assert table.own_answer("what is 2 + 2?") == "short"
+
+
+@pytest.mark.parametrize("option, message", [
+    ('answers = "x"', "bad scripted node option answers: Input should be a valid dictionary"),
+    ('latency = "slow"', "bad scripted node option latency: Input should be a valid number"),
+    ('fault_on = "answer"', "bad scripted node option fault_on: Input should be a valid list"),
+    ('accuracy = "high"', "bad scripted node option accuracy: Input should be a valid number"),
+])
+def test_a_scripted_option_of_the_wrong_type_is_one_line_before_any_round(tmp_path, isolated_home, option, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[swarm]\nname = "t"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n{option}\n')
+    proc = run_cli("ask", "What is 1 + 1?", "--config", str(path), home=isolated_home)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["node", "serve", "--node", "a1"]])
+def test_an_unknown_log_level_is_a_usage_error_not_a_uvicorn_traceback(isolated_home, command):
+    proc = run_cli(*command, "--log-level", "nope", home=isolated_home)
+    assert proc.returncode == 2 and "'nope' is not one of" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +33,20 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 ExecutorOpt = Annotated[str | None, typer.Option(
     "--executor", help="where nodes run: local, or ray (Ray actors); overrides [executor] kind")]
+
+
+class LogLevel(str, Enum):
+    """uvicorn's log levels, so a typo is a usage error rather than uvicorn's traceback."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
+LogLevelOpt = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, help="uvicorn's log level")]
 
 
 def say(text: str) -> None:

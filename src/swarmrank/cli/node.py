@@ -11,6 +11,8 @@ import typer
 from swarmrank.cli._common import (
     ConfigOpt,
     JsonOpt,
+    LogLevel,
+    LogLevelOpt,
     build_swarm,
     console,
     err,
@@ -139,7 +141,7 @@ def serve_node(
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 9101,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 1024 * 1024,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Run ONE node as an HTTP agent that signs every completion (a `remote` node for coordinators)."""
     from swarmrank.agent import agent_from_config
@@ -167,4 +169,4 @@ def serve_node(
               f"  node = \"{me.node_id}\"\n  public_key = \"{me.public_hex}\"\n"
               f"  roles = {json.dumps(sorted(agent.roles))}",
               markup=False, highlight=False, soft_wrap=True)
-    uvicorn.run(create_agent_app(agent, max_body_bytes=max_body), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_agent_app(agent, max_body_bytes=max_body), host=host, port=port, log_level=log_level.value)

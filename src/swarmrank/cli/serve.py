@@ -10,7 +10,16 @@ from typing import Annotated
 
 import typer
 
-from swarmrank.cli._common import ConfigOpt, build_swarm, console, err, is_loopback, open_store
+from swarmrank.cli._common import (
+    ConfigOpt,
+    LogLevel,
+    LogLevelOpt,
+    build_swarm,
+    console,
+    err,
+    is_loopback,
+    open_store,
+)
 
 keys_app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Create, list and revoke API keys for `swarmrank serve`.")
@@ -29,7 +38,7 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 64 * 1024,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.001, help="seconds a request's round may take (the round's deadline applies too)")] = 600.0,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "info",
+    log_level: LogLevelOpt = LogLevel.info,
     max_rounds: Annotated[int, typer.Option(
         "--max-rounds", min=0, help="rounds running at once (0: no cap); more wait in a queue")] = 8,
     max_queue: Annotated[int, typer.Option(
@@ -63,7 +72,7 @@ def serve(
               f"http://{bind}:{port}/v1; rounds and API keys are in {swarm.store.url}", markup=False,
               highlight=False, soft_wrap=True)
     try:
-        uvicorn.run(app, host=bind, port=port, log_level=log_level)
+        uvicorn.run(app, host=bind, port=port, log_level=log_level.value)
     finally:
         swarm.close()
 

@@ -93,6 +93,17 @@ class ReportPaths:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_round_link(template: str) -> None:
+    """A round-link template must name ``{round_id}`` and nothing else that ``str.format`` would fill."""
+    if "{round_id}" not in template:
+        raise ConfigError(f"the round link {template!r} needs a {{round_id}} placeholder")
+    try:
+        template.format(round_id="0")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"the round link {template!r} is not a template with only {{round_id}} in it ({exc!r}); "
+                          "write a literal brace as {{ or }}") from None
+
+
 def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path, *,
                  extra_sections: Sequence[tuple[str, str]] = (),
                  extra_figures: Sequence[Figure] = (), round_link: str | None = None) -> ReportPaths:
@@ -114,8 +125,8 @@ def write_report(run: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path,
     except OSError as exc:
         raise ConfigError(f"cannot write the report into {out_dir}: {_reason(exc)}") from None
     summary = summarise(rows)
-    if round_link is not None and "{round_id}" not in round_link:
-        raise ConfigError(f"the round link {round_link!r} needs a {{round_id}} placeholder")
+    if round_link is not None:
+        _check_round_link(round_link)
     view = _View.build(run, rows, summary, round_link)
     sections = [(str(title), str(body)) for title, body in extra_sections]
 

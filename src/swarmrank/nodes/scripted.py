@@ -31,7 +31,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarmrank.errors import ConfigError, NodeError
 from swarmrank.nodes.base import Backend, BuildContext, Completion, CompletionRequest
@@ -218,28 +220,53 @@ class ScriptedBackend(Backend):
         return text
 
 
-_OPTIONS = {
-    "answers", "answer", "judge", "truth", "prefer", "confidence", "revise", "latency", "fault",
-    "fault_rate", "fault_on", "seed", "accuracy", "judge_accuracy", "wrong",
-}
+Scalar = str | int | float
+
+
+class _Options(BaseModel):
+    """A scripted node's TOML options, typed: a wrong type is a one-line ConfigError, not a crash mid-round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answers: dict[str, Scalar] = Field(default_factory=dict)
+    answer: Scalar | None = None
+    judge: str = "truth"
+    truth: Scalar | None = None
+    prefer: Scalar | None = None
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    revise: str = "stubborn"
+    latency: Annotated[float, Field(ge=0.0)] = 0.0
+    fault: str | None = None
+    fault_rate: float = 1.0
+    fault_on: list[str] = Field(default_factory=lambda: ["answer", "grade", "judge", "rank", "revise", "probe"])
+    seed: int = 0
+    accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    judge_accuracy: float | None = None
+    wrong: Scalar = "0"
+
+
+def _text(value: Scalar | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def build(options: Mapping[str, Any], ctx: BuildContext) -> ScriptedBackend:
-    unknown = set(options) - _OPTIONS
+    unknown = set(options) - set(_Options.model_fields)
     if unknown:
         raise ConfigError(f"unknown scripted option(s): {', '.join(sorted(unknown))}")
-    opts = dict(options)
-    answers = dict(opts.pop("answers", {}))
-    if "answer" in opts:
-        answers["*"] = str(opts.pop("answer"))
-    if not answers:
-        answers = {"*": "42"}
-    if "fault_on" in opts:
-        opts["fault_on"] = tuple(opts["fault_on"])
     try:
-        return ScriptedBackend(answers={str(k): str(v) for k, v in answers.items()}, **opts)
-    except TypeError as exc:
-        raise ConfigError(f"bad scripted node options: {exc}") from None
+        opts = _Options.model_validate(dict(options))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"bad scripted node option {where}: {first['msg']} (got {first.get('input')!r})") from None
+    answers = {str(k): str(v) for k, v in opts.answers.items()}
+    if opts.answer is not None:
+        answers["*"] = str(opts.answer)
+    return ScriptedBackend(
+        answers=answers or {"*": "42"}, judge=opts.judge, truth=_text(opts.truth), prefer=_text(opts.prefer),
+        confidence=opts.confidence, revise=opts.revise, latency=opts.latency, fault=opts.fault,
+        fault_rate=opts.fault_rate, fault_on=tuple(opts.fault_on), seed=opts.seed, accuracy=opts.accuracy,
+        judge_accuracy=opts.judge_accuracy, wrong=str(opts.wrong))
 
 
 @hookimpl

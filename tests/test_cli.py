@@ -327,6 +327,9 @@ def test_judges_calibrate_measures_each_judge_on_known_answers_and_a_rerun_is_fr
     assert "0 model call(s)" in again.stderr
     assert "judge_priors = {" in again.stdout and '"good"' in again.stdout and '"lazy"' not in again.stdout.split(
         "judge_priors")[1]
+    outsider = run_cli(*args, "--judge", "right", "--judge", "good", home=isolated_home, check=True)
+    assert 'not a judge in this swarm: right (add "judge" to its roles' in outsider.stdout
+    assert '"right"' not in outsider.stdout.split("judge_priors")[-1]
 
 
 def test_judges_calibrate_refuses_bad_input_in_one_line(config, isolated_home):

@@ -169,6 +169,13 @@ class SwarmConfig(BaseModel):
                                  f"which has no [models.{node.model}] entry")
         if not self.nodes:
             raise ValueError("a swarm needs at least one node")
+        if self.round.synthesizer and self.round.synthesizer not in seen:
+            raise ValueError(f"[round] synthesizer {self.round.synthesizer!r} is not a node of this swarm "
+                             f"(nodes: {', '.join(sorted(seen))})")
+        strangers = sorted(set(self.round.judge_priors) - seen)
+        if strangers:
+            raise ValueError(f"[round] judge_priors names {', '.join(map(repr, strangers))}, which is not a node "
+                             f"of this swarm (nodes: {', '.join(sorted(seen))})")
         upstream = (self.backend_for(n)[1].get("model") for n in self.nodes)
         named = set(self.models) | {str(m) for m in upstream if m is not None}
         unused = sorted(set(self.prices) - named)

@@ -43,6 +43,7 @@ MAX_PAIR_NOTES = 6
 class Protocol(ABC):
     name: str
     summary: str
+    synthesizes: bool = False  # ends with one node writing the answer (swarmrank.synthesis)
 
     @abstractmethod
     async def run(self, ctx: RoundContext) -> RoundResult:

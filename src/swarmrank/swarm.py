@@ -40,7 +40,7 @@ from swarmrank.reliability import JudgeBook
 from swarmrank.result import JudgeReport, RoundResult
 from swarmrank.round import RoundContext, RoundOptions
 from swarmrank.settings import Settings
-from swarmrank.synthesis import synthesize
+from swarmrank.synthesis import synthesize, synthesizer
 from swarmrank.tasks import Task, TaskType
 
 #: the key the coordinator signs round outcomes, reputation and stake entries with
@@ -177,6 +177,13 @@ class Swarm:
             ctx.note(line)
         if not any(n.answers for n in self.nodes):
             raise ConfigError("no node in this swarm has the 'answer' role")
+        if opts.synthesize or proto.synthesizes:
+            wanted = opts.synthesizer
+            known = any(n.id == wanted for n in self.nodes)
+            if self.registry is not None and wanted and wanted not in ctx.by_id and known:
+                raise TrustError(f"the synthesizer {wanted!r} is not admitted with enough stake: admit it "
+                                 f"(swarmrank node admit {wanted}) or name another in [round] synthesizer")
+            synthesizer(ctx)  # fail before any call, not after the round
         try:
             result = await asyncio.wait_for(proto.run(ctx), opts.deadline + 30.0)
         except TimeoutError:

@@ -15,6 +15,8 @@ with a chairman who writes the final answer from every member's answer and the r
 The synthesizer is ``[round] synthesizer`` (default: the first answering node). The round record keeps
 both: ``answer`` is the selected candidate, ``synthesis`` the written answer (with its own red flags;
 one that fails leaves the selected answer standing), and ``final_answer`` the synthesis where it stands.
+Where the answer is a decision (``mc``, ``number``, ``short``, ``json``) the synthesis stands only when
+it gives the selected answer: one node may word the swarm's decision, not overturn it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from swarmrank.protocols import Council, PeerRank, Protocol, answerers, final_ma
 from swarmrank.redflag import red_flag
 from swarmrank.result import Cost, RoundResult, Synthesis
 from swarmrank.round import RoundContext
+from swarmrank.tasks import TaskType
 
 __all__ = ["MixtureOfAgents", "ThenSynthesise", "synthesize", "synthesizer"]
 
@@ -93,6 +96,9 @@ async def synthesize(ctx: RoundContext, result: RoundResult, *, k: int | None = 
         if value is not None:
             reason = ctx.clusterer.red_flag(value)
             value = None if reason else value
+        if value is not None and reason is None:
+            reason = _overturns(ctx, result, value)
+            value = None if reason else value
         synthesis = Synthesis(node=node.id, text=text, value=value, excluded=reason, sources=shown_ids,
                               ranked_by=ranked_by)
     if synthesis.excluded:
@@ -102,8 +108,33 @@ async def synthesize(ctx: RoundContext, result: RoundResult, *, k: int | None = 
                                      "cost": Cost(phases=dict(ctx.phases), wall_seconds=wall)})
 
 
+# the task types whose answer is a decision (a number, a letter, a short fact, an object): there the
+# synthesis may word the answer, not overturn the decision the swarm made
+DECIDED_TYPES = (TaskType.MC, TaskType.NUMBER, TaskType.SHORT, TaskType.JSON)
+
+
+def _overturns(ctx: RoundContext, result: RoundResult, value: str) -> str | None:
+    """Why a synthesis that gives another answer than the selected one cannot stand, for decided types.
+
+    One node writes the synthesis; letting it replace the answer the votes and the judges chose would
+    hand the round to that node (an attack under ``[trust]``, and no better than one node otherwise).
+    Free text and code are written answers: there the synthesis may differ, and the record keeps both."""
+    if ctx.task.type not in DECIDED_TYPES or result.winner is None:
+        return None
+    selected = result.candidates[result.winner].answer
+    if ctx.clusterer.canonical(value) == ctx.clusterer.canonical(selected):
+        return None
+    def cut(text: str) -> str:
+        return text if len(text) <= 80 else text[:80] + "…"
+
+    return (f"gives {cut(value)!r}, not the selected answer {cut(selected)!r}: a synthesis may word the "
+            "decided answer, not overturn it")
+
+
 class ThenSynthesise(Protocol):
     """A selecting protocol followed by the synthesis step."""
+
+    synthesizes = True
 
     def __init__(self, name: str, summary: str, base: Protocol, ranked_by: str, *, top_k: bool) -> None:
         self.name, self.summary, self.base, self.ranked_by, self.top_k = name, summary, base, ranked_by, top_k
@@ -124,6 +155,7 @@ Responses from models:
 
 class MixtureOfAgents(Protocol):
     name = "moa"
+    synthesizes = True
     summary = ("proposers answer, then revise seeing all answers for R layers; an aggregator synthesises the "
                "last layer (Mixture-of-Agents)")
 

@@ -75,8 +75,13 @@ def calibrate_cmd(
     print_table(console, "Judge calibration (one right and one wrong answer, both orders)",
                 ["judge", "style", "pairs", "P(right)", "right both orders", "consistent", "says A", "κ",
                  "sim. gain, points", "calls/tokens"], rows)
+    judge_role = {n.id for n in cfg.nodes if "judge" in n.roles}
     useful = {r.judge: round(min(0.95, r.kappa), 2) for r in results
-              if r.kappa is not None and r.kappa > 0.1 and r.style == styles[0]}
+              if r.kappa is not None and r.kappa > 0.1 and r.style == styles[0] and r.judge in judge_role}
+    outsiders = sorted({r.judge for r in results} - judge_role)
+    if outsiders:
+        console.print(f"not a judge in this swarm: {', '.join(outsiders)} (add \"judge\" to its roles to use what "
+                      "was measured here)", markup=False, highlight=False)
     if useful:
         pairs = ", ".join(f'"{j}" = {k}' for j, k in useful.items())
         console.print(f"to trust these judges from the first round, add to [round]: judge_priors = {{ {pairs} }}",

@@ -280,6 +280,11 @@ def test_eval_resume_rebuilds_the_runs_own_suite_and_variants(tmp_path, isolated
                 home=isolated_home, check=True)  # no --suite/--variants given: taken from the run
     assert "already done" in again.stderr
     assert json.loads(again.stdout)["summary"] == data["summary"]
+    mixed = run_cli("eval", "run", "--resume", data["run_id"][:8], "--protocols", "council", "--limit", "2",
+                    "--config", str(path), home=isolated_home)
+    assert mixed.returncode == 1 and mixed.stderr.strip() == (
+        "error: --resume finishes a run with the suite, protocols, variants and limit it began with: drop "
+        "--protocols, --limit (or start a new run without --resume)")
 
 
 # -- judge reliability: calibrate, show, mixed simulations ---------------------------------------------

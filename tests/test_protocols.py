@@ -140,6 +140,8 @@ async def test_ahead_by_k_stops_exactly_when_the_lead_reaches_k():
     assert len(result.answers) == 4
     assert result.answer == "42"
     assert result.candidates[result.winner].votes == 3
+    assert result.candidates[result.winner].nodes == ["a0", "a2"]  # a0 sampled twice: two votes, one node
+    assert result.winning_nodes == ["a0", "a2"]
     assert [a.sample for a in result.answers] == [0, 1, 2, 3]
 
 

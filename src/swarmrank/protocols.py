@@ -601,6 +601,8 @@ class AheadByK(Protocol):
             return no_answer(ctx, answers)
         counts = np.array([race.counts.get(c.answer, 0) for c in candidates], dtype=float)
         shares = counts / counts.sum()
+        for cand in candidates:  # a node sampled again gave more votes, not another node
+            cand.nodes = list(dict.fromkeys(cand.nodes))
         ctx.note(f"{race.total} votes counted, {len(recorded) - race.total} samples red-flagged or failed")
         return vote_result(ctx, answers, candidates, shares, counts.tolist())
 

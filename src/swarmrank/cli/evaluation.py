@@ -72,6 +72,7 @@ def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: boo
 
 @eval_app.command("run")
 def eval_run(
+    ctx: typer.Context,
     suite: Annotated[str, typer.Option(
         "--suite", "-s", help="tiny, small or full; a .jsonl or .csv file (id, prompt, answer, type); or dataset "
                               "specs such as rg:basic_arithmetic:easy:20 (comma-separated)")] = "tiny",
@@ -107,6 +108,12 @@ def eval_run(
     from swarmrank.eval.store import EvalRuns
     from swarmrank.executor import with_executor
 
+    if resume is not None:
+        given = [f"--{name}" for name in ("suite", "protocols", "variants", "limit")
+                 if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+        if given:
+            raise SwarmError(f"--resume finishes a run with the suite, protocols, variants and limit it began with: "
+                             f"drop {', '.join(given)} (or start a new run without --resume)")
     names = parse_protocols(protocols)
     ref = SuiteRef.parse(suite, limit=limit, variants=parse_variants(variants)) if resume is None else None
     items = expand(ref.items(), ref.variants) if ref is not None else []  # bad input fails before any set-up

@@ -140,3 +140,15 @@ def test_a_swarm_without_judges_says_peer_rank_was_decided_by_votes():
     result = swarm.ask_sync(text, truth=truth, task_type="number", save=False)
     assert result.answer == WRONG and result.judgments == []
     assert "this swarm has no judge: peer-rank decided by votes alone" in result.notes
+
+
+@pytest.mark.parametrize("pool", ["1x0,2x0.95", "2x0.95,1x0"])
+def test_a_known_liar_among_judges_does_not_drag_the_honest_ones_down_with_it(pool):
+    """A judge shown to be a liar counts as what it is in the consensus the others are scored by (it was
+    floored at κ = 0.3 like an unproven judge, which made two 0.95 judges look like coins: +0 over majority)."""
+    from swarmrank.eval.simulate import SimParams, parse_judges, simulate
+
+    params = SimParams(questions=100, seed=10, correlated_errors=0.7, accuracy_mean=0.4, judges=parse_judges(pool),
+                       n_judges=0, judges_per_pair=3, protocols=("peer-rank", "majority"))
+    result = simulate(params)
+    assert result["peer-rank"].accuracy.mean >= result["majority"].accuracy.mean + 0.30

@@ -600,11 +600,14 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     d = px = py = np.zeros(E)
     grid_w = _grid_weights(prior_ll)
     for _ in range(params.iterations):
-        # the judges-only posterior without judge j (flat prior, no votes); each other judge counts
-        # at least as a judge of discrimination `consensus_floor`, so that a consensus of judges
-        # still unproven is not silenced
-        cons_w = np.where(((grid_w * KAPPA_GRID).sum(axis=1) < params.consensus_floor)[:, None], floor_row[None, :],
-                          grid_w)
+        # the judges-only posterior without judge j (flat prior, no votes); each other judge still
+        # unproven counts at least as a judge of discrimination `consensus_floor`, so that a consensus
+        # of new judges is not silenced. A judge shown to be below the floor (its mean + 1 sd is) counts
+        # as what it is: a known liar or coin must not drag the others' consensus toward itself.
+        mean_k = (grid_w * KAPPA_GRID).sum(axis=1)
+        sd_k = np.sqrt(np.maximum((grid_w * KAPPA_GRID**2).sum(axis=1) - mean_k**2, 0.0))
+        unproven = (mean_k < params.consensus_floor) & (mean_k + sd_k >= params.consensus_floor)
+        cons_w = np.where(unproven[:, None], floor_row[None, :], grid_w)
         per_c, total_c = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, cons_w[judge_idx]), w, J)
         loo = _softmax(total_c[None, :] - per_c, axis=1)
         px, py = loo[judge_idx, xs], loo[judge_idx, ys]

@@ -258,7 +258,7 @@ def test_simulate_shows_peer_rank_beating_majority_with_good_judges_and_correlat
     assert peer["judge_calls"] > 0 and majority["judge_calls"] == 0
     assert data["oracle"] >= peer["accuracy"]
     bad = run_cli("simulate", "--discrimination", "1.5", home=isolated_home)
-    assert bad.returncode == 1 and "judge_discrimination must be between 0 and 1" in bad.stderr
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: --discrimination must be between 0 and 1, got 1.5"
 
 
 def test_simulate_cluster_schedule_needs_far_fewer_judge_calls_than_fortytwo_at_equal_inputs(isolated_home):
@@ -376,3 +376,60 @@ def test_simulate_takes_a_mixed_judge_pool_and_answerers_that_judge(isolated_hom
     assert bad.returncode == 1 and "unknown judge kind 'wise'" in bad.stderr
     wrong_count = run_cli("simulate", "--self-judging", "--judges", "2x0.9", home=isolated_home)
     assert wrong_count.returncode == 1 and "one kind per answerer" in wrong_count.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--accuracy", "2"], "--accuracy must be between 0 and 1, got 2"),
+    (["--spread", "3"], "--spread must be between 0 and 2, got 3"),
+    (["--correlated", "-0.1"], "--correlated must be between 0 and 1, got -0.1"),
+    (["--adversaries", "1.5"], "--adversaries must be between 0 and 1, got 1.5"),
+    (["--self-bias", "2"], "--self-bias must be between 0 and 1, got 2"),
+    (["--judges", "2x1.5"], "--judges: judge discrimination '1.5' is outside [0, 1]"),
+])
+def test_simulate_errors_name_the_flag_not_the_field_it_sets(args, message, isolated_home):
+    bad = run_cli("simulate", "-n", "1", *args, home=isolated_home)
+    assert bad.returncode == 1 and bad.stderr.strip() == f"error: {message}"
+
+
+def test_help_lists_what_the_registries_hold(isolated_home):
+    """Protocols, task types and suites in --help come from their registries, so they cannot go stale."""
+    from swarmrank.eval.datasets import suite_names
+    from swarmrank.protocols import protocol_names
+    from swarmrank.tasks import TaskType
+
+    def words(*command: str) -> str:  # without whitespace: the help wraps lines after a hyphen too
+        return "".join(run_cli(*command, "--help", home=isolated_home, check=True).stdout.split())
+
+    def one_of(names: list[str]) -> str:
+        return "".join(f"{', '.join(names[:-1])} or {names[-1]}".split())
+
+    assert len(protocol_names()) >= 10 and {"synthesis", "moa", "llm-council"} <= set(protocol_names())
+    assert {"code", "json"} <= {t.value for t in TaskType} and "humaneval" in suite_names()
+    ask = words("ask")
+    assert one_of(protocol_names()) in ask and one_of([t.value for t in TaskType]) in ask
+    assert "{protocols}" not in ask and "{task_types}" not in ask
+    for command in (("eval", "run"), ("judges", "calibrate")):
+        assert one_of(suite_names()) in words(*command)
+    top = words()
+    assert "Bradley–Terry" not in top and "reliability" in top
+
+
+def test_every_command_but_protocols_and_simulate_takes_config():
+    """What the README's CLI section says."""
+    import typer
+
+    from swarmrank.cli import app
+
+    root = typer.main.get_command(app)
+    ctx = root.make_context("swarmrank", ["--help"], resilient_parsing=True)
+
+    def commands(group, path):
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            if hasattr(sub, "list_commands"):
+                yield from commands(sub, (*path, name))
+            else:
+                yield " ".join((*path, name)), sub
+
+    without = {name for name, cmd in commands(root, ()) if not any("--config" in p.opts for p in cmd.params)}
+    assert without == {"protocols", "simulate"}

@@ -55,10 +55,13 @@ def test_ask_system_goes_before_the_question_and_the_type_comes_from_the_questio
     (["node", "admit", "--help"], "[trust] deposit"),
     (["ask", "--help"], "[executor] kind"),
     (["eval", "run", "--help"], "[store]"),
+    (["node", "serve", "--help"], "a [models.NAME] entry"),
+    (["node", "serve", "--help"], "its [[nodes]] options"),
 ])
 def test_help_shows_config_section_names_in_brackets(command, words, isolated_home):
     proc = run_cli(*command, home=isolated_home, check=True)
     assert words in " ".join(proc.stdout.split())
+    assert "\\[" not in proc.stdout  # no escape shows
 
 
 def test_a_key_from_another_database_is_refused_with_a_hint(api, store, tmp_path):

@@ -71,10 +71,13 @@ def test_stake_top_up_and_clear_errors(trusted, isolated_home):
     assert "alice: stake 12.5 (counts)" in proc.stdout
     for args, message in ((("node", "stake", "zed", "1"), "no node 'zed'"),
                           (("node", "stake", "alice", "0"), "positive amount"),
+                          (("node", "stake", "alice", "-5"), "a deposit must be a positive amount, got -5"),
+                          (("node", "stake", "alice", "-0.5"), "a deposit must be a positive amount, got -0.5"),
                           (("node", "admit", "zed"), "no node 'zed'"),
                           (("node", "admit", "alice", "--level", "galactic"), "exam level must be one of")):
         bad = run_cli(*args, *cfg, home=isolated_home)
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1  # a negative amount is not taken for an unknown option
 
 
 def test_a_doctored_reputation_entry_breaks_the_chain(trusted, isolated_home):

@@ -1,4 +1,4 @@
-"""swarmrank: swarm inference with peer-ranked, influence-weighted Bradley–Terry consensus.
+"""swarmrank: swarm inference with peer-ranked consensus, each judge weighted by its learnt reliability.
 
 The public surface is exactly ``__all__``; importing swarmrank loads no model and opens no file.
 """

@@ -15,12 +15,13 @@ from __future__ import annotations
 import typer
 
 from swarmrank.cli import evaluation, judges, ledger, node, rounds, serve, swarm
-from swarmrank.cli._common import run_app
+from swarmrank.cli._common import RegistryHelp, run_app
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(rich_markup_mode=None, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Swarm inference: many nodes answer, judge each other in pairs, Bradley–Terry decides.")
+                  help="Swarm inference: many nodes answer and judge each other in pairs; the votes and the verdicts, "
+                       "each judge weighted by its learnt reliability, decide.")
 app.add_typer(swarm.config_app, name="config")
 app.add_typer(rounds.rounds_app, name="rounds")
 app.add_typer(evaluation.eval_app, name="eval")
@@ -29,7 +30,7 @@ app.command("serve")(serve.serve)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(node.node_app, name="node")
 app.add_typer(judges.judges_app, name="judges")
-app.command()(swarm.ask)
+app.command(cls=RegistryHelp)(swarm.ask)
 app.command()(swarm.nodes)
 app.command()(swarm.protocols)
 app.command()(evaluation.simulate)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from swarmrank.errors import SwarmError
 
@@ -47,6 +48,35 @@ class LogLevel(str, Enum):
 
 
 LogLevelOpt = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, help="uvicorn's log level")]
+
+
+def one_of(names: list[str]) -> str:
+    """``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _registry_names() -> dict[str, str]:
+    """What each placeholder of :class:`RegistryHelp` stands for, read from the registries now."""
+    from swarmrank.eval.datasets import suite_names
+    from swarmrank.protocols import protocol_names
+    from swarmrank.tasks import TaskType
+
+    return {"{protocols}": one_of(protocol_names()), "{task_types}": one_of([t.value for t in TaskType]),
+            "{suites}": one_of(suite_names())}
+
+
+class RegistryHelp(TyperCommand):
+    """A command whose options' help may name what the registries hold: ``{protocols}``, ``{task_types}``
+    and ``{suites}`` are filled in when the help is shown, so the lists cannot go stale and the plugins
+    (which register protocols) still load only when something is looked up, never at import."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        names = _registry_names()
+        for param in self.params:
+            if isinstance(param, (TyperOption, TyperArgument)) and param.help:
+                for key, value in names.items():
+                    param.help = param.help.replace(key, value)
+        super().format_help(ctx, formatter)
 
 
 def say(text: str) -> None:

@@ -11,8 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
-from swarmrank.cli._common import ConfigOpt, ExecutorOpt, JsonOpt, build_swarm, console, err, open_store
-from swarmrank.errors import SwarmError
+from swarmrank.cli._common import (
+    ConfigOpt,
+    ExecutorOpt,
+    JsonOpt,
+    RegistryHelp,
+    build_swarm,
+    console,
+    err,
+    open_store,
+)
+from swarmrank.errors import ConfigError, SwarmError
 
 eval_app = typer.Typer(
     rich_markup_mode=None,
@@ -70,12 +79,12 @@ def _print_summary(run: dict[str, Any], rows: list[dict[str, Any]], as_json: boo
         console.print(deg)
 
 
-@eval_app.command("run")
+@eval_app.command("run", cls=RegistryHelp)
 def eval_run(
     ctx: typer.Context,
     suite: Annotated[str, typer.Option(
-        "--suite", "-s", help="tiny, small or full; a .jsonl or .csv file (id, prompt, answer, type); or dataset "
-                              "specs such as rg:basic_arithmetic:easy:20 (comma-separated)")] = "tiny",
+        "--suite", "-s", help="a named suite ({suites}); a .jsonl or .csv file (id, prompt, answer, type); or "
+                              "dataset specs such as rg:basic_arithmetic:easy:20 (comma-separated)")] = "tiny",
     protocols: Annotated[str, typer.Option("--protocols", "-p", help="'all' or a comma-separated list")] = "all",
     config: ConfigOpt = None,
     resume: Annotated[str | None, typer.Option("--resume", help="finish an interrupted run (id or prefix)")] = None,
@@ -267,12 +276,21 @@ def simulate(
     from swarmrank.cli.render import print_table
     from swarmrank.eval import simulate as sim
 
+    # checked here, not by SimParams, so that an error names the flag rather than the field it sets
+    for flag, value, high in (("--accuracy", accuracy, 1), ("--spread", spread, 2),
+                              ("--discrimination", discrimination, 1), ("--correlated", correlated, 1),
+                              ("--adversaries", adversaries, 1), ("--self-bias", self_bias, 1)):
+        if not 0 <= value <= high:
+            raise ConfigError(f"{flag} must be between 0 and {high}, got {value:g}")
     names = tuple(p.strip() for p in protocols_.split(",") if p.strip())
     pool = None
     if judges_.strip().isdigit():
         n_judges = int(judges_)
     else:
-        pool, n_judges = sim.parse_judges(judges_), 0
+        try:
+            pool, n_judges = sim.parse_judges(judges_), 0
+        except ConfigError as exc:
+            raise ConfigError(f"--judges: {exc}") from None
     params = sim.SimParams(n_answerers=answerers, n_judges=n_judges, accuracy_mean=accuracy, accuracy_spread=spread,
                            judge_discrimination=discrimination, correlated_errors=correlated,
                            adversary_fraction=adversaries, questions=questions, seed=seed, protocols=names,

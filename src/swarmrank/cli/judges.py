@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from swarmrank.cli._common import ConfigOpt, JsonOpt, build_swarm, console, err
+from swarmrank.cli._common import ConfigOpt, JsonOpt, RegistryHelp, build_swarm, console, err
 
 judges_app = typer.Typer(help="Judge reliability: learned from rounds (show) or measured on known answers "
                               "(calibrate).", no_args_is_help=True)
@@ -18,11 +18,12 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
     return "—" if value is None else pattern.format(value)
 
 
-@judges_app.command("calibrate")
+@judges_app.command("calibrate", cls=RegistryHelp)
 def calibrate_cmd(
     config: ConfigOpt = None,
-    suite: Annotated[str, typer.Option("--suite", "-s",
-                                       help="eval suite (tiny, small, full) or a loader spec")] = "small",
+    suite: Annotated[str, typer.Option(
+        "--suite", "-s", help="a named suite ({suites}) or one dataset spec such as rg:basic_arithmetic:easy:20 "
+                              "or file:mine.jsonl")] = "small",
     items: Annotated[int, typer.Option("--items", "-n", min=1, help="items to try (pairs need a wrong answer)")] = 24,
     style: Annotated[str, typer.Option("--style", help="compare, reference or both")] = "compare",
     judge: Annotated[list[str] | None, typer.Option("--judge", "-j", help="only this judge node (repeatable)")] = None,

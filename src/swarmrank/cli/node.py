@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -108,15 +109,19 @@ async def _exam(swarm: Any, node: Any, params: Any, tick: Any, timeout: float) -
         await swarm.aclose_backends()
 
 
-@node_app.command("stake")
+# a negative AMOUNT ("-5") would otherwise be taken for an unknown option: let it through to the check below
+@node_app.command("stake", context_settings={"ignore_unknown_options": True})
 def add_stake(
     node_id: Annotated[str, typer.Argument(metavar="NODE")],
-    amount: Annotated[float, typer.Argument(help="points to deposit")],
+    amount: Annotated[float, typer.Argument(help="points to deposit (positive: stake is only ever added)")],
     config: ConfigOpt = None,
 ) -> None:
     """Deposit more stake for NODE (e.g. after slashing took it below the minimum)."""
     from swarmrank.config import load_config
 
+    if not (amount > 0 and math.isfinite(amount)):
+        raise ConfigError(f"a deposit must be a positive amount, got {amount:g} (stake is only ever added; "
+                          "slashing is what takes it away)")
     cfg = load_config(config)
     if node_id not in {n.id for n in cfg.nodes}:
         raise ConfigError(f"no node {node_id!r} in swarm {cfg.swarm.name!r}")
@@ -133,11 +138,11 @@ def add_stake(
 
 @node_app.command("serve")
 def serve_node(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="a \\[models.NAME] entry to serve")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="a [models.NAME] entry to serve")] = None,
     config: ConfigOpt = None,
     node_id: Annotated[str | None, typer.Option(
         "--node",
-        help="the node id: its key, and its \\[\\[nodes]] options if any (default: the model's name)")] = None,
+        help="the node id: its key, and its [[nodes]] options if any (default: the model's name)")] = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 9101,
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="largest request body in bytes")] = 1024 * 1024,

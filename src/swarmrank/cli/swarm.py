@@ -28,10 +28,10 @@ config_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Show
 def ask(
     question: Annotated[str, typer.Argument(help="the question to put to the swarm; - reads it from stdin")],
     protocol: Annotated[str | None, typer.Option(
-        "--protocol", "-p", help="peer-rank, majority, weighted-vote, ahead-by-k, council, debate, blender")] = None,
+        "--protocol", "-p", help="{protocols} (default: [swarm] protocol)")] = None,
     config: ConfigOpt = None,
     task_type: Annotated[str | None, typer.Option(
-        "--type", "-t", help="mc, number, short or free (default: guessed)")] = None,
+        "--type", "-t", help="{task_types} (default: guessed from the question)")] = None,
     schedule: Annotated[str | None, typer.Option(
         "--schedule", help="pair schedule for peer-rank: cluster, fortytwo or adaptive")] = None,
     as_json: JsonOpt = False,

@@ -159,3 +159,14 @@ def test_the_book_is_rebuilt_from_the_stored_rounds_of_the_swarm(tmp_path):
         other = Swarm(build_nodes(world), options=options, name="another-swarm", store=store)
         other.ask_sync(world.questions[1], truth=world.truths[1], task_type="short", save=False)
         assert other.judge_book.stats("j0")["rounds"] == pytest.approx(1.0)  # other swarms' rounds are not its own
+
+
+@pytest.mark.parametrize("option", [{"influence": {"j0": float("inf")}}, {"vote_prior": float("inf")},
+                                    {"caution": float("nan")}, {"consensus_floor": float("nan")}])
+def test_an_infinite_or_nan_option_is_refused_before_any_round(option):
+    """inf influence gave a NaN posterior and confidence (a maths review); every option must be finite."""
+    from swarmrank.errors import ConfigError
+    from swarmrank.round import RoundOptions
+
+    with pytest.raises(ConfigError, match="Input should be a finite number"):
+        RoundOptions(**option)

@@ -224,3 +224,19 @@ def test_cluster_beyond_max_full_uses_adjacent_and_cross_pairs():
 def test_cluster_at_max_full_still_uses_all_pairs():
     schedule = cluster_schedule(answers(8), ["j"], judges_per_pair=1, max_full=8)
     assert [(c.first, c.second) for c in schedule[::2]] == all_pairs(8)
+
+
+def test_the_judge_rotation_begins_somewhere_else_each_question_so_no_judge_is_starved():
+    """It began at the first-listed judge every round: in two-candidate rounds with 2 of 3 judges per pair,
+    the last-listed judge never judged, and a liar listed first judged every round (a maths review)."""
+    from collections import Counter
+
+    from swarmrank.schedule import rotation_start
+
+    judged: Counter[str] = Counter()
+    for q in range(60):
+        start = rotation_start(f"What is {q} + 1?")
+        assert start == rotation_start(f"What is {q} + 1?")  # reproducible
+        for c in cluster_schedule([["a"], ["b"]], ["j1", "j2", "j3"], judges_per_pair=2, start=start):
+            judged[c.judge] += 1
+    assert set(judged) == {"j1", "j2", "j3"} and min(judged.values()) >= 60  # each about 2/3 of 60 rounds × 2

@@ -49,7 +49,9 @@ def describe(exc: ValidationError, *, skip: tuple[str, ...] = ()) -> tuple[str, 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, pydantic.Field))
 def options(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen, validated option type (see the module docstring)."""
-    validated: Any = pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
+    # every number finite: an inf influence or vote prior gave NaN posteriors mid-round
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    validated: Any = pydantic.dataclasses.dataclass(frozen=True, config=config)(cls)
     init: Callable[..., None] = validated.__init__
 
     @functools.wraps(init)

@@ -30,6 +30,7 @@ from swarmrank.schedule import (
     cluster_schedule,
     fortytwo_schedule,
     pick_judges,
+    rotation_start,
 )
 from swarmrank.tasks import cluster, extract_confidence
 
@@ -187,7 +188,8 @@ class PeerRank(Protocol):
         else:
             if schedule == "cluster":
                 comparisons = cluster_schedule(item_nodes, judge_ids, judges_per_pair=opts.judges_per_pair,
-                                               max_full=opts.max_full_pairs, interested=opts.interested_judges)
+                                               max_full=opts.max_full_pairs, interested=opts.interested_judges,
+                                               start=rotation_start(ctx.task.question))
             else:
                 good = await self._grade(ctx, usable, judge_ids) if opts.goodbad else None
                 comparisons = fortytwo_schedule(item_nodes, judge_ids, good=good)

@@ -134,9 +134,9 @@ class RoundOptions:
     @field_validator("influence")
     @classmethod
     def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, v in value.items() if not v >= 0]
+        bad = [k for k, v in value.items() if not 0 <= v < float("inf")]
         if bad:
-            raise ValueError(f"influence must be a non-negative number (check {', '.join(bad)})")
+            raise ValueError(f"influence must be a finite non-negative number (check {', '.join(bad)})")
         return value
 
     @field_validator("judge_priors")

@@ -21,6 +21,7 @@ judge answered.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -133,6 +134,12 @@ def pick_judges(side_a: Sequence[str], side_b: Sequence[str], judges: Sequence[s
     return chosen
 
 
+def rotation_start(question: str) -> int:
+    """Where a round's judge rotation begins: a stable hash of its question (reproducible, and spread
+    evenly over the judges across questions)."""
+    return int.from_bytes(hashlib.blake2b(question.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "big")
+
+
 def cluster_schedule(
     item_nodes: Sequence[Sequence[str]],
     judges: Sequence[str],
@@ -140,15 +147,18 @@ def cluster_schedule(
     judges_per_pair: int = 2,
     max_full: int = 8,
     interested: str = "fill",
+    start: int = 0,
 ) -> list[Comparison]:
     """Each distinct pair of candidates, both orders, to ``judges_per_pair`` judges in rotation
-    (neutral judges first, then interested ones: :func:`pick_judges`)."""
+    (neutral judges first, then interested ones: :func:`pick_judges`), the rotation beginning at
+    ``start``: a round passes its own (:func:`rotation_start`), so that the judges listed first do not
+    judge the first pair of every round and the last ones none of a two-candidate round."""
     if judges_per_pair < 1:
         raise ConfigError("judges_per_pair must be at least 1")
     n = len(item_nodes)
     pairs = all_pairs(n) if n <= max_full else adjacent_cross_pairs(n)
     schedule: list[Comparison] = []
-    cursor = 0
+    cursor = start
     for i, j in pairs:
         chosen = pick_judges(item_nodes[i], item_nodes[j], judges, judges_per_pair, cursor=cursor,
                              interested=interested)

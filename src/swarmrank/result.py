@@ -130,6 +130,8 @@ class Synthesis(BaseModel):
     excluded: str | None = Field(None, description="why it cannot stand (the call failed, or a red flag), or null")
     sources: list[int] = Field(default_factory=list, description="the candidates it was shown, best first")
     ranked_by: str = Field("", description="what ordered the candidates it was shown")
+    finish_reason: str | None = Field(None, description="why the synthesizer stopped: 'stop', or 'length' when cut "
+                                                        "off by its token limit")
 
 
 class PhaseCost(BaseModel):

@@ -63,11 +63,26 @@ def recorded_swarm(store: Any, answers: dict[str, str] | None = None, **backend:
     ({"top_p": 1.5}, "top_p", "invalid_value", "less than or equal to 1"),
     ({"presence_penalty": 3}, "presence_penalty", "invalid_value", "less than or equal to 2"),
     ({"seed": "x"}, "seed", "invalid_value", "integer"),
+    # a boolean is not a number (true is not 1) and a string is not a boolean
+    ({"max_tokens": True}, "max_tokens", "invalid_value", "valid integer"),
+    ({"max_completion_tokens": False}, "max_completion_tokens", "invalid_value", "valid integer"),
+    ({"n": True}, "n", "invalid_value", "valid integer"),
+    ({"seed": True}, "seed", "invalid_value", "valid integer"),
+    ({"max_tokens": 5.0}, "max_tokens", "invalid_value", "valid integer"),
+    ({"temperature": True}, "temperature", "invalid_value", "valid number"),
+    ({"top_p": "0.5"}, "top_p", "invalid_value", "valid number"),
+    ({"store": "no"}, "store", "invalid_value", "valid boolean"),
+    ({"logprobs": 0}, "logprobs", "invalid_value", "valid boolean"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value", "at most 4"),
     ({"response_format": {"type": "xml"}}, "response_format.type", "invalid_value", "json_schema"),
     ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", "invalid_value", "needs a"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}}},
      "response_format.json_schema.schema", "invalid_value", "invalid JSON Schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}}},
+     "response_format.json_schema.schema", "invalid_value", "does not resolve inside the schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"allOf": [{"$ref": "#"}]}}}},
+     "response_format.json_schema.schema", "invalid_value", "refers to itself without end"),
     ({"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter", "text"),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", "unsupported_parameter", "audio"),
     ({"reasoning_effort": "high"}, "reasoning_effort", "unsupported_parameter", "reasoning_effort"),
@@ -160,6 +175,109 @@ def test_stop_cuts_the_returned_message(api, store, key):
     reply = http.post("/v1/chat/completions", headers=headers(key), json={**ask(), "stop": ["answer is"]}).json()
     assert reply["choices"][0]["message"]["content"] == "Let me think. The "
     assert reply["choices"][0]["finish_reason"] == "stop"
+
+
+def synthesising_swarm(store: Any) -> Swarm:
+    """Two answerers of 7 words ("Let me think. The answer is 42.") whose synthesis has 9."""
+    nodes = [node(f"a{i}", {"answer"}, answers={"*": "42"}) for i in range(2)]
+    return Swarm(nodes, options=RoundOptions(synthesize=True, embeddings="none"), store=store, name="synth")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_synthesis_cut_off_by_max_tokens_says_length(api, store, key, stream):
+    http = api(synthesising_swarm(store), store=store)
+    body = {**ask(content="Say something."), "max_tokens": 8, "swarmrank": {"task_type": "free"}}
+    if not stream:
+        reply = http.post("/v1/chat/completions", headers=headers(key), json=body).json()
+        message, finish = reply["choices"][0]["message"]["content"], reply["choices"][0]["finish_reason"]
+    else:
+        extension = body.pop("swarmrank")
+        chunks = list(openai_client(http, key).chat.completions.create(**body, stream=True,
+                                                                       extra_body={"swarmrank": extension}))
+        body["swarmrank"] = extension
+        message = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = next(c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason)
+    assert message == "Having read the other answers, the answer is"  # the synthesis, its 8 words
+    assert finish == "length"
+    round_id = http.get("/v1/rounds?limit=1", headers=headers(key)).json()["data"][0]["round_id"]
+    stored = http.get(f"/v1/rounds/{round_id}", headers=headers(key)).json()
+    assert stored["synthesis"]["finish_reason"] == "length"
+    assert {a["finish_reason"] for a in stored["answers"]} == {"stop"}  # the answers themselves fit
+    whole = http.post("/v1/chat/completions", headers=headers(key), json={**body, "max_tokens": 20}).json()
+    assert whole["choices"][0]["finish_reason"] == "stop"
+
+
+# -- response_format references are never fetched ---------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> Any:
+    """A local HTTP server that records every request it gets (and answers a schema)."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"type": "integer"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("where", ["http", "file", "file-pointer", "relative-to-id"])
+def test_a_schema_reference_outside_the_schema_is_refused_and_never_fetched(api, store, key, listener, tmp_path,
+                                                                          where):
+    url, hits = listener
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"type": "integer", "description": "TOPSECRET-7f3a"}')
+    ref = {"http": f"{url}/probe", "file": secret.as_uri(), "file-pointer": f"{secret.as_uri()}#/description",
+           "relative-to-id": "probe"}[where]
+    schema: dict[str, Any] = {"type": "object", "properties": {"name": {"$ref": ref}}}
+    if where == "relative-to-id":
+        schema["$id"] = f"{url}/root.json"
+    http = api(json_swarm(store, ['{"name": "Ada"}'] * 2), store=store)
+    body = {**ask(), "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}}
+    response = http.post("/v1/chat/completions", headers=headers(key), json=body)
+    error = assert_openai_error(response, 400, code="invalid_value")
+    assert error["param"] == "response_format.json_schema.schema"
+    assert "does not resolve inside the schema" in error["message"] and "nothing is fetched" in error["message"]
+    assert "TOPSECRET" not in response.text
+    assert hits == []
+    assert http.get("/v1/rounds", headers=headers(key)).json()["data"] == []  # refused before any round
+
+
+def test_a_schema_with_local_references_is_honoured(api, store, key):
+    class Pet(BaseModel):
+        name: str
+
+    class Owner(BaseModel):
+        name: str
+        pets: list[Pet]
+
+    schema = Owner.model_json_schema()
+    assert schema["properties"]["pets"]["items"] == {"$ref": "#/$defs/Pet"}
+    good, bad = '{"name": "Ada", "pets": [{"name": "Rex"}]}', '{"name": "Ada", "pets": [{"nom": "Rex"}]}'
+    http = api(json_swarm(store, [good, good, bad]), store=store)
+    body = {**ask(model="majority"),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "owner", "schema": schema}}}
+    reply = http.post("/v1/chat/completions", headers=headers(key), json=body).json()
+    assert json.loads(reply["choices"][0]["message"]["content"]) == json.loads(good)
+    stored = http.get(reply["swarmrank"]["round_url"], headers=headers(key)).json()
+    assert "'name' is a required property (at /pets/0)" in stored["answers"][2]["excluded"]
 
 
 def test_store_false_runs_the_round_without_saving_it(api, store, key):

@@ -317,3 +317,48 @@ def test_a_json_schema_red_flags_objects_that_break_it():
         Task.create("q", "json", schema={"type": 5})
     with pytest.raises(ConfigError, match="needs task type json"):
         Task.create("q", "number", schema={"type": "object"})
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"$ref": "http://127.0.0.1:9/schema.json"}, "does not resolve inside the schema"),
+    ({"properties": {"a": {"$ref": "file:///etc/passwd"}}}, "does not resolve inside the schema"),
+    ({"properties": {"a": {"$ref": "https://json-schema.org/draft/2020-12/schema"}}}, "does not resolve"),
+    ({"$id": "http://127.0.0.1:9/root.json", "properties": {"a": {"$ref": "other.json"}}}, "does not resolve"),
+    ({"$dynamicRef": "http://127.0.0.1:9/x#meta"}, "$dynamicRef"),
+    ({"properties": {"a": {"$ref": "#/$defs/nope"}}}, "'#/$defs/nope' does not resolve"),
+    ({"$ref": "#"}, "refers to itself without end"),
+    ({"allOf": [{"$ref": "#"}]}, "refers to itself without end"),
+    ({"enum": ["x" * 40_000]}, "too large"),
+])
+def test_a_json_schema_whose_references_leave_it_is_refused(schema, words):
+    with pytest.raises(ConfigError, match="JSON Schema") as caught:
+        Task.create("q", "json", schema=schema)
+    assert words in str(caught.value)
+
+
+def test_a_json_schema_follows_local_references_and_data_that_looks_like_one():
+    schema = {"$defs": {"age": {"type": "integer"}, "node": {"type": "object", "properties": {
+        "child": {"$ref": "#/$defs/node"}, "age": {"$ref": "#/$defs/age"}}}},
+        "$ref": "#/$defs/node", "properties": {"tag": {"const": {"$ref": "http://127.0.0.1:9/x"}}}}
+    task = Task.create("q", "json", schema=schema)
+    assert task.extract('{"age": 1, "child": {"age": 2}}') == '{"age":1,"child":{"age":2}}'
+    assert task.problem('{"child": {"age": "two"}}') == \
+        "does not match the JSON Schema: 'two' is not of type 'integer' (at /child/age)"
+
+
+def test_checking_an_answer_never_fetches_a_reference_even_unchecked(tmp_path, monkeypatch):
+    import urllib.request
+
+    from swarmrank.tasks import schema_problem
+
+    def fetch(*args, **kwargs):
+        raise AssertionError("a reference was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fetch)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"type": "integer", "description": "TOPSECRET"}')
+    problem = schema_problem({"a": "x"}, {"properties": {"a": {"$ref": secret.as_uri()}}})
+    assert problem is not None and "does not resolve inside the schema" in problem and "TOPSECRET" not in problem
+    # a cycle reached only by some objects: a problem with the answer, not a crash
+    assert "refers to itself without end" in (schema_problem({"a": 1}, {"properties": {"a": {"$ref": "#/properties/a"}}})
+                                              or "")

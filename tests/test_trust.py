@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 
 import pytest
 
 from swarmrank.admission import ExamParams, exam_items, run_exam
 from swarmrank.errors import ConfigError, ReplayError, TrustError
 from swarmrank.identity import load_or_create
-from swarmrank.nodes.base import Node, Persona
+from swarmrank.nodes.base import Completion, CompletionRequest, Node, Persona
 from swarmrank.nodes.scripted import ScriptedBackend
 from swarmrank.registry import MemoryLedger, Registry
 from swarmrank.round import RoundOptions
@@ -101,6 +102,53 @@ def test_a_red_flagged_answer_is_slashed_and_a_timeout_only_costs_reputation():
     assert score.answerers["garbled"] == -1.0
     assert score.answerers["slow"] == PARAMS.failed_call_score
     assert [s.node for s in score.slashes] == ["garbled"] and "red-flagged" in score.slashes[0].reason
+
+
+class Stopping(ScriptedBackend):
+    """A scripted backend that honours stop sequences as a model server does (cut before the first)."""
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        done = await super().complete(request)
+        cuts = [done.text.index(s) for s in request.stop if s in done.text]
+        return replace(done, text=done.text[:min(cuts)]) if cuts else done
+
+
+@pytest.mark.parametrize("limits", [
+    dict(answer_max_tokens=1),                # every answer cut off before its number
+    dict(answer_stop=("The answer",)),        # every answer cut before its number by a stop sequence
+    dict(answer_stop=("Let",)),               # ... or before anything at all
+])
+def test_answers_the_rounds_own_limits_left_unreadable_are_neither_slashed_nor_scored(limits):
+    nodes = [Node(f"a{i}", Stopping(answers={"*": "4"}), Persona(), frozenset({"answer"})) for i in range(2)]
+    nodes.append(judge("j0", truth="4"))
+    result = Swarm(nodes, options=RoundOptions(**limits), store=None).ask_sync("What is 2 + 2?", save=False)
+    assert result.answer is None and all(a.excluded and a.client_caused for a in result.answers)
+    score = score_round(result, PARAMS)
+    assert score.slashes == [] and score.answerers == {} and score.node_scores() == {}
+
+
+def test_a_cut_off_at_the_nodes_own_smaller_limit_or_a_content_red_flag_stays_the_nodes():
+    rambler = Node("rambler", ScriptedBackend(answers={"*": "4"}), Persona(max_tokens=2), frozenset({"answer"}))
+    refuser = Node("refuser", ScriptedBackend(fault="refuse"), Persona(), frozenset({"answer"}))
+    nodes = [answerer("a0", "4"), answerer("a1", "4"), rambler, refuser, judge("j0", truth="4")]
+    result = Swarm(nodes, options=RoundOptions(answer_max_tokens=50), store=None).ask_sync("What is 2 + 2?",
+                                                                                          save=False)
+    assert result.answer == "4"
+    score = score_round(result, PARAMS)
+    assert {s.node for s in score.slashes} == {"refuser"}  # the rambler ran past 2 tokens: a client gave 50
+    assert score.answerers["refuser"] == -1.0 and score.answerers["a0"] == 0.0
+
+
+def test_json_answers_that_break_the_rounds_schema_are_not_scored_but_invalid_json_is():
+    schema = {"type": "object", "required": ["age"], "properties": {"age": {"type": "integer"}}}
+    nodes = [answerer("a0", '{"age": 4}'), answerer("a1", '{"age": "four"}'), answerer("a2", "four")]
+    result = Swarm(nodes, options=RoundOptions(answer_schema=schema), store=None).ask_sync(
+        "How old?", task_type="json", save=False)
+    caused = {a.node: a.client_caused for a in result.answers}
+    assert caused == {"a0": False, "a1": True, "a2": False}
+    score = score_round(result, PARAMS)
+    assert "a1" not in score.answerers and score.answerers["a2"] == PARAMS.failed_call_score
+    assert score.slashes == []
 
 
 # -- the registry: ledger-backed state -------------------------------------------------------------

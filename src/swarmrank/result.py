@@ -37,6 +37,10 @@ class Answer(BaseModel):
     completion_tokens: int = 0
     seconds: float = 0.0
     finish_reason: str | None = Field(None, description="why the node stopped: 'stop', or 'length' when cut off")
+    client_caused: bool = Field(
+        False, description="the exclusion came from the round's own limits, not the node: the request's max_tokens "
+                           "or stop cut the answer before it could be read, or it does not match the request's JSON "
+                           "Schema; trust neither slashes nor scores such an answer")
 
 
 class Candidate(BaseModel):
@@ -126,6 +130,8 @@ class Synthesis(BaseModel):
     excluded: str | None = Field(None, description="why it cannot stand (the call failed, or a red flag), or null")
     sources: list[int] = Field(default_factory=list, description="the candidates it was shown, best first")
     ranked_by: str = Field("", description="what ordered the candidates it was shown")
+    finish_reason: str | None = Field(None, description="why the synthesizer stopped: 'stop', or 'length' when cut "
+                                                        "off by its token limit")
 
 
 class PhaseCost(BaseModel):

@@ -31,6 +31,9 @@ from swarmrank.tasks import Clusterer, Task, TaskType, check_schema
 T = TypeVar("T")
 
 DEFAULT_SYSTEM = "You are a careful assistant. Answer correctly and concisely."
+#: red flags that only say no answer could be read (a cut-off answer has these)
+UNREADABLE = ("empty", "over-long: cut off", "malformed: no ", "invalid JSON", "does not match the JSON Schema")
+SCHEMA_MISMATCH = "does not match the JSON Schema"
 
 
 @options
@@ -328,10 +331,26 @@ class RoundContext:
                 excluded=reason, step=step, sample=sample, confidence=confidence, signature=signature_of(completion),
                 prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                 seconds=outcome.seconds, finish_reason=completion.finish_reason,
+                client_caused=reason is not None and self.request_caused(outcome.node, completion, reason),
             )
         self.answers.append(answer)
         self.emit("answer", node=answer.node, value=answer.value, excluded=answer.excluded)
         return answer
+
+    def request_caused(self, node: Node, completion: Completion, reason: str) -> bool:
+        """Whether red flag ``reason`` on ``node``'s answer came from the round's own limits rather
+        than from the node: the answer was cut off at a ``max_tokens`` no larger than the node's own
+        limit, or a stop sequence was set (either can leave nothing readable), or it does not match
+        the round's JSON Schema. Trust does not slash or score such answers (a client could
+        otherwise drain honest nodes' stake with ``max_tokens: 1``). Content red flags (a refusal,
+        an answer addressing the judges, unreadable characters, too many characters) stay the node's."""
+        opts = self.options
+        if opts.answer_schema is not None and reason.startswith(SCHEMA_MISMATCH):
+            return True
+        if not reason.startswith(UNREADABLE):
+            return False
+        limited = opts.answer_max_tokens is not None and opts.answer_max_tokens <= node.persona.max_tokens
+        return (completion.finish_reason == "length" and limited) or bool(opts.answer_stop)
 
     async def fan_out(self, nodes: Sequence[Node], *, phase: str = "answer", step: int = 0,
                       request_for: Callable[[Node], CompletionRequest] | None = None,

@@ -100,7 +100,7 @@ async def synthesize(ctx: RoundContext, result: RoundResult, *, k: int | None = 
             reason = _overturns(ctx, result, value)
             value = None if reason else value
         synthesis = Synthesis(node=node.id, text=text, value=value, excluded=reason, sources=shown_ids,
-                              ranked_by=ranked_by)
+                              ranked_by=ranked_by, finish_reason=outcome.completion.finish_reason)
     if synthesis.excluded:
         ctx.note(f"the synthesis by {node.id} cannot stand ({synthesis.excluded}); the selected answer stands")
     wall = result.cost.wall_seconds + ctx.phases["synthesize"].seconds

@@ -216,22 +216,114 @@ def read_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     return None, problem
 
 
+#: the largest JSON Schema a task takes (its canonical JSON, in characters) and the deepest nesting
+MAX_SCHEMA_CHARS = 32_768
+MAX_SCHEMA_DEPTH = 48
+#: reference keywords: each must resolve inside the schema itself
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests (stops counting past ``limit``), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > limit:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """A validator for ``schema`` that never retrieves anything: an empty registry (whose retrieve
+    fails), so only references inside the schema itself (``#/...``, ``$defs``, its own ``$id`` keywords)
+    resolve. jsonschema's default would fetch any other URI — http(s)://, file:// — with urlopen."""
+    import jsonschema
+    from referencing import Registry
+
+    return jsonschema.validators.validator_for(schema)(schema, registry=Registry())
+
+
+def _unresolvable_refs(schema: Mapping[str, Any]) -> str | None:
+    """The first reference in ``schema`` that does not resolve inside it (with why), or None.
+
+    Walks the schema's subschemas as its dialect defines them (a ``$ref`` inside ``const`` or
+    ``enum`` is data, not a reference), each looked up where jsonschema would look it up."""
+    from jsonschema.validators import validator_for
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import specification_with
+
+    dialect = validator_for(schema).META_SCHEMA.get("$schema", "")
+    root = specification_with(str(dialect)).create_resource(dict(schema))
+    registry = Registry().with_resource(root.id() or "", root).crawl()
+    stack = [(root, registry.resolver(base_uri=root.id() or ""))]
+    while stack:
+        resource, resolver = stack.pop()
+        contents = resource.contents
+        if isinstance(contents, dict):
+            for keyword in _REF_KEYWORDS:
+                ref = contents.get(keyword)
+                if ref is None:
+                    continue
+                if not isinstance(ref, str):
+                    return f"{keyword} must be a string, not {type(ref).__name__}"
+                try:
+                    resolver.lookup(ref)
+                except Unresolvable:
+                    return (f"{keyword} {ref[:200]!r} does not resolve inside the schema (only local references "
+                            "such as '#/$defs/name' are followed; nothing is fetched)")
+        for sub in resource.subresources():
+            stack.append((sub, resolver.in_subresource(sub)))
+    return None
+
+
 def check_schema(schema: Mapping[str, Any]) -> None:
-    """Raise ConfigError when ``schema`` is not a valid JSON Schema."""
+    """Raise ConfigError when ``schema`` is not a JSON Schema a task can take: invalid by its
+    meta-schema, too large or deep, with a reference that does not resolve inside the schema itself
+    (remote and ``file://`` references are refused, never fetched), or one that refers to itself
+    without end."""
     import jsonschema
 
+    if not isinstance(schema, Mapping):
+        raise ConfigError(f"invalid JSON Schema: a JSON Schema is an object, not {type(schema).__name__}")
+    try:
+        size = len(json.dumps(schema, separators=(",", ":"), ensure_ascii=False))
+    except (TypeError, ValueError, RecursionError):
+        raise ConfigError("invalid JSON Schema: it is not JSON") from None
+    if size > MAX_SCHEMA_CHARS:
+        raise ConfigError(f"JSON Schema too large: {size} characters (at most {MAX_SCHEMA_CHARS})")
+    if _depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise ConfigError(f"JSON Schema too deeply nested (at most {MAX_SCHEMA_DEPTH} levels)")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ConfigError(f"invalid JSON Schema: {exc.message}") from None
+    problem = _unresolvable_refs(schema)
+    if problem is not None:
+        raise ConfigError(f"invalid JSON Schema: {problem}")
+    try:  # a reference cycle that consumes nothing ({"$ref": "#"}) never ends: found on the empty object
+        jsonschema.exceptions.best_match(_validator(schema).iter_errors({}))
+    except RecursionError:
+        raise ConfigError("invalid JSON Schema: it refers to itself without end") from None
 
 
 def schema_problem(obj: Any, schema: Mapping[str, Any]) -> str | None:
-    """Why ``obj`` does not match ``schema`` (the first error, with where), or None when it does."""
-    import jsonschema
+    """Why ``obj`` does not match ``schema`` (the first error, with where), or None when it does.
 
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    References are resolved inside the schema only (:func:`_validator`); a schema that cannot be
+    applied to ``obj`` (a reference cycle reached only by this object) is a problem, not an error."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
+    try:
+        error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(obj))
+    except RecursionError:
+        return "does not match the JSON Schema: the schema refers to itself without end"
+    except Unresolvable as exc:
+        return f"does not match the JSON Schema: a reference does not resolve inside the schema ({exc})"[:300]
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)

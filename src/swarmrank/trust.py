@@ -6,7 +6,9 @@ The rule (the maths, with its reasons, is in ``docs/trust.md``):
   (:func:`score_round`): a judge scores by how far its verdicts agree with the round's consensus
   (the round's preference ``P(i beats j) = sᵢ / (sᵢ + sⱼ)`` from its final strengths), or with the truth on items
   whose answer is known; an answerer scores by its candidate's rank (``+1`` top, ``-1`` bottom), or
-  ``±1`` for right / wrong when the truth is known; a red-flagged answer scores ``-1``;
+  ``±1`` for right / wrong when the truth is known; a red-flagged answer scores ``-1``, except one
+  the round's own limits caused (``Answer.client_caused``: cut off at the request's ``max_tokens``
+  or ``stop``, or not matching the request's JSON Schema), which is neither scored nor slashed;
 * **reputation** ``ρ`` (log scale, the prior is 0) moves as ``ρ ← (1 − λ)·ρ + η·s̄`` with ``s̄``
   the node's mean score over its roles in that round, and ``η`` ten times larger on rounds whose
   answer is known (spot checks) than on live rounds judged by consensus alone — a consensus can be
@@ -263,7 +265,8 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
     flagged_answers: set[str] = set()
     final: dict[str, Any] = {}  # per node: its last answer of the first sample (a revision supersedes)
     for a in result.answers:
-        if a.excluded is not None and a.excluded.startswith(RED_FLAG_PREFIXES) and a.node not in flagged_answers:
+        if a.excluded is not None and a.excluded.startswith(RED_FLAG_PREFIXES) and a.node not in flagged_answers \
+                and not a.client_caused:
             flagged_answers.add(a.node)
             slashes.append(Slash(a.node, params.slash_red_flag, f"red-flagged answer: {a.excluded}"))
         if a.sample == 0 and (a.node not in final or a.step >= final[a.node].step):
@@ -271,6 +274,8 @@ def score_round(result: RoundResult, params: TrustParams, *, correct: Mapping[st
     for node, a in sorted(final.items()):
         if node in flagged_answers:
             answerers[node] = -1.0
+        elif a.client_caused:
+            continue  # the request's own limits (max_tokens, stop, its JSON Schema) excluded it: no evidence
         elif a.excluded is not None:
             answerers[node] = params.failed_call_score
         elif a.candidate is None:

@@ -110,9 +110,14 @@ def _json_mode(body: ChatCompletionRequest, task_type: str | None) -> tuple[bool
     return True, fmt.json_schema.schema_ or {"type": "object"}
 
 
-def plan(body: ChatCompletionRequest, *, protocol: str, question: str, asked: str, base: RoundOptions) -> Plan:
-    """The round and reply ``body`` asks for (raises :class:`APIError` for what it cannot have)."""
+def plan(body: ChatCompletionRequest, *, protocol: str, question: str, asked: str, base: RoundOptions,
+         trusted: bool = False) -> Plan:
+    """The round and reply ``body`` asks for (raises :class:`APIError` for what it cannot have).
+    ``trusted``: the swarm runs with trust on, so every round is recorded (``store: false`` is refused)."""
     _refused(body)
+    if trusted and body.store is False:
+        raise refuse("store", "store: false is not supported on this server: trust is on, so every round is "
+                              "recorded in the ledger with its answer, and no answer goes out without its record")
     extension = body.swarmrank
     requested_type = extension.task_type if extension else None
     json_mode, schema = _json_mode(body, requested_type)
@@ -126,8 +131,10 @@ def plan(body: ChatCompletionRequest, *, protocol: str, question: str, asked: st
         "answer_schema": schema,
     }
     try:
+        # an empty question or a bad schema fails here, before any stream starts (and before the
+        # options, whose own check would name the schema by its field, answer_schema)
+        Task.create(question, task_type, schema=schema)
         options = replace(base, **{k: v for k, v in overrides.items() if v is not None and v != ()})
-        Task.create(question, task_type, schema=schema)  # an empty question fails here, before any stream starts
     except ConfigError as exc:
         param = "response_format.json_schema.schema" if "JSON Schema" in str(exc) else None
         raise APIError(400, str(exc), param=param, code="invalid_value") from None
@@ -140,7 +147,8 @@ def plan(body: ChatCompletionRequest, *, protocol: str, question: str, asked: st
 def reply(result: RoundResult, plan: Plan) -> tuple[str, FinishReason]:
     """The assistant's message for a decided round and its finish_reason: 'length' when the winning
     answer was cut off by its token limit, else 'stop' (stop sequences cut the message too). Where a
-    synthesis stands (docs/protocols.md) the message is the synthesised answer."""
+    synthesis stands (docs/protocols.md) the message is the synthesised answer, and 'length' says the
+    synthesis was cut off."""
     if plan.content == "answer" or result.final_text is None:
         return result.final_answer or "", "stop"
     if plan.task_type == TaskType.JSON.value:
@@ -148,8 +156,13 @@ def reply(result: RoundResult, plan: Plan) -> tuple[str, FinishReason]:
         return (json.dumps(obj, ensure_ascii=False) if obj is not None else result.final_answer or ""), "stop"
     text = result.final_text
     finish: FinishReason = "stop"
-    winner = next((a for a in result.answers if a.candidate == result.winner and a.text == text), None)
-    if winner is not None and winner.finish_reason == "length":
+    synthesis = result.synthesis
+    if synthesis is not None and synthesis.value is not None:  # the synthesis stands: its own cut-off counts
+        cut = synthesis.finish_reason == "length"
+    else:
+        winner = next((a for a in result.answers if a.candidate == result.winner and a.text == text), None)
+        cut = winner is not None and winner.finish_reason == "length"
+    if cut:
         finish = "length"
     cuts = [text.index(s) for s in plan.stop if s in text]
     if cuts:

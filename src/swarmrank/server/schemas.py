@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from swarmrank.result import RoundResult
 
@@ -41,8 +41,8 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    include_usage: bool = False
-    include_obfuscation: bool = Field(False, description="accepted; no effect (nothing is obfuscated)")
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool = Field(False, description="accepted; no effect (nothing is obfuscated)")
 
 
 class JSONSchemaFormat(BaseModel):
@@ -50,7 +50,7 @@ class JSONSchemaFormat(BaseModel):
     name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     description: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class ResponseFormat(BaseModel):
@@ -81,31 +81,34 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="'swarmrank' (the swarm's default protocol), 'swarmrank/<protocol>' or '<protocol>'")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: StrictBool | None = False  # "yes" or 1 is a 400, not true
+    # numbers and booleans are strict, as OpenAI's are: "yes" or 1 is not true, and true is not 1
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(1, ge=1, le=1, description="only 1 is supported")
-    temperature: float | None = Field(None, ge=0, le=2, description="every answering node samples at this")
-    top_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = Field(None, description="node calls are seeded from it (plus each persona's seed)")
-    max_tokens: int | None = Field(None, ge=1, description="bounds each answer, so the returned message")
-    max_completion_tokens: int | None = Field(None, ge=1, description="the same as max_tokens")
+    n: StrictInt | None = Field(1, ge=1, le=1, description="only 1 is supported")
+    temperature: StrictFloat | None = Field(None, ge=0, le=2, description="every answering node samples at this")
+    top_p: StrictFloat | None = Field(None, ge=0, le=1)
+    seed: StrictInt | None = Field(None, description="node calls are seeded from it (plus each persona's seed)")
+    max_tokens: StrictInt | None = Field(None, ge=1, description="bounds each answer, so the returned message")
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, description="the same as max_tokens")
     stop: str | list[str] | None = Field(None, description="up to 4 stop sequences")
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: StrictFloat | None = Field(None, ge=-2, le=2)
+    frequency_penalty: StrictFloat | None = Field(None, ge=-2, le=2)
     response_format: ResponseFormat | None = None
-    logprobs: bool | None = Field(None, description="false only: a consensus answer has no token log-probabilities")
-    top_logprobs: int | None = Field(None, description="refused (needs logprobs)")
+    logprobs: StrictBool | None = Field(
+        None, description="false only: a consensus answer has no token log-probabilities")
+    top_logprobs: StrictInt | None = Field(None, description="refused (needs logprobs)")
     tools: list[Any] | None = Field(None, description="refused unless tool_choice is 'none'")
     tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     functions: list[Any] | None = Field(None, description="refused (deprecated tools)")
     function_call: Any = None
-    logit_bias: dict[str, float] | None = Field(None, description="refused unless empty")
+    logit_bias: dict[str, StrictFloat] | None = Field(None, description="refused unless empty")
     user: str | None = Field(None, max_length=512, description="accepted; written to the server log")
     safety_identifier: str | None = Field(None, max_length=512, description="as user")
     prompt_cache_key: str | None = Field(None, max_length=512, description="accepted; no effect")
     metadata: dict[str, str] | None = Field(None, description="accepted (at most 16 pairs); no effect")
-    store: bool | None = Field(None, description="false: the round is not saved")
+    store: StrictBool | None = Field(None, description="false: the round is not saved (refused with trust on: "
+                                                        "every answer has its ledger record)")
     service_tier: str | None = Field(None, description="'auto' or 'default' (there is one tier)")
     modalities: list[str] | None = Field(None, description="['text'] only")
     audio: Any = Field(None, description="refused")

@@ -4,8 +4,11 @@
 2. while the nodes work, one chunk per round event: a line of text in ``delta.reasoning_content``
    (what chat UIs show as the model "thinking"; the request's ``swarmrank.progress`` can name
    ``reasoning`` instead, or ``none``) and the event itself in ``swarmrank.progress``;
-3. as soon as the round is decided (before it is saved), the answer in several ``delta.content``
-   chunks (split after whitespace, about ``chunk_chars`` characters each; they join back exactly);
+3. once the round has finished and been saved (with trust on: recorded in the ledger; no answer
+   leaves before its record), the answer in several ``delta.content`` chunks (split after
+   whitespace, about ``chunk_chars`` characters each; they join back exactly). The ``decided``
+   progress event comes earlier, as soon as the protocol has picked, but carries only the
+   extracted answer and its confidence, never the message;
 4. ``delta: {}`` with the real ``finish_reason`` and the full ``swarmrank.result``;
 5. with ``stream_options.include_usage``, a chunk with ``choices: []`` and ``usage``; then ``[DONE]``.
 
@@ -132,15 +135,12 @@ async def stream_round(run: RoundRunner, plan: Plan, *, completion_id: str, mode
 
     task = asyncio.create_task(run(lambda event, data: queue.put_nowait((event, data))))
     task.add_done_callback(lambda _: queue.put_nowait(("", {})))
-    finish: FinishReason = "stop"
-    sent = False
     try:
         yield chunk(Delta(role="assistant", content=""))
         while True:
             event, data = await queue.get()
             if not event:
                 break
-            result = data.pop("result", None) if event == "decided" else None
             line = text.line(event, data)
             if line is None and event == "call":
                 continue  # a judge's call: its verdict follows as its own event
@@ -148,11 +148,6 @@ async def stream_round(run: RoundRunner, plan: Plan, *, completion_id: str, mode
             if line is not None and plan.progress != "none":
                 setattr(delta, plan.progress, line)
             yield chunk(delta, extra=ChunkExtra(progress=Progress(event=event, **data)))
-            if isinstance(result, RoundResult) and result.answer is not None and not sent:
-                message, finish = reply(result, plan)  # the answer, as soon as it is decided
-                for piece in pieces(message, chunk_chars):
-                    yield chunk(Delta(content=piece))
-                sent = True
         try:
             result, saved = task.result()
         except (APIError, SwarmError) as exc:
@@ -167,10 +162,9 @@ async def stream_round(run: RoundRunner, plan: Plan, *, completion_id: str, mode
             yield ErrorResponse(error=error.detail).model_dump_json()
             yield "[DONE]"
             return
-        if not sent:  # a protocol that never said it had decided
-            message, finish = reply(result, plan)
-            for piece in pieces(message, chunk_chars):
-                yield chunk(Delta(content=piece))
+        message, finish = reply(result, plan)  # the round is finished and saved (recorded, with trust on)
+        for piece in pieces(message, chunk_chars):
+            yield chunk(Delta(content=piece))
         yield chunk(Delta(), finish=finish, extra=ChunkExtra(result=SwarmrankInfo.of(result, stored=saved)))
         if plan.include_usage:
             yield ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[],

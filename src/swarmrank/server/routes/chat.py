@@ -183,7 +183,8 @@ async def chat_completions(body: ChatCompletionRequest, state: StateDep,
     """Put the last user message to the swarm; the consensus answer is the reply."""
     protocol = resolve_model(body.model, state.swarm)
     question, asked = question_from(body.messages)
-    plan = fields.plan(body, protocol=protocol, question=question, asked=asked, base=state.swarm.options)
+    plan = fields.plan(body, protocol=protocol, question=question, asked=asked, base=state.swarm.options,
+                       trusted=state.swarm.registry is not None)
     if body.user or body.safety_identifier:
         log.info("chat completion for %s (user %r)", caller, body.user or body.safety_identifier)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"

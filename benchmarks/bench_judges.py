@@ -47,6 +47,8 @@ REGIMES: dict[str, dict[str, Any]] = {
                                                                judges_per_pair=4),
     "e. 3 moderate (0.7)": dict(judges="3x0.7"),
     "f. 3 at 0.8, one colluding judge": dict(judges="2x0.8,1xcollude"),
+    "g. a consistent liar listed first, 2 reliable, 2 judges per pair": dict(judges="1x0,2x0.95"),
+    "h. 3 consistent liars and 2 reliable, all judge": dict(judges="3x0,2x0.95", judges_per_pair=5),
 }
 WORLDS = [(0.7, 0.4), (0.0, 0.5), (0.9, 0.35), (0.4, 0.6), (0.2, 0.45)]  # (correlated errors, accuracy)
 

@@ -509,7 +509,7 @@ class Decision:
     evidence: FloatArray       # the judges' log-likelihood per candidate (nats, centred)
     judges: tuple[JudgeEstimate, ...]
     pairs: tuple[PairSummary, ...]
-    evidence_low: FloatArray | None = None  # the judges' log-likelihood, each judge at mean − 2 sd (centred)
+    evidence_low: FloatArray | None = None  # the judges' log-likelihood, each judge at mean − LOW_SD·sd (centred)
 
     @property
     def leader(self) -> int:

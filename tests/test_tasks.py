@@ -362,3 +362,21 @@ def test_checking_an_answer_never_fetches_a_reference_even_unchecked(tmp_path, m
     # a cycle reached only by some objects: a problem with the answer, not a crash
     assert "refers to itself without end" in (schema_problem({"a": 1}, {"properties": {"a": {"$ref": "#/properties/a"}}})
                                               or "")
+
+
+def test_a_catastrophic_schema_pattern_is_cut_off_not_left_to_freeze_the_server():
+    """``re`` backtracks for minutes on ``^(a|aa)+$`` and 60 a's and a '!'; the schema's patterns now run
+    with a time limit and such an answer is simply invalid."""
+    import time
+
+    from swarmrank.tasks import schema_problem
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a|aa)+$"}},
+              "patternProperties": {"^(a|aa)+$": {"type": "integer"}}}
+    started = time.monotonic()
+    problem = schema_problem({"name": "a" * 60 + "!"}, schema)
+    assert problem is not None and "took over 0.05s on this answer" in problem
+    assert schema_problem({"a" * 60 + "!": 1}, schema) is not None
+    assert time.monotonic() - started < 5
+    assert schema_problem({"name": "aaa", "aa": 1}, schema) is None
+    assert "is not of type 'integer'" in schema_problem({"aa": "x"}, schema)

@@ -236,14 +236,66 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+PATTERN_SECONDS = 0.05  # the most one schema pattern may take on one string
+
+
+def _search(pattern: str, text: str) -> bool:
+    """``re.search`` with a time limit: a client's pattern such as ``^(a+)+$`` on a string a node was steered
+    to write must not freeze the server (``re`` cannot be interrupted; ``regex`` takes a timeout)."""
+    import regex  # type: ignore[import-untyped]
+
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except TimeoutError:
+        raise _PatternTimeout(pattern) from None
+
+
+class _PatternTimeout(Exception):
+    def __init__(self, pattern: str) -> None:
+        super().__init__(f"the schema's pattern {pattern[:60]!r} took over {PATTERN_SECONDS:g}s on this answer")
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = _search(pattern, instance)
+    except _PatternTimeout as exc:
+        yield ValidationError(str(exc))
+        return
+    if not found:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            try:
+                matched = _search(pattern, key)
+            except _PatternTimeout as exc:
+                yield ValidationError(str(exc))
+                return
+            if matched:
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
 def _validator(schema: Mapping[str, Any]) -> Any:
     """A validator for ``schema`` that never retrieves anything: an empty registry (whose retrieve
     fails), so only references inside the schema itself (``#/...``, ``$defs``, its own ``$id`` keywords)
-    resolve. jsonschema's default would fetch any other URI — http(s)://, file:// — with urlopen."""
+    resolve. jsonschema's default would fetch any other URI — http(s)://, file:// — with urlopen.
+    ``pattern`` and ``patternProperties`` run with a time limit (:func:`_search`)."""
     import jsonschema
     from referencing import Registry
 
-    return jsonschema.validators.validator_for(schema)(schema, registry=Registry())
+    base = jsonschema.validators.validator_for(schema)
+    timed = jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties})
+    return timed(schema, registry=Registry())
 
 
 def _unresolvable_refs(schema: Mapping[str, Any]) -> str | None:

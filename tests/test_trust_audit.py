@@ -223,10 +223,13 @@ def test_the_follower_reads_only_new_entries_and_notices_a_rewritten_or_cut_tail
             conn.execute(text("UPDATE ledger SET payload = replace(payload, '9.0', '90.0') WHERE seq = 7"))
         found = follower.read()
         assert found.entries == [] and found.broken is not None and found.broken.seq == 7
-        assert "verified earlier by this process: it changed since" in str(found.broken)
+        kept = found.broken.kept_head
+        assert kept is not None and str(found.broken).startswith(
+            f"ledger entry 7 changed since this process verified it (its hash was {kept})")
         with store.engine.begin() as conn:
             conn.execute(text("DELETE FROM ledger WHERE seq = 7"))
-        assert "it is gone" in str(follower.read().broken)
+        assert str(follower.read().broken).startswith(f"the ledger was cut after entry 6: entry 7 is gone, though "
+                                                      f"this process had verified the ledger up to entry 7 (hash {kept})")
 
         fresh = ledger.follow(SignerPolicy.of([me.public_hex]))
         with store.engine.begin() as conn:  # an entry mid-chain edited: the entries before it still count
@@ -474,3 +477,28 @@ def test_the_trust_cli_test_exam_is_deterministic() -> None:
     from swarmrank.admission import exam_items
 
     assert all(item.gold != "41" for item in exam_items(20, seed=7, level="medium"))
+
+
+# -- 6. what the ledger's database shows beside the ledger (review of issue 10) ------------------------
+
+
+def test_a_tail_cut_under_a_running_server_is_reported_with_the_head_that_proves_it(db: Store, tmp_path: Path,
+                                                                                   api) -> None:
+    swarm = trusted_swarm(db, tmp_path / "keys")
+    client = api(swarm, store=db, auth=False)
+    ask = {"model": "swarmrank", "messages": [{"role": "user", "content": QUESTION}]}
+    assert client.post("/v1/chat/completions", json=ask).status_code == 200
+    ledger = Ledger(db)
+    head = ledger.head()
+    assert head is not None
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger WHERE seq >= :seq"), {"seq": head.seq - 1})
+    error = assert_openai_error(client.post("/v1/chat/completions", json=ask), 503, code="ledger_broken")
+    assert error["message"].startswith(
+        f"the ledger was cut after entry {head.seq - 2}: entries {head.seq - 1}–{head.seq} are gone, though this "
+        f"process had verified the ledger up to entry {head.seq} (hash {head.hash})")
+    assert f"`swarmrank ledger verify --head {head.hash}` shows it" in error["message"]
+    assert "lists every problem" not in error["message"]  # it does not: the shorter chain verifies on its own
+    policy = swarm.registry.policy
+    assert ledger.verify(policy=policy).ok
+    assert not ledger.verify(expected_head=head.hash, policy=policy).ok  # what the message says to run

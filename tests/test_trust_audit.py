@@ -223,10 +223,13 @@ def test_the_follower_reads_only_new_entries_and_notices_a_rewritten_or_cut_tail
             conn.execute(text("UPDATE ledger SET payload = replace(payload, '9.0', '90.0') WHERE seq = 7"))
         found = follower.read()
         assert found.entries == [] and found.broken is not None and found.broken.seq == 7
-        assert "verified earlier by this process: it changed since" in str(found.broken)
+        kept = found.broken.kept_head
+        assert kept is not None and str(found.broken).startswith(
+            f"ledger entry 7 changed since this process verified it (its hash was {kept})")
         with store.engine.begin() as conn:
             conn.execute(text("DELETE FROM ledger WHERE seq = 7"))
-        assert "it is gone" in str(follower.read().broken)
+        assert str(follower.read().broken).startswith(f"the ledger was cut after entry 6: entry 7 is gone, though "
+                                                      f"this process had verified the ledger up to entry 7 (hash {kept})")
 
         fresh = ledger.follow(SignerPolicy.of([me.public_hex]))
         with store.engine.begin() as conn:  # an entry mid-chain edited: the entries before it still count
@@ -367,13 +370,16 @@ def test_ledger_verify_reports_rounds_without_their_entries_and_edited_rounds(tm
                          {"was": '"42"', "now": '"41"', "id": asked[2]})
     bad = run_cli("ledger", "verify", *cfg, home=isolated_home)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert bad.stderr == "error: 3 problem(s) with the rounds the ledger records (above); the chain itself is intact\n"
+    # the result_json edit left its answer column behind: that is a problem of its own
+    assert bad.stderr == "error: 4 problem(s) with the rounds the ledger records (above); the chain itself is intact\n"
     lines = bad.stdout.splitlines()
+    assert f"round {asked[2]}: columns that disagree with its stored record (result_json): answer, answers[0].value, " \
+           "candidates[0].answer (edited in SQL?)" in lines
     assert "round orphan0000: saved under trust, but no ledger entry records it" in lines
     assert any(line.startswith(f"round {asked[2]}: its stored record does not match the digest") for line in lines)
     assert any(line.startswith(f"round {asked[1]}: ledger entry") and "(deleted?)" in line for line in lines)
     report = json.loads(run_cli("ledger", "verify", *cfg, "--json", home=isolated_home).stdout)
-    assert report["ok"] is False and report["rounds"]["rounds"] == 3 and len(report["rounds"]["problems"]) == 3
+    assert report["ok"] is False and report["rounds"]["rounds"] == 3 and len(report["rounds"]["problems"]) == 4
 
 
 def test_a_remote_agents_key_is_countersigned_at_admission(tmp_path: Path, isolated_home: Path) -> None:
@@ -474,3 +480,138 @@ def test_the_trust_cli_test_exam_is_deterministic() -> None:
     from swarmrank.admission import exam_items
 
     assert all(item.gold != "41" for item in exam_items(20, seed=7, level="medium"))
+
+
+# -- 6. what the ledger's database shows beside the ledger (review of issue 10) ------------------------
+
+
+def plain_swarm(trusted: Swarm, store: Store) -> Swarm:
+    """The same nodes without trust, storing its rounds in the same database (trust turned off)."""
+    return Swarm(trusted.nodes, options=trusted.options, name="plain", store=store)
+
+
+def test_verify_names_rounds_whose_columns_disagree_with_their_record_and_listings_show_the_record(
+        db: Store, tmp_path: Path, api) -> None:
+    swarm = trusted_swarm(db, tmp_path / "keys")
+    forged = swarm.ask_sync("What is 6 × 7?").round_id
+    edited = swarm.ask_sync(QUESTION).round_id
+    nul = swarm.ask_sync("What is 2 + 2?\x00 (a NUL the columns hold as a stand-in)").round_id
+    ledger = Ledger(db)
+    assert audit_rounds(db, ledger).ok  # the stand-ins agree with the record they stand in for
+
+    with db.engine.begin() as conn:  # what the listing shows, edited beside the record (which is left alone)
+        conn.execute(text("UPDATE rounds SET answer = '43', confidence = 0.99, question = 'What is 6 × 8?' "
+                          "WHERE id = :id"), {"id": forged})
+        conn.execute(text("UPDATE answers SET text = 'forged' WHERE round_id = :id AND position = 0"), {"id": edited})
+        conn.execute(text("UPDATE rounds SET created_at = '2001-01-01 00:00:00.000000' WHERE id = :id"), {"id": nul})
+    audit = audit_rounds(db, ledger)
+    assert not audit.ok and audit.stored == 3
+    assert audit.problems == [f"round {rid}: columns that disagree with its stored record (result_json): {cols} "
+                              "(edited in SQL?)" for rid, cols in sorted([
+                                  (forged, "question, answer, confidence"), (edited, "answers[0].text"),
+                                  (nul, "created_at")])]
+    assert ledger.verify(policy=swarm.registry.policy).ok  # the chain is intact: only the audit sees it
+
+    # the list reads the record, which the ledger's digest covers, not the copies beside it
+    listed = {r["round_id"]: r for r in api(swarm, store=db, auth=False).get("/v1/rounds").json()["data"]}
+    assert (listed[forged]["question"], listed[forged]["answer"]) == ("What is 6 × 7?", "4")
+    assert listed[forged]["confidence"] == db.get_round(forged).confidence
+    assert listed[nul]["question"] == "What is 2 + 2?\u2400 (a NUL the columns hold as a stand-in)"
+
+    if db.engine.dialect.name == "sqlite":  # not even a timestamp (SQLite holds anything): reported, no traceback
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE rounds SET created_at = 'garbage' WHERE id = :id"), {"id": nul})
+        assert f"round {nul}: columns that disagree with its stored record (result_json): created_at " \
+               "(edited in SQL?)" in audit_rounds(db, ledger).problems
+        assert nul in {r.round_id for r in db.list_rounds()}
+
+
+def test_a_round_stored_since_trust_began_without_a_ledger_record_fails_verify_unless_allowed(
+        db: Store, tmp_path: Path) -> None:
+    swarm = trusted_swarm(db, tmp_path / "keys")
+    before = plain_swarm(swarm, db).ask_sync(QUESTION).round_id  # trust off: before trust began
+    asked = [swarm.ask_sync(QUESTION).round_id for _ in range(3)]
+    ledger = Ledger(db)
+    audit = audit_rounds(db, ledger)
+    assert audit.ok and (audit.rounds, audit.stored, audit.unrecorded) == (3, 4, 0)
+    assert audit.trust_began is not None
+
+    # a fabricated round, consistent in every column and unmarked, created with the first trusted round
+    first = db.get_round(asked[0])
+    fake = first.model_copy(update={"round_id": "f" * 32, "answer": "666"})
+    with db.write("plant a round") as conn:
+        db.round_writer(fake, trusted=False)(conn)
+    audit = audit_rounds(db, ledger)
+    assert not audit.ok and not audit.problems and (audit.unrecorded, audit.unrecorded_ids) == (1, ["f" * 32])
+    assert audit_rounds(db, ledger, allow_untrusted=True).ok
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM rounds WHERE id = :id"), {"id": "f" * 32})
+    assert audit_rounds(db, ledger).ok
+
+    # the last round's entries cut off the end, and its mark cleared: the ledger alone verifies
+    seq = next(e.seq for e in ledger.entries(kind="round") if e.payload["round_id"] == asked[-1])
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger WHERE seq >= :seq"), {"seq": seq})
+        conn.execute(text("UPDATE rounds SET trusted = :no WHERE id = :id"), {"no": False, "id": asked[-1]})
+    assert ledger.verify(policy=swarm.registry.policy).ok
+    audit = audit_rounds(db, ledger)
+    assert not audit.ok and not audit.problems and audit.unrecorded_ids == [asked[-1]]
+    assert before not in audit.unrecorded_ids
+
+    # trust legitimately turned off for a while: the same finding, which the operator may allow
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM rounds WHERE id = :id"), {"id": asked[-1]})
+    assert audit_rounds(db, ledger).ok
+    later = plain_swarm(swarm, db).ask_sync(QUESTION).round_id
+    audit = audit_rounds(db, ledger)
+    assert not audit.ok and audit.unrecorded_ids == [later]
+    allowed = audit_rounds(db, ledger, allow_untrusted=True)
+    assert allowed.ok and allowed.unrecorded == 1
+
+
+def test_ledger_verify_allow_untrusted_rounds(tmp_path: Path, isolated_home: Path) -> None:
+    config = tmp_path / "swarm.toml"
+    config.write_text(TRUSTED)
+    cfg = ["--config", str(config)]
+    for n in ("alice", "carol"):
+        run_cli("node", "admit", n, *cfg, home=isolated_home, check=True)
+    asked = [json.loads(run_cli("ask", "What is 6 × 7?", *cfg, "--json", home=isolated_home,
+                                check=True).stdout)["round_id"] for _ in range(2)]
+    with Store(f"sqlite:///{isolated_home / 'swarmrank.db'}") as store:
+        ledger = Ledger(store)
+        seq = next(e.seq for e in ledger.entries(kind="round") if e.payload["round_id"] == asked[-1])
+        with store.engine.begin() as conn:  # the reviewer's attack: the last round's entries cut, its mark cleared
+            conn.execute(text("DELETE FROM ledger WHERE seq >= :seq"), {"seq": seq})
+            conn.execute(text("UPDATE rounds SET trusted = 0 WHERE id = :id"), {"id": asked[-1]})
+    bad = run_cli("ledger", "verify", *cfg, home=isolated_home)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stdout.startswith(f"round {asked[-1]}: stored without a ledger record since trust began at ")
+    assert bad.stderr.startswith("error: 1 round stored without a ledger record since trust began (above)")
+    assert "--allow-untrusted-rounds" in bad.stderr
+    allowed = run_cli("ledger", "verify", *cfg, "--allow-untrusted-rounds", home=isolated_home, check=True)
+    assert allowed.stdout.endswith("; 1 trusted round(s) recorded; 1 round stored without a ledger record since "
+                                   "trust began (allowed by --allow-untrusted-rounds)\n")
+    report = json.loads(run_cli("ledger", "verify", *cfg, "--json", home=isolated_home).stdout)
+    assert report["ok"] is False and report["rounds"]["unrecorded_ids"] == [asked[-1]]
+
+
+def test_a_tail_cut_under_a_running_server_is_reported_with_the_head_that_proves_it(db: Store, tmp_path: Path,
+                                                                                   api) -> None:
+    swarm = trusted_swarm(db, tmp_path / "keys")
+    client = api(swarm, store=db, auth=False)
+    ask = {"model": "swarmrank", "messages": [{"role": "user", "content": QUESTION}]}
+    assert client.post("/v1/chat/completions", json=ask).status_code == 200
+    ledger = Ledger(db)
+    head = ledger.head()
+    assert head is not None
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger WHERE seq >= :seq"), {"seq": head.seq - 1})
+    error = assert_openai_error(client.post("/v1/chat/completions", json=ask), 503, code="ledger_broken")
+    assert error["message"].startswith(
+        f"the ledger was cut after entry {head.seq - 2}: entries {head.seq - 1}–{head.seq} are gone, though this "
+        f"process had verified the ledger up to entry {head.seq} (hash {head.hash})")
+    assert f"`swarmrank ledger verify --head {head.hash}` shows it" in error["message"]
+    assert "lists every problem" not in error["message"]  # it does not: the shorter chain verifies on its own
+    policy = swarm.registry.policy
+    assert ledger.verify(policy=policy).ok
+    assert not ledger.verify(expected_head=head.hash, policy=policy).ok  # what the message says to run

@@ -136,11 +136,16 @@ class LedgerConflict(LedgerError):
 
 class LedgerBroken(LedgerError):
     """A stored entry fails verification (hash, chain link, signature), or entries this process had
-    verified are gone: no trust state is built past entry ``seq``, and trusted rounds are refused."""
+    verified are gone: no trust state is built past entry ``seq``, and trusted rounds are refused.
 
-    def __init__(self, message: str, *, seq: int) -> None:
+    ``kept_head`` is the hash of entry ``seq`` as this process verified it when that entry was cut
+    off or changed since: the ledger alone may still verify, and ``ledger verify --head`` with it
+    shows the break."""
+
+    def __init__(self, message: str, *, seq: int, kept_head: str | None = None) -> None:
         super().__init__(message)
         self.seq = seq
+        self.kept_head = kept_head
 
 
 class TrustError(SwarmError):

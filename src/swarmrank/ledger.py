@@ -524,10 +524,8 @@ class Follower:
             if self._last is not None:
                 last = conn.execute(_select(conn).where(table.c.seq == chain.last_seq)).first()
                 if last is None or _row(last) != self._last:
-                    why = "it is gone (entries cut off the end?)" if last is None else "it changed since"
-                    return FollowedEntries([], [], LedgerBroken(
-                        f"ledger entry {chain.last_seq}, verified earlier by this process: {why}",
-                        seq=chain.last_seq))
+                    return FollowedEntries([], [], _lost(chain.last_seq, self._last.hash, _head(conn)[0],
+                                                         gone=last is None))
             for row in _walk(conn, after=chain.last_seq):
                 bad = chain.check(row)
                 if bad is not None:
@@ -540,6 +538,23 @@ class Follower:
                     good.append(Entry(row.seq, row.created_at, row.kind, chain.payload, row.signer,
                                       row.prev_hash, row.hash, row.signature))
         return FollowedEntries(good, refused, None)
+
+
+def _lost(seq: int, kept: str, now: int, *, gone: bool) -> LedgerBroken:
+    """The break a :class:`Follower` finds when entry ``seq``, which it verified with hash ``kept``,
+    is gone (the ledger now ends at entry ``now``) or changed since. A cut or rewritten tail can
+    leave a chain that verifies on its own: only the kept hash shows it."""
+    if gone and now < seq:
+        cut = f"entries {now + 1}–{seq} are" if now + 1 < seq else f"entry {seq} is"
+        what = (f"the ledger was cut after entry {now}: {cut} gone, though this process had verified "
+                f"the ledger up to entry {seq} (hash {kept})")
+    elif gone:
+        what = f"ledger entry {seq} is gone, though this process had verified it (hash {kept})"
+    else:
+        what = f"ledger entry {seq} changed since this process verified it (its hash was {kept})"
+    return LedgerBroken(f"{what}; the shorter or rewritten chain may still verify on its own, so plain "
+                        f"`swarmrank ledger verify` can say ok: `swarmrank ledger verify --head {kept}` shows it",
+                        seq=seq, kept_head=kept)
 
 
 class FollowedEntries(NamedTuple):

@@ -179,9 +179,14 @@ class Registry:
         for seq, why in found.refused:
             log.warning("ledger entry %s ignored: %s", seq, why)
         self._refused.extend(found.refused)
-        if found.broken is not None:
-            raise LedgerBroken(f"{found.broken}; no trusted round runs until the ledger is repaired "
-                               "(`swarmrank ledger verify` lists every problem)", seq=found.broken.seq)
+        broken = found.broken
+        if broken is not None and broken.kept_head is not None:  # a cut or rewritten tail: verify may not see it
+            raise LedgerBroken(f"{broken}; no trusted round runs until the ledger holds entry {broken.seq} as it "
+                               "was verified again (`swarmrank ledger import` an export that has it)", seq=broken.seq,
+                               kept_head=broken.kept_head)
+        if broken is not None:
+            raise LedgerBroken(f"{broken}; no trusted round runs until the ledger is repaired "
+                               "(`swarmrank ledger verify` lists every problem)", seq=broken.seq)
 
     def take_warnings(self) -> list[str]:
         """Lines about ledger entries skipped since the last call (unauthorised signers), once each."""

@@ -71,17 +71,23 @@ def verify(
                                                 "also detects entries cut off the end")] = None,
     authority: AuthorityOpt = None,
     any_signer: AnySignerOpt = False,
+    allow_untrusted: Annotated[bool, typer.Option(
+        "--allow-untrusted-rounds", help="do not fail on rounds stored without a ledger record since trust "
+                                         "began (trust turned off for a while, a swarm without trust sharing "
+                                         "this database); they are still counted")] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check every entry's hash, chain link, signature and signer, and that every round saved
-    under trust has its ledger entries; exit 1 if anything is wrong."""
+    """Check every entry's hash, chain link, signature and signer, that every round saved under
+    trust has its ledger entries, that every round stored since trust began is in the ledger, and
+    that every round's columns agree with its record; exit 1 if anything is wrong."""
     from swarmrank.audit import audit_rounds
 
     policy = _policy(config, authority, any_signer)
     with _ledger(config) as (ledger, store):
         report = ledger.verify(expected_head=head, policy=policy)
-        rounds = audit_rounds(store, ledger, skip=[seq for seq, _ in report.unauthorised])
+        rounds = audit_rounds(store, ledger, skip=[seq for seq, _ in report.unauthorised],
+                              allow_untrusted=allow_untrusted)
     ok = report.ok and rounds.ok
     if as_json:
         print(json.dumps({**asdict(report), "ok": ok, "signers_checked": policy is not None,
@@ -93,22 +99,41 @@ def verify(
         say(why)
     for problem in rounds.problems:
         say(problem)
+    unrecorded = _unrecorded(rounds.unrecorded)
+    if rounds.unrecorded and not allow_untrusted:
+        for round_id in rounds.unrecorded_ids:
+            say(f"round {round_id}: stored without a ledger record since trust began at {rounds.trust_began}")
+        if rounds.unrecorded > len(rounds.unrecorded_ids):
+            say(f"… and {rounds.unrecorded - len(rounds.unrecorded_ids)} more round(s) like it")
     if report.bad_seq is not None:
         raise LedgerError(f"ledger broken at entry {report.bad_seq}: {report.reason}")
     if report.unauthorised:
         raise LedgerError(f"{_entries(len(report.unauthorised))} signed by keys that are not trust authorities "
                           f"(the first: entry {report.unauthorised[0][0]}); the trust registry ignores them")
-    if not rounds.ok:
-        raise LedgerError(f"{len(rounds.problems)} problem(s) with the rounds the ledger records "
+    if rounds.problems:
+        also = f", and {unrecorded} stored without a ledger record since trust began" if (
+            rounds.unrecorded and not allow_untrusted) else ""
+        raise LedgerError(f"{len(rounds.problems)} problem(s) with the rounds the ledger records{also} "
                           "(above); the chain itself is intact")
+    if rounds.unrecorded and not allow_untrusted:
+        raise LedgerError(f"{unrecorded} stored without a ledger record since trust began (above): entries cut off "
+                          "the end with the rounds' trusted mark cleared, or rounds written in SQL, look like this; "
+                          "if this database legitimately holds rounds stored without trust since then (trust turned "
+                          "off, a swarm without trust sharing it), pass --allow-untrusted-rounds")
     if report.head is None:
         say("ledger ok: empty")
         return
     kept = ", contains the expected head" if head is not None else ""
     signers = (f"; every trust entry signed by {_keys(len(policy.authorities))}" if policy is not None
                else "; signers not checked (--any-signer)")
+    allowed = (f"; {unrecorded} stored without a ledger record since trust began (allowed by "
+               "--allow-untrusted-rounds)" if rounds.unrecorded else "")
     say(f"ledger ok: {_entries(report.entries)}, head {report.head[:12]}…{kept}{signers}; "
-        f"{rounds.rounds} trusted round(s) recorded")
+        f"{rounds.rounds} trusted round(s) recorded{allowed}")
+
+
+def _unrecorded(n: int) -> str:
+    return f"{n} round{'' if n == 1 else 's'}"
 
 
 def _keys(n: int) -> str:

@@ -14,27 +14,33 @@ stand-ins (:func:`storable`), and filters are mapped the same way before they re
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import String, Table, cast, func, insert, select
 from sqlalchemy.engine import Connection
 
 from swarmrank.errors import AmbiguousRoundId, RoundNotFound, StorageError
 from swarmrank.result import Answer, Candidate, Judgment, RoundResult
 from swarmrank.store.engine import Database
-from swarmrank.store.schema import AnswerRow, CandidateRow, JudgmentRow, RoundRow
+from swarmrank.store.schema import AnswerRow, CandidateRow, JudgmentRow, RoundRow, as_utc
 
-__all__ = ["MIN_PREFIX", "RoundSummary", "Store", "storable"]
+__all__ = ["MIN_PREFIX", "CheckedRound", "RoundSummary", "Store", "storable"]
 
 MIN_PREFIX = 4
 """The shortest round-id prefix :meth:`Store.get_round` accepts (like git's short hashes)."""
 
 _ANSWERS: Table = AnswerRow.__table__  # type: ignore[assignment]
 _JUDGMENTS: Table = JudgmentRow.__table__  # type: ignore[assignment]
+_CANDIDATES: Table = CandidateRow.__table__  # type: ignore[assignment]
+_ROUNDS: Table = RoundRow.__table__  # type: ignore[assignment]
+_SUMMARY = ("created_at", "protocol", "question", "answer", "confidence", "calls", "wall_seconds")
+"""The fields of a :class:`RoundSummary` after its id, as :func:`_round_values` names them."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,20 @@ class RoundSummary:
     confidence: float
     calls: int
     wall_seconds: float
+
+
+@dataclass(frozen=True)
+class CheckedRound:
+    """One stored round as :meth:`Store.check_rounds` read it: its ``trusted`` mark, its
+    ``created_at`` column, its ``result_json`` and every SQL column derived from that record which
+    does not hold what the record says (``answer``, ``answers[2].text``, ``judgments: 5 rows, the
+    record has 6``, or why the record cannot be read); empty when they all agree."""
+
+    round_id: str
+    trusted: bool
+    created_at: datetime | None  # None: the column does not hold a timestamp (a disagreement too)
+    result_json: str
+    disagreements: tuple[str, ...]
 
 
 class Store(Database):
@@ -91,6 +111,43 @@ class Store(Database):
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def check_rounds(self, batch: int = 100) -> Iterator[CheckedRound]:
+        """Every stored round, by id, ``batch`` at a time, with the columns beside ``result_json``
+        (in ``rounds``, ``answers``, ``candidates`` and ``judgments``) checked against it.
+
+        ``result_json`` is the round's record (what :meth:`get_round` returns and what the ledger's
+        digest covers); the columns are copies for SQL, so a column edited on its own (a listing
+        showing another answer) shows here. Text is compared through :func:`storable`, as it was
+        written (a column holding the text itself, from before the stand-ins, agrees too).
+        """
+        last: str | None = None
+        while True:
+            with self.read("check stored rounds") as conn:
+                query = select(*(_created_at(conn) if name == "created_at" else _ROUNDS.c[name]
+                                 for name in _ROUNDS.c.keys())).order_by(_ROUNDS.c.id)
+                page = query if last is None else query.where(_ROUNDS.c.id > last)
+                rows = [dict(r._mapping) for r in conn.execute(page.limit(batch))]
+                ids = [str(r["id"]) for r in rows]
+                children = {name: _child_rows(conn, table, ids) for name, table in _CHILDREN.items()}
+            for row in rows:
+                round_id = str(row["id"])
+                text = str(row["result_json"])
+                row["created_at"] = _when(row["created_at"])
+                found = {name: rows_of.get(round_id, []) for name, rows_of in children.items()}
+                yield CheckedRound(round_id, bool(row["trusted"]), row["created_at"], text,
+                                   tuple(_disagreements(text, row, found)))
+            if len(rows) < batch:
+                return
+            last = ids[-1]
+
+    def stored_record(self, round_id: str) -> str | None:
+        """The ``result_json`` of the round with exactly this id, None if there is none."""
+        if storable(round_id) != round_id:
+            return None
+        with self.read(f"read round {round_id}") as conn:
+            text = conn.scalar(select(RoundRow.result_json).where(RoundRow.id == round_id))
+        return None if text is None else str(text)
 
     def get_round(self, round_id_or_prefix: str) -> RoundResult:
         """The round with this id, or with the only id that starts with this prefix (≥ 4 characters).
@@ -135,14 +192,28 @@ class Store(Database):
         """Up to ``limit`` rounds, newest first, optionally only those of one protocol and/or swarm."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, not {limit}")
-        query = select(
-            RoundRow.id, RoundRow.created_at, RoundRow.protocol, RoundRow.question, RoundRow.answer,
-            RoundRow.confidence, RoundRow.calls, RoundRow.wall_seconds,
-        )
-        query = _filtered(query, protocol=protocol, swarm=swarm)
-        query = query.order_by(RoundRow.created_at.desc(), RoundRow.id.desc()).limit(limit)
         with self.read("list rounds") as conn:
-            return [RoundSummary(*row) for row in conn.execute(query)]
+            query = select(RoundRow.id, _created_at(conn), *(_ROUNDS.c[name] for name in _SUMMARY[1:]),
+                           RoundRow.result_json)
+            query = _filtered(query, protocol=protocol, swarm=swarm)
+            query = query.order_by(RoundRow.created_at.desc(), RoundRow.id.desc()).limit(limit)
+            rows = [tuple(row) for row in conn.execute(query)]
+        return [self._summary(row) for row in rows]
+
+    def _summary(self, row: tuple[Any, ...]) -> RoundSummary:
+        """A listed round, from its record (``result_json``, the last value of ``row``), which the
+        ledger's digest covers under trust; from its columns (the values before it) only when the
+        record cannot be read."""
+        round_id, created_at, *columns, text = row
+        try:
+            values = _storable(_round_values(RoundResult.model_validate_json(text)))
+        except ValidationError:
+            when = _when(created_at)
+            if when is None:
+                raise StorageError(f"round {round_id} in database {self.url} cannot be read: neither its record "
+                                   f"nor its created_at column ({created_at!r})") from None
+            return RoundSummary(round_id, when, *columns)
+        return RoundSummary(round_id, as_utc(values["created_at"]), *(values[name] for name in _SUMMARY[1:]))
 
     def judge_history(self, swarm: str, limit: int) -> list[dict[str, Any]]:
         """The swarm's latest ``limit`` peer-rank rounds that judged anything, oldest first, each as
@@ -191,20 +262,26 @@ def _storable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: storable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
-def _round_row(result: RoundResult) -> dict[str, Any]:
+def _round_values(result: RoundResult) -> dict[str, Any]:
+    """The ``rounds`` columns derived from ``result`` (all but ``result_json`` and ``trusted``),
+    before :func:`storable`."""
     cost = result.cost
-    try:
-        result_json = result.model_dump_json()
-    except ValueError as exc:  # pydantic's serialisation error: text that is not Unicode (a lone surrogate)
-        raise StorageError(f"round {result.round_id} cannot be stored: {str(exc).splitlines()[0]}") from None
-    return _storable({
+    return {
         "id": result.round_id, "created_at": result.created_at, "swarm": result.swarm,
         "question": result.question, "task_type": result.task_type, "protocol": result.protocol,
         "schedule": result.schedule, "answer": result.answer, "confidence": result.confidence,
         "winner": result.winner, "wall_seconds": cost.wall_seconds, "calls": cost.calls,
         "prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens,
-        "schema_version": result.schema_version, "result_json": result_json,
-    })
+        "schema_version": result.schema_version,
+    }
+
+
+def _round_row(result: RoundResult) -> dict[str, Any]:
+    try:
+        result_json = result.model_dump_json()
+    except ValueError as exc:  # pydantic's serialisation error: text that is not Unicode (a lone surrogate)
+        raise StorageError(f"round {result.round_id} cannot be stored: {str(exc).splitlines()[0]}") from None
+    return _storable({**_round_values(result), "result_json": result_json})
 
 
 def _fields(model: Answer | Judgment, table: Table) -> dict[str, Any]:
@@ -212,20 +289,113 @@ def _fields(model: Answer | Judgment, table: Table) -> dict[str, Any]:
     return {k: v for k, v in model.model_dump().items() if k in table.c}
 
 
-def _answer_row(round_id: str, position: int, a: Answer) -> dict[str, Any]:
-    return _storable({**_fields(a, _ANSWERS), "round_id": round_id, "position": position})
+def _answer_values(round_id: str, position: int, a: Answer) -> dict[str, Any]:
+    return {**_fields(a, _ANSWERS), "round_id": round_id, "position": position}
 
 
-def _candidate_row(round_id: str, position: int, c: Candidate) -> dict[str, Any]:
-    return _storable({
+def _candidate_values(round_id: str, position: int, c: Candidate) -> dict[str, Any]:
+    return {
         "round_id": round_id, "position": position, "answer": c.answer, "strength": c.strength,
         "log_strength": c.log_strength, "stderr": c.stderr, "votes": c.votes, "mean_rank": c.mean_rank,
         "nodes": json.dumps(c.nodes),
-    })
+    }
+
+
+def _judgment_values(round_id: str, position: int, j: Judgment) -> dict[str, Any]:
+    return {**_fields(j, _JUDGMENTS), "round_id": round_id, "position": position}
+
+
+def _answer_row(round_id: str, position: int, a: Answer) -> dict[str, Any]:
+    return _storable(_answer_values(round_id, position, a))
+
+
+def _candidate_row(round_id: str, position: int, c: Candidate) -> dict[str, Any]:
+    return _storable(_candidate_values(round_id, position, c))
 
 
 def _judgment_row(round_id: str, position: int, j: Judgment) -> dict[str, Any]:
-    return _storable({**_fields(j, _JUDGMENTS), "round_id": round_id, "position": position})
+    return _storable(_judgment_values(round_id, position, j))
+
+
+# -- columns checked against the record, and read from it -------------------------------------------
+
+_CHILDREN: dict[str, Table] = {"answers": _ANSWERS, "candidates": _CANDIDATES, "judgments": _JUDGMENTS}
+
+_SHOWN = 8
+"""Disagreeing columns named per round; more are counted."""
+
+
+def _child_rows(conn: Connection, table: Table, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of ``table`` for the rounds ``ids``, by round id, in position order."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if ids:
+        query = select(table).where(table.c.round_id.in_(list(ids))).order_by(table.c.round_id, table.c.position)
+        for row in conn.execute(query):
+            found[str(row.round_id)].append(dict(row._mapping))
+    return found
+
+
+def _expected_children(result: RoundResult) -> dict[str, list[dict[str, Any]]]:
+    rid = result.round_id
+    return {
+        "answers": [_answer_values(rid, i, a) for i, a in enumerate(result.answers)],
+        "candidates": [_candidate_values(rid, i, c) for i, c in enumerate(result.candidates)],
+        "judgments": [_judgment_values(rid, i, j) for i, j in enumerate(result.judgments)],
+    }
+
+
+def _agrees(expected: Any, stored: Any) -> bool:
+    """Whether a column holds the value derived from the record (text as it was written, or its
+    :func:`storable` stand-in; a timestamp in UTC; a number equal as a float)."""
+    if isinstance(expected, str):
+        return isinstance(stored, str) and (stored == storable(expected) or stored == expected)
+    if expected is None or stored is None:
+        return expected is None and stored is None
+    if isinstance(expected, datetime):
+        return isinstance(stored, datetime) and as_utc(stored) == as_utc(expected)
+    if isinstance(expected, bool) or isinstance(stored, bool):
+        return isinstance(stored, (bool, int)) and bool(stored) == bool(expected) and int(stored) in (0, 1)
+    if isinstance(expected, (int, float)) and isinstance(stored, (int, float)):
+        a, b = float(expected), float(stored)
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(expected == stored)
+
+
+def _disagreements(text: str, row: dict[str, Any], children: dict[str, list[dict[str, Any]]]) -> list[str]:
+    try:
+        result = RoundResult.model_validate_json(text)
+    except ValidationError as exc:
+        return [f"result_json (the record cannot be read: {exc.error_count()} invalid field(s), "
+                f"first: {_first_error(exc)})"]
+    found = [name for name, value in _round_values(result).items() if not _agrees(value, row.get(name))]
+    for table, expected_rows in _expected_children(result).items():
+        stored_rows = children.get(table, [])
+        if len(stored_rows) != len(expected_rows):
+            found.append(f"{table} ({len(stored_rows)} rows, the record has {len(expected_rows)})")
+            continue
+        for i, (want, have) in enumerate(zip(expected_rows, stored_rows)):
+            found += [f"{table}[{i}].{name}" for name, value in want.items() if not _agrees(value, have.get(name))]
+    if len(found) > _SHOWN:
+        found = [*found[:_SHOWN], f"… {len(found) - _SHOWN} more"]
+    return found
+
+
+def _created_at(conn: Connection) -> Any:
+    """``rounds.created_at`` as stored: text on SQLite (whose column may hold anything; read as a
+    timestamp a malformed one would raise), a timestamp elsewhere; :func:`_when` reads either."""
+    if conn.dialect.name == "sqlite":
+        return cast(_ROUNDS.c.created_at, String).label("created_at")
+    return _ROUNDS.c.created_at
+
+
+def _when(value: Any) -> datetime | None:
+    """A ``created_at`` column's value as an aware UTC datetime; None if it is not a timestamp."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    try:
+        return as_utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
 
 
 def _insert_round(conn: Connection, result: RoundResult, *, trusted: bool = False) -> None:

@@ -138,3 +138,16 @@ def test_a_scripted_option_of_the_wrong_type_is_one_line_before_any_round(tmp_pa
 def test_an_unknown_log_level_is_a_usage_error_not_a_uvicorn_traceback(isolated_home, command):
     proc = run_cli(*command, "--log-level", "nope", home=isolated_home)
     assert proc.returncode == 2 and "'nope' is not one of" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('backend = "nope"', "node 'a1': unknown backend 'nope'"),
+    ('judge = "banana"', "node 'a1': scripted judge rule must be one of"),
+    ("bogus = 1", "node 'a1': unknown scripted option(s): bogus"),
+])
+def test_config_show_rejects_what_a_round_would_reject(tmp_path, isolated_home, extra, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[swarm]\nname = "s"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n{extra}\n')
+    proc = run_cli("config", "show", "--config", str(path), home=isolated_home)
+    assert proc.returncode == 1 and message in proc.stderr and proc.stdout == ""
+    assert not (isolated_home / "keys").exists()  # a look at a config makes no key

@@ -173,10 +173,26 @@ def protocols() -> None:
 
 @config_app.command("show")
 def config_show(config: ConfigOpt = None) -> None:
-    """Print a swarm config (the embedded default unless --config is given), validated."""
+    """Print a swarm config (the embedded default unless --config is given), validated as a round would
+    use it: every node's backend and options are built (except llama.cpp models, which are not touched;
+    no key is made)."""
     from swarmrank.config import default_config_text, load_config
+    from swarmrank.nodes.base import BuildContext
+    from swarmrank.nodes.factory import build_backend
+    from swarmrank.protocols import get_protocol
+    from swarmrank.settings import Settings
 
-    load_config(config)
+    cfg = load_config(config)
+    get_protocol(cfg.swarm.protocol)
+    ctx = BuildContext(shared={"settings": Settings.from_env()})
+    for section in cfg.nodes:
+        name, options = cfg.backend_for(section)
+        if name == "llamacpp":  # building it joins the packaged model file (hundreds of MB): not for a look
+            continue
+        try:
+            build_backend(name, options, ctx)
+        except SwarmError as exc:
+            raise SwarmError(f"node {section.id!r}: {exc}") from None
     text = default_config_text() if config is None else config.read_text(encoding="utf-8")
     sys.stdout.write(text)
 

@@ -196,3 +196,20 @@ def test_ctrl_c_marks_the_run_interrupted_prints_how_to_resume_and_resume_finish
                       check=True)
     assert json.loads(resumed.stdout)["status"] == "done"
     assert json.loads(resumed.stdout)["summary"]["items"] == 40
+
+
+@pytest.mark.parametrize("text", ["rg:basic_arithmetic:easy:3,mine.jsonl", "rg:basic_arithmetic:easy:3,tiny"])
+def test_a_suite_that_mixes_specs_with_a_file_or_a_name_says_so(text):
+    with pytest.raises(ConfigError, match=r"mixes kinds: give one suite name, one .jsonl/.csv file, or"):
+        SuiteRef.parse(text)
+
+
+def test_a_directory_given_as_a_config_or_a_data_file_is_not_called_missing(tmp_path):
+    from swarmrank.config import load_config
+
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_config(tmp_path)
+    folder = tmp_path / "data.jsonl"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_file(folder)

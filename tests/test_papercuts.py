@@ -4,6 +4,9 @@ the API-key hint, ask_sync inside a running loop, majority ties, exact scripted 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,13 @@ def test_config_show_rejects_what_a_round_would_reject(tmp_path, isolated_home, 
     proc = run_cli("config", "show", "--config", str(path), home=isolated_home)
     assert proc.returncode == 1 and message in proc.stderr and proc.stdout == ""
     assert not (isolated_home / "keys").exists()  # a look at a config makes no key
+
+
+def test_a_byte_that_is_not_utf8_on_stdin_is_named_as_such(tmp_path, isolated_home):
+    path = tmp_path / "s.toml"
+    path.write_text('[swarm]\nname = "s"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n')
+    env = {**os.environ, "SWARMRANK_HOME": str(isolated_home)}
+    proc = subprocess.run([sys.executable, "-m", "swarmrank", "ask", "-", "--config", str(path)], env=env,
+                          input=b"What is 1+1?\xff", capture_output=True)
+    assert proc.returncode == 1
+    assert "the byte 0xff, not UTF-8) at position 12" in proc.stderr.decode()

@@ -226,8 +226,10 @@ def load_config(path: str | Path | None = None) -> SwarmConfig:
         text, source = default_config_text(), "embedded default config"
     else:
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise ConfigError(f"config file {p} does not exist")
+        if not p.is_file():
+            raise ConfigError(f"config file {p} is not a file (a swarm config is a TOML file)")
         try:
             text, source = p.read_text(encoding="utf-8"), str(p)
         except (OSError, UnicodeDecodeError) as exc:

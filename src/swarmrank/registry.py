@@ -344,7 +344,9 @@ class Registry:
         """The admission deposit to use (the params' by default); refused when it is not a finite
         amount between the minimum and the maximum stake — check it before running an exam."""
         amount = self.params.deposit if stake is None else float(stake)
-        if not math.isfinite(amount) or amount < self.params.min_stake:
+        if not math.isfinite(amount):
+            raise TrustError(f"a stake must be a finite number, not {amount:g}")
+        if amount < self.params.min_stake:
             raise TrustError(f"a stake of {amount:g} is below the minimum of {self.params.min_stake:g}")
         if amount > self.params.max_stake:
             raise TrustError(f"a stake of {amount:g} is above the maximum of {self.params.max_stake:g}")

@@ -324,5 +324,8 @@ def _check_unicode(question: str) -> None:
     try:
         question.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ConfigError(f"the question is not valid Unicode: it holds an unpaired surrogate at position "
-                          f"{exc.start}") from None
+        code = ord(question[exc.start])
+        escaped = 0xDC80 <= code <= 0xDCFF  # how Python reads a byte that is not UTF-8
+        byte = f"; read from a file or stdin: the byte 0x{code - 0xDC00:02x}, not UTF-8" if escaped else ""
+        raise ConfigError(f"the question is not valid Unicode: it holds an unpaired surrogate (U+{code:04X}{byte}) "
+                          f"at position {exc.start}") from None

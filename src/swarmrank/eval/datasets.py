@@ -603,8 +603,10 @@ def load_file(path: str | Path) -> list[EvalItem]:
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise ConfigError(f"{path}: an eval data file must be .jsonl or .csv")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"eval data file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"eval data file {path} is not a file")
     items: list[EvalItem] = []
     seen: set[str] = set()
     for number, record in _records(path):
@@ -656,6 +658,10 @@ class SuiteRef:
         text = text.strip()
         if limit is not None and limit < 1:
             raise ConfigError(f"--limit must be at least 1, not {limit}")
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if len(parts) > 1 and any(p in _SUITES or p.lower().endswith((".jsonl", ".csv")) for p in parts):
+            raise ConfigError(f"--suite {text!r} mixes kinds: give one suite name, one .jsonl/.csv file, or "
+                              "comma-separated dataset specs such as rg:basic_arithmetic:easy:20")
         if text in _SUITES:
             source = text
         elif text.lower().endswith((".jsonl", ".csv")) or Path(text).expanduser().is_file():

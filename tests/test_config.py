@@ -228,7 +228,8 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path, name: str):
     path = tmp_path / name
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value) == f"config file {path} does not exist"
+    wanted = "does not exist" if name == "missing.toml" else "is not a file (a swarm config is a TOML file)"
+    assert str(info.value) == f"config file {path} {wanted}"
 
 
 def test_personas_that_name_the_same_model_share_one_loaded_model(isolated_home):

@@ -596,18 +596,24 @@ def decide(n_candidates: int, votes: Sequence[float] | FloatArray, evidence: Seq
     prior_kappa = (_grid_weights(prior_ll) * KAPPA_GRID).sum(axis=1)
     floor_row = np.zeros_like(KAPPA_GRID)
     floor_row[np.searchsorted(KAPPA_GRID, params.consensus_floor)] = 1.0
+    half_row = np.zeros_like(KAPPA_GRID)
+    half_row[np.searchsorted(KAPPA_GRID, params.consensus_floor / 2)] = 1.0
     post_ll = prior_ll
     d = px = py = np.zeros(E)
     grid_w = _grid_weights(prior_ll)
     for _ in range(params.iterations):
-        # the judges-only posterior without judge j (flat prior, no votes); each other judge still
-        # unproven counts at least as a judge of discrimination `consensus_floor`, so that a consensus
-        # of new judges is not silenced. A judge shown to be below the floor (its mean + 1 sd is) counts
-        # as what it is: a known liar or coin must not drag the others' consensus toward itself.
+        # the judges-only posterior without judge j (flat prior, no votes); each other judge below the
+        # floor counts as a judge of discrimination `consensus_floor` while still unproven (its mean +
+        # 1 sd reaches the floor), so that a consensus of new judges is not silenced, and at half the
+        # floor once shown to be below it: a known liar must not drag the others' consensus far toward
+        # itself (at the full floor one liar made two 0.95 judges look like coins), yet honest judges
+        # that a consistent colluder has pushed down must not lose all say either (at no floor they
+        # did, and the colluder took the swarm: the resilience benchmark, 0.33 colluding)
         mean_k = (grid_w * KAPPA_GRID).sum(axis=1)
         sd_k = np.sqrt(np.maximum((grid_w * KAPPA_GRID**2).sum(axis=1) - mean_k**2, 0.0))
-        unproven = (mean_k < params.consensus_floor) & (mean_k + sd_k >= params.consensus_floor)
-        cons_w = np.where(unproven[:, None], floor_row[None, :], grid_w)
+        low = mean_k < params.consensus_floor
+        unproven = low & (mean_k + sd_k >= params.consensus_floor)
+        cons_w = np.where(unproven[:, None], floor_row[None, :], np.where(low[:, None], half_row[None, :], grid_w))
         per_c, total_c = _contributions(n, judge_idx, xs, ys, _effective(lx, ly, cons_w[judge_idx]), w, J)
         loo = _softmax(total_c[None, :] - per_c, axis=1)
         px, py = loo[judge_idx, xs], loo[judge_idx, ys]

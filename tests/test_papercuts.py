@@ -124,6 +124,13 @@ def test_a_scripted_key_equal_to_the_whole_question_wins_over_a_longer_contained
     assert table.own_answer("what is 2 + 2?") == "short"
 
 
+def one_node_config(tmp_path: Path, extra: str = "") -> Path:
+    """A swarm of one scripted node ``a1``, with ``extra`` lines in its entry."""
+    path = tmp_path / "one.toml"
+    path.write_text(f'[swarm]\nname = "s"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n{extra}\n')
+    return path
+
+
 @pytest.mark.parametrize("option, message", [
     ('answers = "x"', "bad scripted node option answers: Input should be a valid dictionary"),
     ('latency = "slow"', "bad scripted node option latency: Input should be a valid number"),
@@ -131,8 +138,7 @@ def test_a_scripted_key_equal_to_the_whole_question_wins_over_a_longer_contained
     ('accuracy = "high"', "bad scripted node option accuracy: Input should be a valid number"),
 ])
 def test_a_scripted_option_of_the_wrong_type_is_one_line_before_any_round(tmp_path, isolated_home, option, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(f'[swarm]\nname = "t"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n{option}\n')
+    path = one_node_config(tmp_path, option)
     proc = run_cli("ask", "What is 1 + 1?", "--config", str(path), home=isolated_home)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
@@ -149,16 +155,14 @@ def test_an_unknown_log_level_is_a_usage_error_not_a_uvicorn_traceback(isolated_
     ("bogus = 1", "node 'a1': unknown scripted option(s): bogus"),
 ])
 def test_config_show_rejects_what_a_round_would_reject(tmp_path, isolated_home, extra, message):
-    path = tmp_path / "c.toml"
-    path.write_text(f'[swarm]\nname = "s"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n{extra}\n')
+    path = one_node_config(tmp_path, extra)
     proc = run_cli("config", "show", "--config", str(path), home=isolated_home)
     assert proc.returncode == 1 and message in proc.stderr and proc.stdout == ""
     assert not (isolated_home / "keys").exists()  # a look at a config makes no key
 
 
 def test_a_byte_that_is_not_utf8_on_stdin_is_named_as_such(tmp_path, isolated_home):
-    path = tmp_path / "s.toml"
-    path.write_text('[swarm]\nname = "s"\n[models.m]\nbackend = "scripted"\n[[nodes]]\nid = "a1"\nmodel = "m"\n')
+    path = one_node_config(tmp_path)
     env = {**os.environ, "SWARMRANK_HOME": str(isolated_home)}
     proc = subprocess.run([sys.executable, "-m", "swarmrank", "ask", "-", "--config", str(path)], env=env,
                           input=b"What is 1+1?\xff", capture_output=True)
